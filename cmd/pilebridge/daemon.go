@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/bbolt"
+
+	"pilebridge/driver"
+	"pilebridge/internal/config"
+	"pilebridge/meter"
+	"pilebridge/session"
+	"pilebridge/uploader"
+)
+
+func configFlag(name string, args []string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("config", "/etc/pilebridge/pilebridge.yaml", "config file")
+	return fs, path
+}
+
+// app is the daemon, wired from the config.
+type app struct {
+	cfg      *config.Config
+	log      zerolog.Logger
+	db       *bbolt.DB
+	profiles *meter.Registry
+	buses    map[string]*driver.Bus
+	ports    []*session.Port
+	outbox   *uploader.Outbox
+	sender   *uploader.Sender
+	devsync  *uploader.DeviceSync
+	runner   *session.Runner
+	status   *statusBoard
+}
+
+// load checks the config and every profile it names; nothing is opened.
+func load(path string) (*config.Config, *meter.Registry, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := meter.LoadRegistry(cfg.ProfilesDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, p := range cfg.Piles {
+		for j, pt := range p.Ports {
+			if _, err := reg.Get(pt.Profile); err != nil {
+				return nil, nil, &config.Error{File: path, Key: fmt.Sprintf("piles[%d].ports[%d].profile", i, j), Msg: err.Error()}
+			}
+		}
+	}
+	return cfg, reg, nil
+}
+
+func cmdCheck(args []string, stdout io.Writer) error {
+	fs, path := configFlag("check", args)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, reg, err := load(*path)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, p := range cfg.Piles {
+		n += len(p.Ports)
+	}
+	fmt.Fprintf(stdout, "config ok: %d buses, %d piles, %d ports, %d profiles\n", len(cfg.Buses), len(cfg.Piles), n, len(reg.Names()))
+	return nil
+}
+
+func openDB(dataDir string, wait time.Duration) (*bbolt.DB, error) {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	path := filepath.Join(dataDir, "pilebridge.db")
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("%s is in use (is the daemon running?): %w", path, err)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, path := configFlag("run", args)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, reg, err := load(*path)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return err
+	}
+	a, err := build(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer a.db.Close()
+	return a.run(ctx)
+}
+
+func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, profiles: reg, buses: map[string]*driver.Bus{}}
+	db, err := openDB(cfg.DataDir, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	a.db = db
+	fail := func(err error) (*app, error) {
+		db.Close()
+		return nil, err
+	}
+	tariff, err := session.NewTariff(cfg.Tariff.TimeZone, cfg.Tariff.Periods)
+	if err != nil {
+		return fail(err)
+	}
+	a.outbox, err = uploader.NewOutbox(db, cfg.Platform.OutboxMaxRecords, log.With().Str("part", "outbox").Logger())
+	if err != nil {
+		return fail(err)
+	}
+	store, err := session.NewStore(db, a.outbox, tariff.Loc, cfg.NodeID)
+	if err != nil {
+		return fail(err)
+	}
+	client := uploader.NewClient(uploader.ClientConfig{
+		BaseURL: cfg.Platform.BaseURL, AppID: cfg.Platform.AppID, AppSecret: cfg.Platform.AppSecret,
+		StationUUID: cfg.StationUUID, Timeout: cfg.Platform.Timeout,
+	})
+	a.sender = uploader.NewSender(a.outbox, client, uploader.SenderConfig{
+		BaseBackoff: cfg.Platform.RetryBase, MaxBackoff: cfg.Platform.RetryMax,
+	}, log.With().Str("part", "sender").Logger())
+	a.devsync = uploader.NewDeviceSync(client, cfg.Platform.DeviceSyncInterval, log.With().Str("part", "device_sync").Logger())
+	a.status = newStatusBoard(cfg, a.devsync)
+
+	for _, b := range cfg.Buses {
+		dc := driver.Config{
+			Name: b.Name, Device: b.Device,
+			Serial:  driver.SerialParams{Baud: b.Baud, DataBits: b.DataBits, Parity: b.Parity, StopBits: b.StopBits},
+			Default: driver.SlavePolicy{Timeout: b.Timeout, Retries: b.Retries, SwitchGap: b.SwitchGap},
+			Slaves:  map[uint8]driver.SlavePolicy{},
+		}
+		for _, p := range cfg.Piles {
+			if p.Bus != b.Name {
+				continue
+			}
+			for _, pt := range p.Ports {
+				pol := dc.Default
+				if pt.Timeout > 0 {
+					pol.Timeout = pt.Timeout
+				}
+				if pt.Retries != nil {
+					pol.Retries = *pt.Retries
+				}
+				if pt.SwitchGap > 0 {
+					pol.SwitchGap = pt.SwitchGap
+				}
+				dc.Slaves[uint8(pt.Slave)] = pol
+			}
+		}
+		bus, err := driver.New(dc, log)
+		if err != nil {
+			return fail(err)
+		}
+		a.buses[b.Name] = bus
+	}
+	for _, p := range cfg.Piles {
+		for _, pt := range p.Ports {
+			prof, _ := reg.Get(pt.Profile)
+			ratios := meter.Ratios{PT: pt.PT, CT: pt.CT}
+			key := p.DeviceNo + "/" + pt.PortNo
+			pc := session.PortConfig{
+				DeviceNo: p.DeviceNo, DeviceType: p.DeviceType, PortNo: pt.PortNo, EnergyCode: p.EnergyCode,
+				RatedPowerW: p.RatedPowerW, ProgressInterval: cfg.Platform.ProgressInterval,
+				StartTimeout: cfg.Session.StartTimeout, OfflineAfter: cfg.Session.OfflineAfter,
+				OfflineClose: cfg.Session.OfflineClose, HoldPolls: cfg.Session.HoldPolls,
+				StartPowerW: pt.MeterOnly.StartPowerW, StartFor: pt.MeterOnly.StartFor,
+				StopPowerW: pt.MeterOnly.StopPowerW, StopFor: pt.MeterOnly.StopFor,
+				Mobile: cfg.LocalUserID, Plates: cfg.Plates, WantsPlate: cfg.ParkingReduction,
+				WrapWh: prof.EnergyWrapWh(ratios),
+			}
+			plog := log.With().Str("port", key).Logger()
+			a.ports = append(a.ports, &session.Port{
+				Key:      key,
+				Machine:  session.NewMachine(pc, tariff, store.NextOrder, plog),
+				Poller:   meter.NewPoller(a.buses[p.Bus], uint8(pt.Slave), prof, ratios),
+				Interval: pt.PollInterval,
+			})
+			a.status.addPort(key, p, pt)
+		}
+	}
+	clock := session.Clock{MinDate: cfg.MinDate(), SyncedFile: cfg.Clock.SyncedFile}
+	a.runner = session.NewRunner(store, clock, a.status.observe, log.With().Str("part", "session").Logger())
+	if err := a.runner.Restore(a.ports); err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+func (a *app) run(ctx context.Context) error {
+	a.log.Info().Str("version", version).Str("station", a.cfg.StationUUID).Str("platform", a.cfg.Platform.BaseURL).
+		Int("buses", len(a.buses)).Int("ports", len(a.ports)).Int64("outbox_pending", a.outbox.Pending()).Msg("pilebridge starting")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	goRun := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	for _, b := range a.buses {
+		goRun(func() { b.Run(ctx) })
+	}
+	goRun(func() { a.sender.Run(ctx) })
+	goRun(func() { a.devsync.Run(ctx) })
+	for _, p := range a.ports {
+		goRun(func() { a.runner.Run(ctx, p) })
+	}
+	var srv *http.Server
+	if a.cfg.Listen != "" {
+		ln, err := net.Listen("tcp", a.cfg.Listen)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+		}
+		srv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+		goRun(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error().Err(err).Msg("status server")
+			}
+		})
+		a.log.Info().Str("listen", a.cfg.Listen).Msg("status and metrics served")
+	}
+	<-ctx.Done()
+	a.log.Info().Msg("stopping")
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		scancel()
+	}
+	wg.Wait()
+	a.log.Info().Int64("outbox_pending", a.outbox.Pending()).Msg("stopped")
+	return nil
+}

@@ -1,0 +1,96 @@
+// Command pilebridge polls EV charging piles over Modbus and reports their
+// sessions to the P云 platform.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+var version = "dev"
+
+const usage = `pilebridge: EV charging pile ↔ P云 bridge
+
+usage:
+  pilebridge [run] --config FILE        run the daemon
+  pilebridge check --config FILE        validate the config and profiles, then exit
+  pilebridge scan                       list serial ports (USB ids, by-id paths); opens none
+  pilebridge read --device DEV --slave N --profile NAME [--baud B --parity P --stop-bits S] [--json]
+  pilebridge profiles [--dir DIR]       list meter and pile profiles and where each came from
+  pilebridge outbox list [--all] --config FILE
+  pilebridge outbox retry ORDER|--parked --config FILE
+  pilebridge version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(ctx, args, stderr)
+	case "check":
+		err = cmdCheck(args, stdout)
+	case "scan":
+		err = cmdScan(stdout)
+	case "read":
+		err = cmdRead(ctx, args, stdout, stderr)
+	case "profiles":
+		err = cmdProfiles(args, stdout)
+	case "outbox":
+		err = cmdOutbox(args, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "pilebridge", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "pilebridge: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		fmt.Fprintln(stderr, "pilebridge:", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger writes JSON, or readable lines when stderr is a terminal.
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Logger{}, fmt.Errorf("log.level %q: %w", level, err)
+	}
+	if format == "console" || (format == "auto" && isTerminal(w)) {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.DateTime}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/bbolt"
+
+	"pilebridge/internal/config"
+	"pilebridge/uploader"
+)
+
+// cmdOutbox works on the database directly when the daemon is stopped, and
+// through the daemon's listen address while it runs (bbolt allows one writer).
+func cmdOutbox(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("outbox: want list or retry")
+	}
+	sub, args := args[0], args[1:]
+	fs, path := configFlag("outbox "+sub, args)
+	all := fs.Bool("all", false, "list: include recently delivered records")
+	parked := fs.Bool("parked", false, "retry: requeue every parked record")
+	// accept ORDER before or after the flags
+	var order string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		order, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if order == "" {
+		order = fs.Arg(0)
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		l, err := outboxList(cfg, *all)
+		if err != nil {
+			return err
+		}
+		printListing(stdout, l)
+		return nil
+	case "retry":
+		if order == "" && !*parked {
+			return fmt.Errorf("outbox retry: give an ORDER or --parked")
+		}
+		n, err := outboxRetry(cfg, order)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "requeued %d record(s)\n", n)
+		return nil
+	}
+	return fmt.Errorf("outbox: unknown subcommand %q (want list or retry)", sub)
+}
+
+func withOutbox(cfg *config.Config, f func(*uploader.Outbox) error) (bool, error) {
+	db, err := openDB(cfg.DataDir, 300*time.Millisecond)
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return false, err
+		}
+		return true, err
+	}
+	defer db.Close()
+	box, err := uploader.NewOutbox(db, cfg.Platform.OutboxMaxRecords, zerolog.Nop())
+	if err != nil {
+		return true, err
+	}
+	return true, f(box)
+}
+
+func daemonURL(cfg *config.Config, path string) (string, error) {
+	if cfg.Listen == "" {
+		return "", fmt.Errorf("the daemon holds the database and has no listen address: stop it, or set listen in the config")
+	}
+	return "http://" + cfg.Listen + path, nil
+}
+
+func outboxList(cfg *config.Config, all bool) (outboxListing, error) {
+	var l outboxListing
+	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
+		var err error
+		l.Pending, l.Parked, l.Delivered, err = box.List(all)
+		return err
+	})
+	if done {
+		return l, err
+	}
+	u, uerr := daemonURL(cfg, "/outbox")
+	if uerr != nil {
+		return l, uerr
+	}
+	if all {
+		u += "?all=1"
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		return l, fmt.Errorf("ask the running daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return l, fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	return l, json.NewDecoder(resp.Body).Decode(&l)
+}
+
+func outboxRetry(cfg *config.Config, order string) (int, error) {
+	n := 0
+	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
+		var err error
+		n, err = box.Requeue(order)
+		return err
+	})
+	if done {
+		return n, err
+	}
+	u, uerr := daemonURL(cfg, "/outbox/retry?")
+	if uerr != nil {
+		return 0, uerr
+	}
+	q := url.Values{}
+	if order != "" {
+		q.Set("order", order)
+	} else {
+		q.Set("parked", "1")
+	}
+	resp, err := http.Post(u+q.Encode(), "text/plain", nil)
+	if err != nil {
+		return 0, fmt.Errorf("ask the running daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Requeued int `json:"requeued"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	return out.Requeued, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+func printListing(w io.Writer, l outboxListing) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHERE\tSEQ\tORDER\tKIND\tSTATE\tQUANTITY_WH\tFEES_FEN\tATTEMPTS\tLAST_ERROR")
+	row := func(where string, e uploader.Entry) {
+		r := e.Record
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d+%d\t%d\t%s\n", where, e.Seq, r.Order, r.Kind, r.State, r.QuantityWh, r.EnergyFen, r.ServiceFen, e.Attempts, e.LastError)
+	}
+	for _, e := range l.Pending {
+		row("pending", e)
+	}
+	for _, e := range l.Parked {
+		row("parked", e)
+	}
+	for _, e := range l.Delivered {
+		row("delivered", e)
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"pilebridge/internal/config"
+	"pilebridge/meter"
+	"pilebridge/session"
+	"pilebridge/uploader"
+)
+
+// portView is what the status page shows of a port.
+type portView struct {
+	Key        string            `json:"port"`
+	Pile       string            `json:"device_no"`
+	PortNo     string            `json:"port_no"`
+	Alias      string            `json:"alias,omitempty"`
+	State      session.PortState `json:"state"`
+	Order      string            `json:"order,omitempty"`
+	QuantityWh int64             `json:"quantity_wh"`
+	EnergyWh   int64             `json:"meter_energy_wh"`
+	PowerW     int64             `json:"power_w"`
+	Quantised  bool              `json:"energy_quantised,omitempty"`
+	FaultText  string            `json:"fault,omitempty"`
+	Error      string            `json:"poll_error,omitempty"`
+	UpdatedAt  time.Time         `json:"updated_at"`
+}
+
+// statusBoard keeps the latest view of every port and feeds device/sync.
+type statusBoard struct {
+	mu      sync.Mutex
+	ports   map[string]*portView
+	piles   map[string]config.Pile
+	devsync *uploader.DeviceSync
+}
+
+func newStatusBoard(cfg *config.Config, ds *uploader.DeviceSync) *statusBoard {
+	return &statusBoard{ports: map[string]*portView{}, piles: map[string]config.Pile{}, devsync: ds}
+}
+
+func (s *statusBoard) addPort(key string, p config.Pile, pt config.Port) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ports[key] = &portView{Key: key, Pile: p.DeviceNo, PortNo: pt.PortNo, Alias: pt.Alias, State: session.Idle}
+	s.piles[p.DeviceNo] = p
+}
+
+func (s *statusBoard) observe(key string, st session.PortState, sess *session.Session, r meter.Reading, err error) {
+	s.mu.Lock()
+	v := s.ports[key]
+	v.State, v.UpdatedAt, v.Error = st, time.Now().UTC(), ""
+	if err != nil {
+		v.Error = err.Error()
+	} else {
+		v.EnergyWh, v.PowerW, v.Quantised, v.FaultText = r.EnergyWh, r.PowerW, r.Quantised(), r.FaultText
+	}
+	v.Order, v.QuantityWh = "", 0
+	if sess != nil {
+		v.Order, v.QuantityWh = sess.Order, sess.Quantity
+	}
+	dev := s.deviceLocked(v.Pile)
+	s.mu.Unlock()
+	s.devsync.Update(dev)
+}
+
+var portStates = map[session.PortState]int{
+	session.Idle: uploader.PortIdle, session.Plugged: uploader.PortOccupied, session.Starting: uploader.PortCharging,
+	session.Charging: uploader.PortCharging, session.Finishing: uploader.PortCharging, session.Finished: uploader.PortOccupied,
+	session.StartFailed: uploader.PortOccupied, session.Faulted: uploader.PortFault, session.Offline: uploader.PortFault,
+}
+
+var portDescs = map[session.PortState]string{
+	session.Idle: "空闲", session.Plugged: "已插枪", session.Starting: "启动中", session.Charging: "充电中",
+	session.Finishing: "停止中", session.Finished: "充电完成", session.StartFailed: "启动失败",
+	session.Faulted: "故障", session.Offline: "通信中断",
+}
+
+// deviceLocked builds a pile's device/sync report from its ports.
+func (s *statusBoard) deviceLocked(deviceNo string) uploader.DeviceStatus {
+	p := s.piles[deviceNo]
+	dev := uploader.DeviceStatus{No: p.DeviceNo, Name: p.Name, Type: p.DeviceType, EnergyCode: p.EnergyCode,
+		State: uploader.DeviceAvailable, StateDesc: "可用"}
+	if dev.Name == "" {
+		dev.Name = p.DeviceNo
+	}
+	offline, faulted := 0, 0
+	for _, pt := range p.Ports {
+		v := s.ports[p.DeviceNo+"/"+pt.PortNo]
+		desc := portDescs[v.State]
+		if v.State == session.Faulted && v.FaultText != "" {
+			desc = v.FaultText
+		}
+		dev.Port = append(dev.Port, uploader.PortStatus{No: pt.PortNo, State: portStates[v.State], StateDesc: desc, Alias: pt.Alias})
+		switch v.State {
+		case session.Offline:
+			offline++
+		case session.Faulted:
+			faulted++
+		}
+	}
+	switch {
+	case offline == len(p.Ports):
+		dev.State, dev.StateDesc = uploader.DeviceOffline, "离线"
+	case offline+faulted == len(p.Ports):
+		dev.State, dev.StateDesc = uploader.DeviceFault, "故障"
+	}
+	if p.RatedPowerW > 0 {
+		dev.Metadata = map[string]string{"DEVICE_CHARGE_POWER": strconv.FormatInt(p.RatedPowerW*10000, 10)}
+	}
+	return dev
+}
+
+func (s *statusBoard) snapshot() []portView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]portView, 0, len(s.ports))
+	for _, v := range s.ports {
+		out = append(out, *v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// handler serves /status, /outbox, /outbox/retry and /metrics on the
+// configured listen address (keep it on loopback or a management network).
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		buses := map[string]any{}
+		for name, b := range a.buses {
+			buses[name] = b.Stats()
+		}
+		writeJSON(w, map[string]any{
+			"version": version, "ports": a.status.snapshot(), "buses": buses,
+			"outbox_pending": a.outbox.Pending(), "uploads": a.sender.Stats(),
+		})
+	})
+	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
+		pending, parked, delivered, err := a.outbox.List(r.URL.Query().Get("all") != "")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, outboxListing{Pending: pending, Parked: parked, Delivered: delivered})
+	})
+	mux.HandleFunc("POST /outbox/retry", func(w http.ResponseWriter, r *http.Request) {
+		order := r.URL.Query().Get("order")
+		if order == "" && r.URL.Query().Get("parked") == "" {
+			http.Error(w, "give order=ORDER or parked=1", http.StatusBadRequest)
+			return
+		}
+		n, err := a.outbox.Requeue(order)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, map[string]int{"requeued": n})
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{a: a})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+type outboxListing struct {
+	Pending   []uploader.Entry `json:"pending"`
+	Parked    []uploader.Entry `json:"parked"`
+	Delivered []uploader.Entry `json:"delivered,omitempty"`
+}
+
+// collector reads the live counters at scrape time.
+type collector struct{ a *app }
+
+var (
+	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges by outcome.", []string{"bus", "slave", "outcome"}, nil)
+	mLatency   = prometheus.NewDesc("pilebridge_modbus_last_latency_seconds", "Latency of the last good exchange.", []string{"bus", "slave"}, nil)
+	mPending   = prometheus.NewDesc("pilebridge_outbox_pending", "Records waiting for delivery.", nil, nil)
+	mUploads   = prometheus.NewDesc("pilebridge_uploads_total", "Upload attempts by outcome.", []string{"outcome"}, nil)
+	mQuantity  = prometheus.NewDesc("pilebridge_session_quantity_wh", "Energy of the open session.", []string{"port"}, nil)
+	mPortState = prometheus.NewDesc("pilebridge_port_state", "1 for the port's present state.", []string{"port", "state"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mExchanges, mLatency, mPending, mUploads, mQuantity, mPortState} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	for name, b := range c.a.buses {
+		for id, s := range b.Stats() {
+			sl := strconv.Itoa(int(id))
+			for outcome, v := range map[string]uint64{"ok": s.OK, "timeout": s.Timeouts, "crc": s.CRCErrors,
+				"frame": s.FrameErrors, "exception": s.Exceptions, "line": s.LineErrors, "skipped": s.Skipped} {
+				ch <- prometheus.MustNewConstMetric(mExchanges, prometheus.CounterValue, float64(v), name, sl, outcome)
+			}
+			ch <- prometheus.MustNewConstMetric(mLatency, prometheus.GaugeValue, s.LastLatency.Seconds(), name, sl)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(c.a.outbox.Pending()))
+	st := c.a.sender.Stats()
+	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Delivered), "delivered")
+	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Failed), "failed")
+	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Parked), "parked")
+	for _, v := range c.a.status.snapshot() {
+		ch <- prometheus.MustNewConstMetric(mQuantity, prometheus.GaugeValue, float64(v.QuantityWh), v.Key)
+		ch <- prometheus.MustNewConstMetric(mPortState, prometheus.GaugeValue, 1, v.Key, string(v.State))
+	}
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.bug.st/serial/enumerator"
+
+	"pilebridge/driver"
+	"pilebridge/meter"
+)
+
+// cmdScan lists serial ports from sysfs without opening any, so a running
+// daemon's line settings are never disturbed.
+func cmdScan(stdout io.Writer) error {
+	ports, err := enumerator.GetDetailedPortsList()
+	if err != nil {
+		return fmt.Errorf("list serial ports: %w", err)
+	}
+	byID := map[string]string{}
+	if links, _ := filepath.Glob("/dev/serial/by-id/*"); links != nil {
+		for _, l := range links {
+			if target, err := filepath.EvalSymlinks(l); err == nil {
+				byID[target] = l
+			}
+		}
+	}
+	// RS-485 HATs and SoC UARTs that the enumerator does not match
+	seen := map[string]bool{}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PORT\tUSB VID:PID\tSERIAL\tPRODUCT\tBY-ID")
+	for _, p := range ports {
+		seen[p.Name] = true
+		usb := "-"
+		if p.IsUSB {
+			usb = p.VID + ":" + p.PID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, usb, dash(p.SerialNumber), dash(p.Product), dash(byID[p.Name]))
+	}
+	for _, pat := range []string{"/dev/ttySC*", "/dev/ttyRS485*", "/dev/ttyXRUSB*", "/dev/ttyCH9344USB*", "/dev/ttymxc*", "/dev/ttyAMA*", "/dev/ttyS[0-9]"} {
+		extra, _ := filepath.Glob(pat)
+		sort.Strings(extra)
+		for _, e := range extra {
+			if !seen[e] {
+				seen[e] = true
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\n", e, dash(byID[e]))
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cmdProfiles(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("profiles", flag.ContinueOnError)
+	dir := fs.String("dir", "", "user profiles directory (profiles_dir)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	reg, err := meter.LoadRegistry(*dir)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tREADS\tSOURCE\tDESCRIPTION")
+	for _, n := range reg.Names() {
+		p, _ := reg.Get(n)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.Name, p.Kind, len(p.Blocks()), p.Source, p.Description)
+	}
+	return tw.Flush()
+}
+
+// cmdRead reads one device once and prints every field of its profile.
+func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("read", flag.ContinueOnError)
+	device := fs.String("device", "", "serial path, tcp://host:port or rtuovertcp://host:port")
+	slave := fs.Int("slave", 0, "slave id (default: the profile's)")
+	profile := fs.String("profile", "", "profile name")
+	dir := fs.String("profiles-dir", "", "user profiles directory")
+	baud := fs.Int("baud", 0, "baud (default: the profile's)")
+	parity := fs.String("parity", "", "N, E or O (default: the profile's)")
+	stop := fs.Int("stop-bits", 0, "1 or 2 (default: the profile's)")
+	timeout := fs.Duration("timeout", time.Second, "per exchange")
+	pt := fs.Int64("pt", 1, "PT ratio")
+	ct := fs.Int64("ct", 1, "CT ratio")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *device == "" || *profile == "" {
+		return fmt.Errorf("read needs --device and --profile")
+	}
+	reg, err := meter.LoadRegistry(*dir)
+	if err != nil {
+		return err
+	}
+	p, err := reg.Get(*profile)
+	if err != nil {
+		return err
+	}
+	d := p.Defaults
+	pick := func(v, def, fallback int) int {
+		if v != 0 {
+			return v
+		}
+		if def != 0 {
+			return def
+		}
+		return fallback
+	}
+	par := *parity
+	if par == "" {
+		par = d.Parity
+	}
+	if par == "" {
+		par = "N"
+	}
+	id := pick(*slave, d.Slave, 1)
+	if id < 1 || id > 247 {
+		return fmt.Errorf("--slave %d: want 1..247", id)
+	}
+	log := zerolog.New(stderr).Level(zerolog.WarnLevel)
+	bus, err := driver.New(driver.Config{
+		Name: "read", Device: *device,
+		Serial:    driver.SerialParams{Baud: pick(*baud, d.Baud, 9600), DataBits: 8, Parity: strings.ToUpper(par), StopBits: pick(*stop, d.StopBits, 1)},
+		Default:   driver.SlavePolicy{Timeout: *timeout, Retries: 1},
+		DeadAfter: 100,
+	}, log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() { cancel(); <-bus.Done() }()
+	go bus.Run(ctx)
+	r, err := meter.NewPoller(bus, uint8(id), p, meter.Ratios{PT: *pt, CT: *ct}).Poll(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := map[string]any{"profile": p.Name, "slave": id, "time": r.Time.UTC().Format(time.RFC3339Nano)}
+		for _, n := range p.FieldNames() {
+			out[jsonName(n)] = fieldValue(r, n)
+		}
+		if r.Quantised() {
+			out["energy_step_wh"] = r.EnergyStepWh
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "profile\t%s\t(slave %d)\n", p.Name, id)
+	for _, n := range p.FieldNames() {
+		fmt.Fprintf(tw, "%s\t%v\t%s\n", n, fieldValue(r, n), p.UnitOf(n))
+	}
+	if r.Quantised() {
+		fmt.Fprintf(tw, "note\tenergy register resolves only %d Wh\t\n", r.EnergyStepWh)
+	}
+	return tw.Flush()
+}
+
+func jsonName(field string) string {
+	switch field {
+	case "energy":
+		return "energy_wh"
+	case "power":
+		return "power_w"
+	case "voltage":
+		return "voltage_dv"
+	case "current":
+		return "current_ca"
+	case "soc":
+		return "soc_pct"
+	}
+	return field
+}
+
+func fieldValue(r meter.Reading, name string) any {
+	switch name {
+	case "energy":
+		return r.EnergyWh
+	case "power":
+		return r.PowerW
+	case "voltage":
+		return r.VoltageDV
+	case "current":
+		return r.CurrentCA
+	case "soc":
+		if !r.HasSOC {
+			return nil
+		}
+		return r.SOC
+	case "status":
+		return r.Status.String()
+	case "fault":
+		if r.FaultText != "" {
+			return fmt.Sprintf("%d %s", r.FaultCode, r.FaultText)
+		}
+		return r.FaultCode
+	case "stop_reason":
+		if r.StopReason != "" {
+			return fmt.Sprintf("%d %s", r.StopCode, r.StopReason)
+		}
+		return r.StopCode
+	case "vin":
+		return r.VIN
+	}
+	return r.Extra[name]
+}

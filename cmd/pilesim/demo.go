@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"pilebridge/internal/config"
+	"pilebridge/simulator"
+)
+
+// cmdDemo runs the whole chain on one machine: the platform stand-in and the
+// simulated pile in this process, the bridge as a child, until the final
+// bill arrives. It leaves nothing running.
+func cmdDemo(ctx context.Context, args []string, out io.Writer, log zerolog.Logger) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	bridge := fs.String("bridge", "./dist/pilebridge", "pilebridge binary")
+	cfgPath := fs.String("config", "configs/demo.yaml", "bridge config")
+	limit := fs.Duration("timeout", 55*time.Second, "give up after this long")
+	var o serveOpts
+	serveFlags(fs, &o)
+	// a short session by default: 22 kW for 20 s
+	_ = fs.Set("idle", "1s")
+	_ = fs.Set("plugged", "1s")
+	_ = fs.Set("starting", "2s")
+	_ = fs.Set("charge", "20s")
+	_ = fs.Set("power", "22000")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Buses) == 0 || len(cfg.Piles) == 0 {
+		return fmt.Errorf("%s: the demo needs one bus and one pile", *cfgPath)
+	}
+	u, err := url.Parse(cfg.Platform.BaseURL)
+	if err != nil {
+		return fmt.Errorf("platform.base_url: %w", err)
+	}
+	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *limit)
+	defer cancel()
+
+	plat, err := simulator.NewPlatform(cfg.Platform.AppID, cfg.Platform.AppSecret, "")
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return fmt.Errorf("stand-in: %w", err)
+	}
+	srv := &http.Server{Handler: plat, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	o.link = cfg.Buses[0].Device
+	o.profile = cfg.Piles[0].Ports[0].Profile
+	o.slaves = fmt.Sprint(cfg.Piles[0].Ports[0].Slave)
+	simCtx, simStop := context.WithCancel(ctx)
+	defer simStop()
+	piles, _, err := startSim(simCtx, o, log.Level(zerolog.WarnLevel))
+	if err != nil {
+		return err
+	}
+	startWh := piles[0].Reading().EnergyWh
+
+	cmd := exec.CommandContext(ctx, *bridge, "run", "--config", *cfgPath)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start bridge: %w", err)
+	}
+	fmt.Fprintf(out, "demo: stand-in on %s, pile %s on %s, bridge pid %d\n", u.Host, o.profile, o.link, cmd.Process.Pid)
+
+	var final map[string]any
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+			for _, r := range plat.Received(simulator.PathReplenish) {
+				var m map[string]any
+				if json.Unmarshal(r.Body, &m) == nil && (m["state"] == float64(3) || m["state"] == float64(-1)) {
+					final = m
+					break wait
+				}
+			}
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	simStop()
+
+	recs := plat.Received(simulator.PathReplenish)
+	fmt.Fprintf(out, "\nplatform received %d replenish/sync records, %d device/sync reports, rejected %d\n",
+		len(recs), len(plat.Received(simulator.PathDevice)), plat.Rejected())
+	for _, r := range recs {
+		var m map[string]any
+		_ = json.Unmarshal(r.Body, &m)
+		fmt.Fprintf(out, "  %s order=%v state=%v quantity=%v energy_value=%v fee_value=%v desc=%v\n",
+			r.At.Format("15:04:05.000"), m["order"], m["state"], m["quantity"], m["energy_value"], m["fee_value"], m["state_desc"])
+	}
+	if final == nil {
+		return fmt.Errorf("no final bill within %s", *limit)
+	}
+	delta := piles[0].Reading().EnergyWh - startWh
+	fmt.Fprintf(out, "\nfinal bill: order %v, quantity %v Wh (simulator delta %d Wh), energy %v fen, service %v fen, state %v (%v), %v → %v\n",
+		final["order"], final["quantity"], delta, final["energy_value"], final["fee_value"], final["state"], final["state_desc"],
+		final["start_time"], final["end_time"])
+	if final["quantity"] != float64(delta) {
+		return fmt.Errorf("bill quantity %v differs from the meter's delta %d", final["quantity"], delta)
+	}
+	fmt.Fprintln(out, "demo ok")
+	return nil
+}

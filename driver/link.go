@@ -1,0 +1,150 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"go.bug.st/serial"
+)
+
+// link is the byte stream under a transporter: a serial port or a TCP socket.
+type link interface {
+	Write(p []byte) (int, error)
+	// ReadBefore reads whatever arrives before deadline. It returns ErrTimeout,
+	// never (0, nil), when nothing came.
+	ReadBefore(p []byte, deadline time.Time) (int, error)
+	// Discard drops bytes already received: late replies and line noise.
+	Discard() error
+	Close() error
+}
+
+// SerialParams describe an RS-485 line. Every field is set explicitly because
+// go.bug.st/serial defaults to 8N1 while Modbus RTU defaults to 8E1.
+type SerialParams struct {
+	Device   string
+	Baud     int
+	DataBits int
+	Parity   string // "N", "E" or "O"
+	StopBits int    // 1 or 2
+}
+
+func (p SerialParams) mode() (*serial.Mode, error) {
+	m := &serial.Mode{BaudRate: p.Baud, DataBits: p.DataBits}
+	switch p.Parity {
+	case "N", "n", "none":
+		m.Parity = serial.NoParity
+	case "E", "e", "even":
+		m.Parity = serial.EvenParity
+	case "O", "o", "odd":
+		m.Parity = serial.OddParity
+	default:
+		return nil, fmt.Errorf("parity %q: want N, E or O", p.Parity)
+	}
+	switch p.StopBits {
+	case 1:
+		m.StopBits = serial.OneStopBit
+	case 2:
+		m.StopBits = serial.TwoStopBits
+	default:
+		return nil, fmt.Errorf("stop bits %d: want 1 or 2", p.StopBits)
+	}
+	return m, nil
+}
+
+type serialLink struct{ port serial.Port }
+
+func openSerial(p SerialParams) (link, error) {
+	mode, err := p.mode()
+	if err != nil {
+		return nil, err
+	}
+	port, err := serial.Open(p.Device, mode)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", p.Device, err)
+	}
+	return &serialLink{port: port}, nil
+}
+
+func (l *serialLink) Write(p []byte) (int, error) { return l.port.Write(p) }
+
+func (l *serialLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return 0, ErrTimeout
+	}
+	if err := l.port.SetReadTimeout(wait); err != nil {
+		return 0, err
+	}
+	n, err := l.port.Read(p)
+	if n == 0 && err == nil { // go.bug.st/serial reports a timeout as (0, nil)
+		return 0, ErrTimeout
+	}
+	return n, err
+}
+
+func (l *serialLink) Discard() error { return l.port.ResetInputBuffer() }
+func (l *serialLink) Close() error   { return l.port.Close() }
+
+type tcpLink struct{ conn net.Conn }
+
+func dialTCP(addr string, timeout time.Duration) (link, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return &tcpLink{conn: c}, nil
+}
+
+func (l *tcpLink) Write(p []byte) (int, error) {
+	if err := l.conn.SetWriteDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		return 0, err
+	}
+	return l.conn.Write(p)
+}
+
+func (l *tcpLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
+	if err := l.conn.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	n, err := l.conn.Read(p)
+	if n == 0 && isTimeout(err) {
+		return 0, ErrTimeout
+	}
+	if isTimeout(err) {
+		err = nil
+	}
+	return n, err
+}
+
+// Discard reads without waiting until the socket has nothing buffered.
+func (l *tcpLink) Discard() error {
+	var buf [512]byte
+	for {
+		if err := l.conn.SetReadDeadline(time.Now().Add(50 * time.Microsecond)); err != nil {
+			return err
+		}
+		n, err := l.conn.Read(buf[:])
+		if err != nil {
+			if isTimeout(err) {
+				return nil
+			}
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+func (l *tcpLink) Close() error { return l.conn.Close() }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded))
+}

@@ -1,0 +1,68 @@
+package driver
+
+import (
+	"errors"
+	"time"
+)
+
+// SlaveStats counts what happened on the wire for one slave.
+type SlaveStats struct {
+	Exchanges   uint64        `json:"exchanges"`
+	OK          uint64        `json:"ok"`
+	Timeouts    uint64        `json:"timeouts"`
+	CRCErrors   uint64        `json:"crc_errors"`
+	FrameErrors uint64        `json:"frame_errors"` // other than CRC: wrong id, function, length
+	Exceptions  uint64        `json:"exceptions"`
+	LineErrors  uint64        `json:"line_errors"`
+	Skipped     uint64        `json:"skipped"` // failed fast while in backoff
+	LastGood    time.Time     `json:"last_good"`
+	LastLatency time.Duration `json:"last_latency_ns"`
+	MaxLatency  time.Duration `json:"max_latency_ns"`
+}
+
+func (b *Bus) count(slave uint8, f func(*SlaveStats)) {
+	b.statsMu.Lock()
+	defer b.statsMu.Unlock()
+	s := b.stats[slave]
+	if s == nil {
+		s = &SlaveStats{}
+		b.stats[slave] = s
+	}
+	f(s)
+}
+
+func (b *Bus) record(slave uint8, lat time.Duration, err error) {
+	b.count(slave, func(s *SlaveStats) {
+		s.Exchanges++
+		var fe *FrameError
+		var ee *ExceptionError
+		switch {
+		case err == nil:
+			s.OK++
+			s.LastGood = time.Now()
+			s.LastLatency = lat
+			s.MaxLatency = max(s.MaxLatency, lat)
+		case errors.Is(err, ErrTimeout):
+			s.Timeouts++
+		case errors.As(err, &fe) && fe.Kind == FrameCRC:
+			s.CRCErrors++
+		case errors.As(err, &fe):
+			s.FrameErrors++
+		case errors.As(err, &ee):
+			s.Exceptions++
+		default:
+			s.LineErrors++
+		}
+	})
+}
+
+// Stats returns a copy of every slave's counters.
+func (b *Bus) Stats() map[uint8]SlaveStats {
+	b.statsMu.Lock()
+	defer b.statsMu.Unlock()
+	out := make(map[uint8]SlaveStats, len(b.stats))
+	for id, s := range b.stats {
+		out[id] = *s
+	}
+	return out
+}

@@ -1,0 +1,207 @@
+package driver
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+type framing int
+
+const (
+	framingRTU  framing = iota // RTU frames on a serial line or a raw TCP socket
+	framingMBAP                // Modbus TCP
+)
+
+// transport is the modbus.Transporter under goburrow's client. Only the bus
+// goroutine calls it, so it needs no lock: the bus is the lock.
+type transport struct {
+	open    func() (link, error)
+	framing framing
+	silence time.Duration // 3.5 characters between frames
+	log     zerolog.Logger
+
+	link     link
+	lastIO   time.Time
+	deadline time.Time // set by the bus before each exchange
+
+	openErr    error
+	nextOpen   time.Time
+	openBackof time.Duration
+	buf        [260]byte
+}
+
+const (
+	minReopen = 200 * time.Millisecond
+	maxReopen = 30 * time.Second
+)
+
+// silenceFor is 3.5 character times of 11 bits, fixed at 1.75 ms above 19200
+// baud as the Modbus serial line spec says.
+func silenceFor(baud int) time.Duration {
+	if baud <= 0 || baud > 19200 {
+		return 1750 * time.Microsecond
+	}
+	return time.Duration(3.5 * 11 * float64(time.Second) / float64(baud))
+}
+
+// ensureOpen opens the line when it is closed, at most once per backoff step,
+// and logs only when the line changes state.
+func (t *transport) ensureOpen() error {
+	if t.link != nil {
+		return nil
+	}
+	now := time.Now()
+	if now.Before(t.nextOpen) {
+		return fmt.Errorf("%w: %v", ErrLineDown, t.openErr)
+	}
+	l, err := t.open()
+	if err != nil {
+		if t.openErr == nil || t.openErr.Error() != err.Error() {
+			t.log.Error().Err(err).Msg("line open failed")
+		}
+		t.openErr = err
+		t.openBackof = min(max(2*t.openBackof, minReopen), maxReopen)
+		t.nextOpen = now.Add(t.openBackof)
+		return fmt.Errorf("%w: %v", ErrLineDown, err)
+	}
+	if t.openErr != nil {
+		t.log.Info().Msg("line open again")
+	}
+	t.link, t.openErr, t.openBackof = l, nil, 0
+	return nil
+}
+
+// drop closes the line after an I/O error so the next exchange reopens it
+// (an unplugged USB adapter or a hung-up tty never recovers in place).
+func (t *transport) drop(err error) {
+	if t.link == nil {
+		return
+	}
+	t.log.Warn().Err(err).Msg("line lost, will reopen")
+	_ = t.link.Close()
+	t.link = nil
+	t.openErr = err
+	t.nextOpen = time.Now().Add(minReopen)
+}
+
+// Close releases the line.
+func (t *transport) Close() error {
+	if t.link == nil {
+		return nil
+	}
+	err := t.link.Close()
+	t.link = nil
+	return err
+}
+
+// Send implements modbus.Transporter: one request, one validated reply, all
+// within t.deadline.
+func (t *transport) Send(req []byte) ([]byte, error) {
+	if err := t.ensureOpen(); err != nil {
+		return nil, err
+	}
+	if wait := t.silence - time.Since(t.lastIO); wait > 0 {
+		time.Sleep(wait)
+	}
+	if err := t.link.Discard(); err != nil {
+		t.drop(err)
+		return nil, fmt.Errorf("flush input: %w", err)
+	}
+	if _, err := t.link.Write(req); err != nil {
+		t.drop(err)
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	t.lastIO = time.Now()
+	var resp []byte
+	var err error
+	if t.framing == framingMBAP {
+		resp, err = t.readMBAP(req)
+	} else {
+		resp, err = t.readRTU(req)
+	}
+	t.lastIO = time.Now()
+	return resp, err
+}
+
+func (t *transport) readRTU(req []byte) ([]byte, error) {
+	want, err := rtuReplyLen(req)
+	if err != nil {
+		return nil, err
+	}
+	have := 0
+	for have < want {
+		n, err := t.link.ReadBefore(t.buf[have:want], t.deadline)
+		have += n
+		if errors.Is(err, ErrTimeout) {
+			if have == 0 {
+				return nil, ErrTimeout
+			}
+			return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("truncated: %d of %d bytes", have, want), Raw: clone(t.buf[:have])}
+		}
+		if err != nil {
+			t.drop(err)
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		if have >= 2 && t.buf[1] == req[1]|0x80 {
+			want = 5
+		}
+	}
+	resp := clone(t.buf[:want])
+	if err := checkRTUReply(req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// readMBAP reads Modbus TCP replies until the one with our transaction id;
+// a stale reply to an earlier, timed-out request is skipped.
+func (t *transport) readMBAP(req []byte) ([]byte, error) {
+	for {
+		have, want := 0, 7
+		for have < want {
+			n, err := t.link.ReadBefore(t.buf[have:want], t.deadline)
+			have += n
+			if errors.Is(err, ErrTimeout) {
+				if have == 0 {
+					return nil, ErrTimeout
+				}
+				return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("truncated: %d of %d bytes", have, want), Raw: clone(t.buf[:have])}
+			}
+			if err != nil {
+				t.drop(err)
+				return nil, fmt.Errorf("read: %w", err)
+			}
+			if want == 7 && have >= 7 {
+				l := int(binary.BigEndian.Uint16(t.buf[4:]))
+				if l < 2 || l > 254 {
+					t.drop(fmt.Errorf("MBAP length %d", l))
+					return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("MBAP length %d", l), Raw: clone(t.buf[:7])}
+				}
+				want = 6 + l
+			}
+		}
+		resp := clone(t.buf[:want])
+		if binary.BigEndian.Uint16(resp) != binary.BigEndian.Uint16(req) {
+			continue // a late reply to an earlier request
+		}
+		if resp[6] != req[6] {
+			return nil, &FrameError{Kind: FrameSlave, Msg: fmt.Sprintf("reply from unit %d to a request for unit %d", resp[6], req[6]), Raw: resp}
+		}
+		if resp[7] != req[7] && resp[7] != req[7]|0x80 {
+			return nil, &FrameError{Kind: FrameFunction, Msg: fmt.Sprintf("function %02X in reply to %02X", resp[7], req[7]), Raw: resp}
+		}
+		if resp[7] == req[7] && (req[7] == 3 || req[7] == 4) {
+			wantBytes := 2 * int(binary.BigEndian.Uint16(req[10:]))
+			if len(resp) < 9 || int(resp[8]) != wantBytes || len(resp) != 9+wantBytes {
+				return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("byte count mismatch, want %d", wantBytes), Raw: resp}
+			}
+		}
+		return resp, nil
+	}
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -1,0 +1,215 @@
+package meter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// Ratios are an installation's transformer ratios (1 when direct-connected).
+type Ratios struct {
+	PT int64
+	CT int64
+}
+
+func (r Ratios) factor(kind string) int64 {
+	pt, ct := max(r.PT, 1), max(r.CT, 1)
+	switch kind {
+	case "pt":
+		return pt
+	case "ct":
+		return ct
+	case "ptct":
+		return pt * ct
+	}
+	return 1
+}
+
+// DecodeError names the field and the raw value that could not be used.
+type DecodeError struct {
+	Profile string
+	Field   string
+	Raw     string
+	Msg     string
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("profile %s field %s: %s (raw %s)", e.Profile, e.Field, e.Msg, e.Raw)
+}
+
+// Decode turns the plan's blocks (data[i] holds Blocks()[i]) into a Reading.
+func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, error) {
+	if len(data) != len(p.blocks) {
+		return Reading{}, fmt.Errorf("profile %s: %d blocks given, plan has %d", p.Name, len(data), len(p.blocks))
+	}
+	for i, b := range p.blocks {
+		if len(data[i]) != 2*int(b.Count) {
+			return Reading{}, fmt.Errorf("profile %s: block %d has %d bytes, want %d", p.Name, i, len(data[i]), 2*b.Count)
+		}
+	}
+	r := Reading{Time: at}
+	for name, f := range p.Fields {
+		regs := p.regs(data, f.FC, f.Addr, f.words())
+		if f.Type == "ascii" {
+			if name == "vin" {
+				r.VIN = decodeASCII(regs)
+			}
+			continue
+		}
+		v, step, ok, err := p.value(data, f, regs, ratios)
+		if err != nil {
+			return Reading{}, err
+		}
+		if !ok {
+			continue
+		}
+		switch name {
+		case "energy":
+			if v < 0 {
+				return Reading{}, &DecodeError{Profile: p.Name, Field: name, Raw: fmt.Sprintf("% x", regs), Msg: fmt.Sprintf("negative energy %d Wh", v)}
+			}
+			r.EnergyWh, r.HasEnergy, r.EnergyStepWh = v, true, step
+		case "power":
+			r.PowerW, r.HasPower = v, true
+		case "voltage":
+			r.VoltageDV = v
+		case "current":
+			r.CurrentCA = v
+		case "soc":
+			if v < 0 || v > 100 {
+				continue // out of range SOC is "not reported", not a reason to drop the poll
+			}
+			r.SOC, r.HasSOC = int(v), true
+		case "status":
+			r.RawStatus = v
+			s, known := p.statuses[v]
+			if !known {
+				return Reading{}, &DecodeError{Profile: p.Name, Field: name, Raw: fmt.Sprint(v), Msg: "status value not in status_map"}
+			}
+			r.Status, r.HasStatus = s, true
+		case "fault":
+			r.FaultCode = v
+			if v != 0 {
+				r.FaultText = p.Faults[v]
+				if r.FaultText == "" {
+					r.FaultText = fmt.Sprintf("故障码%d", v)
+				}
+			}
+		case "stop_reason":
+			r.StopCode = v
+			r.StopReason = p.StopReasons[v]
+		default:
+			if r.Extra == nil {
+				r.Extra = map[string]int64{}
+			}
+			r.Extra[name] = v
+		}
+	}
+	return r, nil
+}
+
+// regs returns the bytes of n registers at addr from whichever block holds them.
+func (p *Profile) regs(data [][]byte, fc uint8, addr uint16, n int) []byte {
+	for i, b := range p.blocks {
+		if b.FC == fc && addr >= b.Addr && int(addr)+n <= b.End() {
+			off := 2 * int(addr-b.Addr)
+			return data[i][off : off+2*n]
+		}
+	}
+	panic(fmt.Sprintf("profile %s: register %d not in the plan", p.Name, addr)) // validate guarantees it
+}
+
+func rawBits(f *Field, regs []byte) uint64 {
+	var v uint64
+	n := len(regs) / 2
+	for i := 0; i < n; i++ {
+		w := i
+		if f.Order == "low_first" {
+			w = n - 1 - i
+		}
+		v = v<<16 | uint64(binary.BigEndian.Uint16(regs[2*w:]))
+	}
+	return v
+}
+
+func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v, stepWh int64, ok bool, err error) {
+	bits := rawBits(f, regs)
+	width := 16 * uint(f.words())
+	if f.InvalidAllOnes && bits == ^uint64(0)>>(64-width) {
+		return 0, 0, false, nil
+	}
+	for _, inv := range f.Invalid {
+		if bits == inv {
+			return 0, 0, false, nil
+		}
+	}
+	mul := big.NewRat(f.num*ratios.factor(f.Ratio), f.den)
+	if f.DecimalsAddr != nil {
+		dp := int(int16(binary.BigEndian.Uint16(p.regs(data, f.FC, *f.DecimalsAddr, 1)))) + f.DecimalsOffset
+		if dp < -9 || dp > 9 {
+			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprint(dp - f.DecimalsOffset), Msg: "decimal-point register out of range"}
+		}
+		pow := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(dp))), nil))
+		if dp < 0 {
+			pow.Inv(pow)
+		}
+		mul.Mul(mul, pow)
+	}
+	if f.Type == "f32" {
+		fv := math.Float32frombits(uint32(bits))
+		if math.IsNaN(float64(fv)) || math.IsInf(float64(fv), 0) {
+			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%08x", bits), Msg: "not a number"}
+		}
+		m, _ := mul.Float64()
+		x := float64(fv) * m
+		if math.Abs(x) > 1<<62 {
+			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%08x", bits), Msg: "value out of range"}
+		}
+		ulp := float64(math.Nextafter32(float32(math.Abs(float64(fv))), float32(math.Inf(1)))-float32(math.Abs(float64(fv)))) * m
+		if ulp > 1 {
+			stepWh = int64(math.Ceil(ulp))
+		}
+		return int64(math.Round(x)), stepWh, true, nil
+	}
+	raw := new(big.Int)
+	switch f.Type {
+	case "i16":
+		raw.SetInt64(int64(int16(bits)))
+	case "i32":
+		raw.SetInt64(int64(int32(bits)))
+	case "i64":
+		raw.SetInt64(int64(bits))
+	default:
+		raw.SetUint64(bits)
+	}
+	x := new(big.Rat).Mul(new(big.Rat).SetInt(raw), mul)
+	// round half away from zero
+	q, rem := new(big.Int).QuoRem(x.Num(), x.Denom(), new(big.Int))
+	if new(big.Int).Mul(new(big.Int).Abs(rem), big.NewInt(2)).Cmp(x.Denom()) >= 0 {
+		q.Add(q, big.NewInt(int64(x.Sign())))
+	}
+	if !q.IsInt64() || q.Int64() > 1<<62 || q.Int64() < -(1<<62) {
+		return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%x", bits), Msg: "value out of range"}
+	}
+	return q.Int64(), 0, true, nil
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func decodeASCII(regs []byte) string {
+	s := strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, string(regs))
+	return strings.TrimSpace(s)
+}

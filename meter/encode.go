@@ -1,0 +1,140 @@
+package meter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/big"
+)
+
+// RegisterSetter stores registers; the simulator's register bank is one.
+type RegisterSetter func(fc uint8, addr uint16, words []uint16)
+
+// Encode writes a reading into registers as this profile's device would
+// present it: the inverse of Decode, used by the simulator so that every
+// profile can be served over the wire.
+func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
+	for name, f := range p.Fields {
+		var v int64
+		switch name {
+		case "energy":
+			v = r.EnergyWh
+		case "power":
+			v = r.PowerW
+		case "voltage":
+			v = r.VoltageDV
+		case "current":
+			v = r.CurrentCA
+		case "soc":
+			if !r.HasSOC {
+				if len(f.Invalid) > 0 {
+					set(f.FC, f.Addr, splitWords(f, f.Invalid[0]))
+				}
+				continue
+			}
+			v = int64(r.SOC)
+		case "status":
+			raw, ok := p.StatusRaw(r.Status)
+			if !ok {
+				return fmt.Errorf("profile %s has no raw value for status %s", p.Name, r.Status)
+			}
+			v = raw
+		case "fault":
+			v = r.FaultCode
+		case "stop_reason":
+			v = r.StopCode
+		case "vin":
+			words := make([]uint16, f.Words)
+			b := []byte(r.VIN)
+			for i := range words {
+				var hi, lo byte = ' ', ' '
+				if 2*i < len(b) {
+					hi = b[2*i]
+				}
+				if 2*i+1 < len(b) {
+					lo = b[2*i+1]
+				}
+				words[i] = uint16(hi)<<8 | uint16(lo)
+			}
+			set(f.FC, f.Addr, words)
+			continue
+		default:
+			v = r.Extra[name]
+		}
+		if f.DecimalsAddr != nil {
+			// Present the value with dp = 3 - offset so that 10^(dp+offset) = 1000:
+			// three decimals, as Acrel meters commonly show.
+			dp := 3 - f.DecimalsOffset
+			set(f.FC, *f.DecimalsAddr, []uint16{uint16(int16(dp))})
+		}
+		bits, err := p.rawFor(f, v, ratios)
+		if err != nil {
+			return err
+		}
+		set(f.FC, f.Addr, splitWords(f, bits))
+	}
+	return nil
+}
+
+// rawFor inverts value(): raw = v / (scale × ratio × 10^(dp+offset)).
+func (p *Profile) rawFor(f *Field, v int64, ratios Ratios) (uint64, error) {
+	mul := big.NewRat(f.num*ratios.factor(f.Ratio), f.den)
+	if f.DecimalsAddr != nil {
+		mul.Mul(mul, big.NewRat(1000, 1))
+	}
+	x := new(big.Rat).Quo(new(big.Rat).SetInt64(v), mul)
+	if f.Type == "f32" {
+		fv, _ := x.Float64()
+		return uint64(math.Float32bits(float32(fv))), nil
+	}
+	q, rem := new(big.Int).QuoRem(x.Num(), x.Denom(), new(big.Int))
+	if new(big.Int).Mul(new(big.Int).Abs(rem), big.NewInt(2)).Cmp(x.Denom()) >= 0 {
+		q.Add(q, big.NewInt(int64(x.Sign())))
+	}
+	if !q.IsInt64() {
+		return 0, fmt.Errorf("field %s: %d does not fit", f.Name, v)
+	}
+	n := q.Int64()
+	width := 16 * uint(f.words())
+	switch f.Type {
+	case "i16", "i32", "i64":
+		lim := int64(1) << (width - 1)
+		if width < 64 && (n < -lim || n >= lim) {
+			return 0, fmt.Errorf("field %s: %d does not fit %s", f.Name, v, f.Type)
+		}
+		return uint64(n) & (^uint64(0) >> (64 - width)), nil
+	default:
+		if n < 0 || (width < 64 && uint64(n) > ^uint64(0)>>(64-width)) {
+			return 0, fmt.Errorf("field %s: %d does not fit %s", f.Name, v, f.Type)
+		}
+		return uint64(n), nil
+	}
+}
+
+func splitWords(f *Field, bits uint64) []uint16 {
+	n := f.words()
+	words := make([]uint16, n)
+	for i := 0; i < n; i++ {
+		w := uint16(bits >> (16 * uint(n-1-i)))
+		if f.Order == "low_first" {
+			words[n-1-i] = w
+		} else {
+			words[i] = w
+		}
+	}
+	return words
+}
+
+// Image builds the register bytes of the plan's blocks from a set of
+// registers: test and benchmark helper for "decode this known image".
+func (p *Profile) Image(regs map[uint8]map[uint16]uint16) [][]byte {
+	out := make([][]byte, len(p.blocks))
+	for i, b := range p.blocks {
+		buf := make([]byte, 2*int(b.Count))
+		for k := 0; k < int(b.Count); k++ {
+			binary.BigEndian.PutUint16(buf[2*k:], regs[b.FC][b.Addr+uint16(k)])
+		}
+		out[i] = buf
+	}
+	return out
+}

@@ -1,0 +1,123 @@
+package session
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"pilebridge/uploader"
+)
+
+var (
+	bucketSessions = []byte("sessions")
+	bucketMeta     = []byte("meta")
+	keyOrderSeq    = []byte("order_seq")
+)
+
+// Outbox takes records inside the transaction that stores the session, so a
+// closed session and its bill are committed together or not at all.
+type Outbox interface {
+	EnqueueTx(tx *bbolt.Tx, r uploader.Record) error
+	Notify()
+}
+
+// Store keeps open sessions in bbolt.
+type Store struct {
+	db     *bbolt.DB
+	outbox Outbox
+	loc    *time.Location
+	node   string
+}
+
+// NewStore creates the buckets. node is put in order numbers (board id).
+func NewStore(db *bbolt.DB, outbox Outbox, loc *time.Location, node string) (*Store, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketSessions, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	return &Store{db: db, outbox: outbox, loc: loc, node: node}, nil
+}
+
+// Commit stores the port's session (nil: it closed) and enqueues records, in
+// one fsynced transaction.
+func (s *Store) Commit(port string, sess *Session, recs []uploader.Record) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		if sess == nil {
+			if err := b.Delete([]byte(port)); err != nil {
+				return err
+			}
+		} else {
+			data, err := json.Marshal(sess)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(port), data); err != nil {
+				return err
+			}
+		}
+		for _, r := range recs {
+			if err := s.outbox.EnqueueTx(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store session of port %s: %w", port, err)
+	}
+	if len(recs) > 0 {
+		s.outbox.Notify()
+	}
+	return nil
+}
+
+// Open returns the sessions stored as open, by port.
+func (s *Store) Open() (map[string]*Session, error) {
+	out := map[string]*Session{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			var sess Session
+			if err := json.Unmarshal(v, &sess); err != nil {
+				return fmt.Errorf("stored session of port %s is unreadable: %w", k, err)
+			}
+			if sess.Periods == nil {
+				sess.Periods = map[string]*Billed{}
+			}
+			out[string(k)] = &sess
+			return nil
+		})
+	})
+	return out, err
+}
+
+// NextOrder issues an order number: local start time to the second, the
+// board's node id, and a counter that never repeats on this board. At most
+// 14+len(node)+6 characters, and sortable by start time.
+func (s *Store) NextOrder(start time.Time) (string, error) {
+	var n uint64
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		if v := b.Get(keyOrderSeq); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		n++
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], n)
+		return b.Put(keyOrderSeq, buf[:])
+	})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s%s%06d", start.In(s.loc).Format("20060102150405"), s.node, n%1_000_000), nil
+}

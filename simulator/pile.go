@@ -1,0 +1,166 @@
+package simulator
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"pilebridge/meter"
+)
+
+// Pile is a simulated charging port (or a bare meter): physical state that is
+// written into a slave's registers through a profile, so that the bridge reads
+// it exactly as it would read the real device.
+type Pile struct {
+	profile *meter.Profile
+	ratios  meter.Ratios
+	bank    *Bank
+
+	mu      sync.Mutex
+	r       meter.Reading
+	milliWh int64 // energy below 1 Wh, so slow charging still counts
+	last    time.Time
+}
+
+// NewPile writes an idle device into bank.
+func NewPile(p *meter.Profile, ratios meter.Ratios, bank *Bank, energyWh int64) (*Pile, error) {
+	pl := &Pile{profile: p, ratios: ratios, bank: bank, last: time.Now()}
+	pl.r = meter.Reading{EnergyWh: energyWh, Status: meter.StatusIdle, VoltageDV: 2200}
+	return pl, pl.publishLocked()
+}
+
+func (p *Pile) publishLocked() error {
+	return p.profile.Encode(p.r, p.ratios, p.bank.Set)
+}
+
+// advanceLocked integrates power into energy up to now.
+func (p *Pile) advanceLocked(now time.Time) {
+	dt := now.Sub(p.last)
+	p.last = now
+	if dt <= 0 || p.r.PowerW <= 0 {
+		return
+	}
+	p.milliWh += p.r.PowerW * dt.Microseconds() / 3600_000
+	p.r.EnergyWh += p.milliWh / 1000
+	p.milliWh %= 1000
+}
+
+// Update changes the device under its lock and publishes the registers.
+func (p *Pile) Update(f func(r *meter.Reading)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.advanceLocked(time.Now())
+	f(&p.r)
+	return p.publishLocked()
+}
+
+// Tick integrates energy and republishes; call it often while charging.
+func (p *Pile) Tick() error { return p.Update(func(*meter.Reading) {}) }
+
+// Reading is a copy of the device's present state.
+func (p *Pile) Reading() meter.Reading {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.advanceLocked(time.Now())
+	return p.r
+}
+
+// Script is one scripted session: idle, plug in, start, charge, stop.
+type Script struct {
+	Idle, Plugged, Starting, Charge, Finished time.Duration
+	PowerW                                    int64
+	StopCode                                  int64 // stop_reason register at the end
+	VIN                                       string
+	SOC                                       int // starting SOC, -1: not reported
+	FailStart                                 bool
+	Repeat                                    bool
+}
+
+// Run plays the script until it ends (or ctx does) and leaves the pile idle.
+func (p *Pile) Run(ctx context.Context, s Script) error {
+	step := func(d time.Duration, f func(r *meter.Reading)) error {
+		if err := p.Update(f); err != nil {
+			return err
+		}
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+				if err := p.Tick(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for {
+		steps := []struct {
+			d time.Duration
+			f func(r *meter.Reading)
+		}{
+			{s.Idle, func(r *meter.Reading) { *r = idle(*r) }},
+			{s.Plugged, func(r *meter.Reading) { r.Status = meter.StatusPlugged; r.VIN = s.VIN }},
+			{s.Starting, func(r *meter.Reading) { r.Status = meter.StatusStarting; setSOC(r, s.SOC) }},
+		}
+		if s.FailStart {
+			steps = append(steps, struct {
+				d time.Duration
+				f func(r *meter.Reading)
+			}{s.Finished, func(r *meter.Reading) { r.Status = meter.StatusStartFailed; r.StopCode = s.StopCode }})
+		} else {
+			steps = append(steps,
+				struct {
+					d time.Duration
+					f func(r *meter.Reading)
+				}{s.Charge, func(r *meter.Reading) {
+					r.Status = meter.StatusCharging
+					r.PowerW = s.PowerW
+					r.CurrentCA = s.PowerW * 100 * 10 / max(r.VoltageDV, 1)
+				}},
+				struct {
+					d time.Duration
+					f func(r *meter.Reading)
+				}{s.Finished, func(r *meter.Reading) {
+					r.Status = meter.StatusFinished
+					r.PowerW, r.CurrentCA = 0, 0
+					r.StopCode = s.StopCode
+					if s.StopCode == 1 && r.HasSOC {
+						r.SOC = 100
+					}
+				}},
+			)
+		}
+		for _, st := range steps {
+			if err := step(st.d, st.f); err != nil {
+				return err
+			}
+		}
+		if err := p.Update(func(r *meter.Reading) { *r = idle(*r) }); err != nil {
+			return err
+		}
+		if !s.Repeat {
+			return nil
+		}
+	}
+}
+
+func idle(r meter.Reading) meter.Reading {
+	return meter.Reading{EnergyWh: r.EnergyWh, VoltageDV: r.VoltageDV, Status: meter.StatusIdle}
+}
+
+func setSOC(r *meter.Reading, soc int) {
+	if soc >= 0 {
+		r.SOC, r.HasSOC = soc, true
+	}
+}
+
+// String describes the pile for logs.
+func (p *Pile) String() string {
+	r := p.Reading()
+	return fmt.Sprintf("%s %s %d Wh %d W", p.profile.Name, r.Status, r.EnergyWh, r.PowerW)
+}

@@ -1,0 +1,246 @@
+package uploader
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/bbolt"
+)
+
+var (
+	bucketOutbox    = []byte("outbox")          // seq -> Entry, pending delivery
+	bucketProgIdx   = []byte("outbox_progress") // order -> seq of its pending progress record
+	bucketParked    = []byte("outbox_parked")   // seq -> Entry, rejected by the platform
+	bucketDelivered = []byte("outbox_sent")     // seq -> Entry, the most recent deliveries
+	bucketOutMeta   = []byte("outbox_meta")
+	keyCount        = []byte("count")
+)
+
+const keepDelivered = 500
+
+// Entry is a record in the outbox with its delivery history.
+type Entry struct {
+	Seq         uint64    `json:"seq"`
+	Record      Record    `json:"record"`
+	EnqueuedAt  time.Time `json:"enqueued_at"`
+	Attempts    int       `json:"attempts"`
+	LastError   string    `json:"last_error,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitempty"`
+	DoneAt      time.Time `json:"done_at,omitempty"`
+}
+
+// Outbox is the durable queue of charging records, in the daemon's bbolt file.
+type Outbox struct {
+	db         *bbolt.DB
+	log        zerolog.Logger
+	maxRecords int
+	kick       chan struct{}
+}
+
+// NewOutbox creates the buckets. maxRecords bounds the pending queue: past it
+// the oldest progress records are dropped (finals never are).
+func NewOutbox(db *bbolt.DB, maxRecords int, log zerolog.Logger) (*Outbox, error) {
+	if maxRecords <= 0 {
+		maxRecords = 100_000
+	}
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return &Outbox{db: db, log: log, maxRecords: maxRecords, kick: make(chan struct{}, 1)}, nil
+}
+
+func seqKey(n uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], n)
+	return k[:]
+}
+
+func addCount(tx *bbolt.Tx, d int64) int64 {
+	b := tx.Bucket(bucketOutMeta)
+	var n int64
+	if v := b.Get(keyCount); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n += d
+	if n < 0 {
+		n = 0
+	}
+	_ = b.Put(keyCount, seqKey(uint64(n)))
+	return n
+}
+
+// Enqueue commits one record (fsync) on its own.
+func (o *Outbox) Enqueue(r Record) error {
+	if err := o.db.Update(func(tx *bbolt.Tx) error { return o.EnqueueTx(tx, r) }); err != nil {
+		return err
+	}
+	o.Notify()
+	return nil
+}
+
+// EnqueueTx adds a record inside the caller's transaction. An unsent progress
+// record of the same order is replaced: only the newest progress matters.
+func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {
+	box, idx := tx.Bucket(bucketOutbox), tx.Bucket(bucketProgIdx)
+	seq, err := box.NextSequence()
+	if err != nil {
+		return err
+	}
+	added := int64(1)
+	if old := idx.Get([]byte(r.Order)); old != nil {
+		if box.Get(old) != nil {
+			if err := box.Delete(old); err != nil {
+				return err
+			}
+			added--
+		}
+		if err := idx.Delete([]byte(r.Order)); err != nil {
+			return err
+		}
+	}
+	data, err := json.Marshal(Entry{Seq: seq, Record: r, EnqueuedAt: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if err := box.Put(seqKey(seq), data); err != nil {
+		return err
+	}
+	if r.Kind == KindProgress {
+		if err := idx.Put([]byte(r.Order), seqKey(seq)); err != nil {
+			return err
+		}
+	}
+	if n := addCount(tx, added); n > int64(o.maxRecords) {
+		return o.trimTx(tx, n)
+	}
+	return nil
+}
+
+// trimTx drops the oldest progress records until the queue fits.
+func (o *Outbox) trimTx(tx *bbolt.Tx, n int64) error {
+	box, idx := tx.Bucket(bucketOutbox), tx.Bucket(bucketProgIdx)
+	var drop [][]byte
+	var orders []string
+	c := box.Cursor()
+	for k, v := c.First(); k != nil && n-int64(len(drop)) > int64(o.maxRecords); k, v = c.Next() {
+		var e Entry
+		if json.Unmarshal(v, &e) == nil && e.Record.Kind == KindProgress {
+			drop = append(drop, append([]byte(nil), k...))
+			orders = append(orders, e.Record.Order)
+		}
+	}
+	for i, k := range drop {
+		if err := box.Delete(k); err != nil {
+			return err
+		}
+		if cur := idx.Get([]byte(orders[i])); cur != nil && string(cur) == string(k) {
+			_ = idx.Delete([]byte(orders[i]))
+		}
+	}
+	if len(drop) > 0 {
+		addCount(tx, -int64(len(drop)))
+		o.log.Warn().Int("dropped_progress", len(drop)).Int("limit", o.maxRecords).Msg("outbox full: dropped the oldest progress records (finals are kept)")
+	}
+	return nil
+}
+
+// Notify wakes the sender.
+func (o *Outbox) Notify() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+// List returns entries: pending, parked, and (all) recently delivered.
+func (o *Outbox) List(all bool) (pending, parked, delivered []Entry, err error) {
+	err = o.db.View(func(tx *bbolt.Tx) error {
+		read := func(name []byte, out *[]Entry) error {
+			return tx.Bucket(name).ForEach(func(_, v []byte) error {
+				var e Entry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				*out = append(*out, e)
+				return nil
+			})
+		}
+		if err := read(bucketOutbox, &pending); err != nil {
+			return err
+		}
+		if err := read(bucketParked, &parked); err != nil {
+			return err
+		}
+		if all {
+			return read(bucketDelivered, &delivered)
+		}
+		return nil
+	})
+	return
+}
+
+// Requeue moves parked entries (of one order, or all when order is "") back
+// to the queue under their original sequence numbers, so order is kept.
+func (o *Outbox) Requeue(order string) (int, error) {
+	n := 0
+	err := o.db.Update(func(tx *bbolt.Tx) error {
+		parked, box := tx.Bucket(bucketParked), tx.Bucket(bucketOutbox)
+		var keys [][]byte
+		var vals [][]byte
+		if err := parked.ForEach(func(k, v []byte) error {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if order == "" || e.Record.Order == order {
+				e.Attempts, e.NextAttempt, e.LastError = 0, time.Time{}, ""
+				data, err := json.Marshal(e)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, append([]byte(nil), k...))
+				vals = append(vals, data)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if err := box.Put(k, vals[i]); err != nil {
+				return err
+			}
+			if err := parked.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		addCount(tx, int64(n))
+		return nil
+	})
+	if n > 0 {
+		o.Notify()
+	}
+	return n, err
+}
+
+// Pending counts the records waiting for delivery.
+func (o *Outbox) Pending() (n int64) {
+	_ = o.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketOutMeta).Get(keyCount); len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return n
+}

@@ -1,0 +1,47 @@
+// Package uploader knows the platform: it signs requests, keeps a durable
+// outbox of charging records and delivers them in order, with retries.
+package uploader
+
+import "time"
+
+// Kind says what a charging record reports.
+type Kind string
+
+const (
+	KindProgress    Kind = "progress"     // state 2, while charging
+	KindFinal       Kind = "final"        // the bill: state 3, or -1 when charging ended abnormally
+	KindStartFailed Kind = "start_failed" // state -1, quantity 0
+)
+
+// Platform charging states (replenish_state).
+const (
+	StateStartFailed = -1
+	StateCharging    = 2
+	StateFinished    = 3
+)
+
+// Record is one replenish/sync report as stored in the outbox: without the
+// public fields and signature, which each attempt adds afresh.
+type Record struct {
+	Kind       Kind      `json:"kind"`
+	Order      string    `json:"order"`
+	Seq        int       `json:"seq"` // per order, increasing
+	StartTime  time.Time `json:"start_time"`
+	EndTime    time.Time `json:"end_time"`
+	VIN        string    `json:"vin,omitempty"`
+	Plate      string    `json:"plate,omitempty"`
+	Mobile     string    `json:"mobile"`
+	QuantityWh int64     `json:"quantity"`
+	EnergyFen  int64     `json:"energy_value"`
+	ServiceFen int64     `json:"fee_value"`
+	State      int       `json:"state"`
+	StateDesc  string    `json:"state_desc"`
+	DeviceNo   string    `json:"device_no"`
+	DeviceType int       `json:"device_type"`
+	PortNo     string    `json:"port_no"`
+	EnergyCode string    `json:"energy_code"`
+	SOC        *int      `json:"soc,omitempty"`
+}
+
+// Terminal says the record ends its order: never dropped or coalesced.
+func (r Record) Terminal() bool { return r.Kind != KindProgress }

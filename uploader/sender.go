@@ -1,0 +1,284 @@
+package uploader
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/bbolt"
+)
+
+// RecordSender delivers one record; *Client is one.
+type RecordSender interface {
+	SendRecord(ctx context.Context, r Record) (Response, error)
+}
+
+// SenderConfig tunes delivery.
+type SenderConfig struct {
+	Workers     int           // requests in flight at once (different orders)
+	Batch       int           // records picked per round
+	BaseBackoff time.Duration // first retry delay
+	MaxBackoff  time.Duration // retry delay cap
+}
+
+// Sender drains the outbox: per order strictly in sequence, orders in parallel.
+type Sender struct {
+	box *Outbox
+	out RecordSender
+	cfg SenderConfig
+	log zerolog.Logger
+
+	platformFails int
+	pausedUntil   time.Time
+
+	delivered atomic.Int64
+	failed    atomic.Int64
+	parked    atomic.Int64
+	lastOK    atomic.Int64 // unix ms of the last delivery
+}
+
+// NewSender builds a sender.
+func NewSender(box *Outbox, out RecordSender, cfg SenderConfig, log zerolog.Logger) *Sender {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	if cfg.BaseBackoff <= 0 {
+		cfg.BaseBackoff = time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Minute
+	}
+	return &Sender{box: box, out: out, cfg: cfg, log: log}
+}
+
+// SenderStats are delivery counters.
+type SenderStats struct {
+	Delivered, Failed, Parked int64
+	LastDelivery              time.Time
+}
+
+// Stats returns the counters.
+func (s *Sender) Stats() SenderStats {
+	st := SenderStats{Delivered: s.delivered.Load(), Failed: s.failed.Load(), Parked: s.parked.Load()}
+	if ms := s.lastOK.Load(); ms > 0 {
+		st.LastDelivery = time.UnixMilli(ms)
+	}
+	return st
+}
+
+// backoff is exponential with ±50 % jitter, capped.
+func (s *Sender) backoff(n int) time.Duration {
+	d := s.cfg.BaseBackoff << min(max(n-1, 0), 20)
+	if d > s.cfg.MaxBackoff || d <= 0 {
+		d = s.cfg.MaxBackoff
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+// Run delivers until ctx ends.
+func (s *Sender) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		now := time.Now()
+		wake := now.Add(time.Minute)
+		var batch []Entry
+		if now.Before(s.pausedUntil) {
+			wake = s.pausedUntil
+		} else {
+			var err error
+			batch, wake, err = s.pick(now)
+			if err != nil {
+				s.log.Error().Err(err).Msg("outbox unreadable")
+				wake = now.Add(5 * time.Second)
+			}
+		}
+		if len(batch) == 0 {
+			t := time.NewTimer(time.Until(wake))
+			select {
+			case <-ctx.Done():
+			case <-s.box.kick:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		results := s.sendAll(ctx, batch)
+		if ctx.Err() != nil {
+			return // interrupted sends stay queued and go again after restart
+		}
+		if err := s.settle(batch, results); err != nil {
+			s.log.Error().Err(err).Msg("outbox update failed")
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+// pick takes the head record of each order that is due, in queue order.
+func (s *Sender) pick(now time.Time) ([]Entry, time.Time, error) {
+	wake := now.Add(time.Minute)
+	var batch []Entry
+	err := s.box.db.View(func(tx *bbolt.Tx) error {
+		seen := map[string]bool{}
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil && len(batch) < s.cfg.Batch; k, v = c.Next() {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if seen[e.Record.Order] {
+				continue // an earlier record of this order is not settled yet
+			}
+			seen[e.Record.Order] = true
+			if e.NextAttempt.After(now) {
+				if e.NextAttempt.Before(wake) {
+					wake = e.NextAttempt
+				}
+				continue
+			}
+			batch = append(batch, e)
+		}
+		return nil
+	})
+	return batch, wake, err
+}
+
+func (s *Sender) sendAll(ctx context.Context, batch []Entry) []error {
+	results := make([]error, len(batch))
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for w := 0; w < min(s.cfg.Workers, len(batch)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(batch) {
+					return
+				}
+				_, results[i] = s.out.SendRecord(ctx, batch[i].Record)
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// settle records the round's outcomes in one transaction.
+func (s *Sender) settle(batch []Entry, results []error) error {
+	now := time.Now().UTC()
+	anyOK, platformDown := false, false
+	var lastErr error
+	err := s.box.db.Update(func(tx *bbolt.Tx) error {
+		box, idx := tx.Bucket(bucketOutbox), tx.Bucket(bucketProgIdx)
+		sent, parked := tx.Bucket(bucketDelivered), tx.Bucket(bucketParked)
+		removed := int64(0)
+		for i, e := range batch {
+			key := seqKey(e.Seq)
+			stillQueued := box.Get(key) != nil
+			err := results[i]
+			e.Attempts++
+			switch OutcomeOf(err) {
+			case Delivered:
+				anyOK = true
+				e.DoneAt, e.LastError = now, ""
+				if data, err := json.Marshal(e); err == nil {
+					if err := sent.Put(key, data); err != nil {
+						return err
+					}
+				}
+				if stillQueued {
+					if err := box.Delete(key); err != nil {
+						return err
+					}
+					removed++
+				}
+				if cur := idx.Get([]byte(e.Record.Order)); cur != nil && string(cur) == string(key) {
+					_ = idx.Delete([]byte(e.Record.Order))
+				}
+			case Rejected:
+				e.LastError, e.DoneAt = err.Error(), now
+				s.log.Error().Str("order", e.Record.Order).Str("kind", string(e.Record.Kind)).Err(err).
+					Msg("platform rejected record: parked; fix the cause, then `pilebridge outbox retry`")
+				data, _ := json.Marshal(e)
+				if err := parked.Put(key, data); err != nil {
+					return err
+				}
+				if stillQueued {
+					if err := box.Delete(key); err != nil {
+						return err
+					}
+					removed++
+				}
+				if cur := idx.Get([]byte(e.Record.Order)); cur != nil && string(cur) == string(key) {
+					_ = idx.Delete([]byte(e.Record.Order))
+				}
+				s.parked.Add(1)
+			default:
+				s.failed.Add(1)
+				lastErr = err
+				e.LastError = err.Error()
+				if OutcomeOf(err) == RetryPlatform {
+					platformDown = true
+				} else {
+					e.NextAttempt = now.Add(s.backoff(e.Attempts))
+					s.log.Warn().Str("order", e.Record.Order).Err(err).Time("next_attempt", e.NextAttempt).Msg("record not accepted, will retry")
+				}
+				if stillQueued {
+					data, _ := json.Marshal(e)
+					if err := box.Put(key, data); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if removed > 0 {
+			addCount(tx, -removed)
+		}
+		return trimDelivered(sent)
+	})
+	if err != nil {
+		return err
+	}
+	ok := int64(0)
+	for _, r := range results {
+		if r == nil {
+			ok++
+		}
+	}
+	if ok > 0 {
+		s.delivered.Add(ok)
+		s.lastOK.Store(now.UnixMilli())
+	}
+	switch {
+	case platformDown:
+		s.platformFails++
+		wait := s.backoff(s.platformFails)
+		s.pausedUntil = time.Now().Add(wait)
+		if s.platformFails == 1 {
+			s.log.Warn().Err(lastErr).Msg("platform unavailable, backing off")
+		}
+		s.log.Debug().Int("failures", s.platformFails).Dur("wait", wait).Msg("platform backoff")
+	case anyOK && s.platformFails > 0:
+		s.log.Info().Int("failures", s.platformFails).Msg("platform available again")
+		s.platformFails = 0
+	}
+	return nil
+}
+
+func trimDelivered(b *bbolt.Bucket) error {
+	n := b.Stats().KeyN
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && n > keepDelivered; k, _ = c.First() {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		n--
+	}
+	return nil
+}
