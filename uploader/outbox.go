@@ -98,7 +98,7 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {
 		return err
 	}
 	added := int64(1)
-	if old := idx.Get([]byte(r.Order)); old != nil {
+	if old := idx.Get([]byte(r.Order)); old != nil && r.Kind == KindProgress {
 		if box.Get(old) != nil {
 			if err := box.Delete(old); err != nil {
 				return err
