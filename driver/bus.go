@@ -20,6 +20,9 @@ type SlavePolicy struct {
 	Timeout   time.Duration // per exchange, from the request to the last reply byte
 	Retries   int           // extra attempts after a timeout or a bad frame
 	SwitchGap time.Duration // pause after talking to another slave (some meters need it)
+	// LateWindow is how long the line is drained after a timeout, for a late
+	// reply to land harmlessly (default: Timeout).
+	LateWindow time.Duration
 }
 
 // Config describes one line.
@@ -268,11 +271,12 @@ func (b *Bus) once(r *request, pol SlavePolicy) ([]byte, error) {
 	}
 	b.lastSlave = r.slave
 	start := time.Now()
-	deadline := start.Add(pol.Timeout)
-	if d, ok := r.ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	b.tr.timeout = pol.Timeout
+	b.tr.limit, _ = r.ctx.Deadline()
+	b.tr.lateWindow = pol.LateWindow
+	if b.tr.lateWindow <= 0 {
+		b.tr.lateWindow = pol.Timeout
 	}
-	b.tr.deadline = deadline
 	c := b.client(r.slave)
 	var data []byte
 	var err error

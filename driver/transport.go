@@ -26,12 +26,19 @@ type transport struct {
 
 	link     link
 	lastIO   time.Time
-	deadline time.Time // set by the bus before each exchange
+	timeout  time.Duration // set by the bus before each exchange
+	limit    time.Time     // the caller's own deadline, if any
+	deadline time.Time     // of the exchange under way
 
 	openErr    error
 	nextOpen   time.Time
 	openBackof time.Duration
 	buf        [260]byte
+
+	// After a timeout the slave may still answer. Until quarantineUntil the
+	// line is drained, so that late reply is never taken for the next one's.
+	quarantineUntil time.Time
+	lateWindow      time.Duration // set by the bus per exchange
 }
 
 const (
@@ -104,8 +111,21 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 	if err := t.ensureOpen(); err != nil {
 		return nil, err
 	}
+	if t.framing == framingMBAP {
+		t.quarantineUntil = time.Time{} // transaction ids tell late replies apart
+	}
+	if !t.quarantineUntil.IsZero() {
+		t.drainLate()
+		if t.link == nil {
+			return nil, fmt.Errorf("%w: lost while draining a late reply", ErrLineDown)
+		}
+	}
 	if wait := t.silence - time.Since(t.lastIO); wait > 0 {
 		time.Sleep(wait)
+	}
+	t.deadline = time.Now().Add(t.timeout)
+	if !t.limit.IsZero() && t.limit.Before(t.deadline) {
+		t.deadline = t.limit
 	}
 	if err := t.link.Discard(); err != nil {
 		t.drop(err)
@@ -124,7 +144,45 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 		resp, err = t.readRTU(req)
 	}
 	t.lastIO = time.Now()
+	if errors.Is(err, ErrTimeout) || isTruncated(err) {
+		t.quarantineUntil = t.lastIO.Add(t.lateWindow)
+	}
 	return resp, err
+}
+
+// isTruncated: the rest of the frame may still be on its way.
+func isTruncated(err error) bool {
+	var fe *FrameError
+	return errors.As(err, &fe) && fe.Kind == FrameLength
+}
+
+// drainLate discards what arrives until the quarantine ends, or until the
+// line has been quiet for a few characters after bytes came (the late reply
+// is in and done).
+func (t *transport) drainLate() {
+	end := t.quarantineUntil
+	t.quarantineUntil = time.Time{}
+	quiet := max(4*t.silence, 2*time.Millisecond)
+	got := false
+	for {
+		deadline := end
+		if got {
+			deadline = time.Now().Add(quiet)
+		}
+		n, err := t.link.ReadBefore(t.buf[:], deadline)
+		if n > 0 {
+			got = true
+			t.lastIO = time.Now()
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrTimeout) {
+			t.drop(err)
+			return
+		}
+		if got || !time.Now().Before(end) {
+			return
+		}
+	}
 }
 
 func (t *transport) readRTU(req []byte) ([]byte, error) {

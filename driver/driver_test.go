@@ -1,0 +1,313 @@
+package driver_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/driver"
+	"pilebridge/simulator"
+)
+
+// line is a simulator answering on a real pseudo-terminal, and a bus on it.
+type line struct {
+	srv    *simulator.Server
+	bus    *driver.Bus
+	cancel context.CancelFunc
+}
+
+func words(vals ...uint16) []byte {
+	b := make([]byte, 2*len(vals))
+	for i, v := range vals {
+		binary.BigEndian.PutUint16(b[2*i:], v)
+	}
+	return b
+}
+
+func startBus(t *testing.T, cfg driver.Config) *driver.Bus {
+	bus, err := driver.New(cfg, zerolog.Nop())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	go bus.Run(ctx)
+	t.Cleanup(func() { cancel(); <-bus.Done() })
+	return bus
+}
+
+func ptyLine(t *testing.T, baud int, pol driver.SlavePolicy, slaves ...uint8) *line {
+	t.Helper()
+	link := filepath.Join(t.TempDir(), "ttyV0")
+	pty, err := simulator.OpenPty(link)
+	require.NoError(t, err)
+	srv := simulator.NewServer(zerolog.Nop())
+	srv.Baud = baud
+	for _, id := range slaves {
+		sl := srv.AddSlave(id)
+		sl.Bank.Set(3, 0, []uint16{uint16(id), uint16(id) * 10, uint16(id) * 100, 7})
+		sl.Bank.Set(4, 100, []uint16{0xBEEF})
+	}
+	go srv.AttachPty(pty)
+	t.Cleanup(func() { pty.Close() })
+	if baud == 0 {
+		baud = 115200
+	}
+	bus := startBus(t, driver.Config{Name: "pty", Device: link,
+		Serial: driver.SerialParams{Baud: baud, DataBits: 8, Parity: "N", StopBits: 1}, Default: pol,
+		DeadAfter: 3, DeadBase: 300 * time.Millisecond, DeadMax: 300 * time.Millisecond})
+	return &line{srv: srv, bus: bus}
+}
+
+var ctx = context.Background()
+
+func TestReadOverPty(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1)
+	got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 4)
+	require.NoError(t, err)
+	assert.Equal(t, words(1, 10, 100, 7), got)
+	got, err = l.bus.ReadRegisters(ctx, 1, 4, 100, 1)
+	require.NoError(t, err)
+	assert.Equal(t, words(0xBEEF), got)
+	st := l.bus.Stats()[1]
+	assert.EqualValues(t, 2, st.OK)
+	assert.False(t, st.LastGood.IsZero())
+}
+
+func TestExceptionIsTyped(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1)
+	_, err := l.bus.ReadRegisters(ctx, 1, 3, 500, 2) // undefined registers
+	var exc *driver.ExceptionError
+	require.ErrorAs(t, err, &exc)
+	assert.EqualValues(t, 2, exc.Code)
+	l.srv.Slave(1).Inject(simulator.Fault{Kind: simulator.FaultException, Count: 1, Code: 4})
+	_, err = l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+	require.ErrorAs(t, err, &exc)
+	assert.EqualValues(t, 4, exc.Code)
+	assert.EqualValues(t, 2, l.bus.Stats()[1].Exceptions)
+}
+
+// A reply that comes after the master gave up must never be read as the
+// answer to the next request.
+func TestLateReplyNeverPoisonsNextRead(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 100 * time.Millisecond}, 1)
+	sl := l.srv.Slave(1)
+	for i := 0; i < 3; i++ {
+		sl.Bank.Set(3, 0, []uint16{uint16(1000 + i)})
+		sl.Inject(simulator.Fault{Kind: simulator.FaultLate, Count: 1, Delay: 150 * time.Millisecond})
+		_, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+		require.ErrorIs(t, err, driver.ErrTimeout)
+		sl.Bank.Set(3, 0, []uint16{uint16(2000 + i)})
+		got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+		require.NoError(t, err)
+		assert.Equal(t, words(uint16(2000+i)), got, "round %d: the late reply was taken for this one", i)
+	}
+}
+
+func TestBadFramesAreCountedAndRecovered(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 100 * time.Millisecond}, 1)
+	sl := l.srv.Slave(1)
+	cases := []struct {
+		kind simulator.FaultKind
+		is   func(error) bool
+	}{
+		{simulator.FaultBadCRC, func(err error) bool {
+			var fe *driver.FrameError
+			return errors.As(err, &fe) && fe.Kind == driver.FrameCRC
+		}},
+		{simulator.FaultTruncated, func(err error) bool {
+			var fe *driver.FrameError
+			return errors.As(err, &fe) && fe.Kind == driver.FrameLength
+		}},
+		{simulator.FaultWrongID, func(err error) bool {
+			var fe *driver.FrameError
+			return errors.As(err, &fe) && fe.Kind == driver.FrameSlave
+		}},
+		{simulator.FaultNoAnswer, func(err error) bool { return errors.Is(err, driver.ErrTimeout) }},
+	}
+	for _, c := range cases {
+		sl.Inject(simulator.Fault{Kind: c.kind, Count: 1})
+		_, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 4)
+		assert.True(t, c.is(err), "%s: got %v", c.kind, err)
+		got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 4)
+		require.NoError(t, err, "after %s", c.kind)
+		assert.Equal(t, words(1, 10, 100, 7), got)
+	}
+	// trailing garbage after a good reply: the reply stands, the noise is flushed
+	sl.Inject(simulator.Fault{Kind: simulator.FaultGarbage, Count: 3})
+	for i := 0; i < 3; i++ {
+		got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 4)
+		require.NoError(t, err)
+		assert.Equal(t, words(1, 10, 100, 7), got)
+	}
+	st := l.bus.Stats()[1]
+	assert.EqualValues(t, 1, st.CRCErrors)
+	assert.EqualValues(t, 2, st.FrameErrors)
+	assert.EqualValues(t, 1, st.Timeouts)
+}
+
+func TestRetriesHideOneBadFrame(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 100 * time.Millisecond, Retries: 1}, 1)
+	l.srv.Slave(1).Inject(simulator.Fault{Kind: simulator.FaultBadCRC, Count: 1})
+	got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+	require.NoError(t, err)
+	assert.Equal(t, words(1), got)
+	assert.EqualValues(t, 1, l.bus.Stats()[1].CRCErrors)
+}
+
+// Several pollers share one line; each gets its own slave's answers.
+func TestConcurrentPollersGetTheirOwnAnswers(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1, 2, 3, 4)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for id := uint8(1); id <= 4; id++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				got, err := l.bus.ReadRegisters(ctx, id, 3, 0, 3)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if want := words(uint16(id), uint16(id)*10, uint16(id)*100); string(got) != string(want) {
+					errs <- fmt.Errorf("slave %d got % x", id, got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// Unplugging the adapter (a tty hang-up) is survived: the port is reopened
+// and reads are right again.
+func TestHangupReconnects(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1)
+	_, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+	require.NoError(t, err)
+	l.srv.Slave(1).Inject(simulator.Fault{Kind: simulator.FaultHangup, Count: 1})
+	_, err = l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+	require.Error(t, err)
+	l.srv.Slave(1).Bank.Set(3, 0, []uint16{4242})
+	var got []byte
+	require.Eventually(t, func() bool {
+		got, err = l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+		return err == nil
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.Equal(t, words(4242), got)
+	assert.Positive(t, l.bus.Stats()[1].LineErrors)
+}
+
+// A dead slave is put in backoff: it costs the line a bounded number of
+// exchanges while a live neighbour keeps polling.
+func TestDeadSlaveFailsFast(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 50 * time.Millisecond}, 1, 2)
+	l.srv.Slave(2).Inject(simulator.Fault{Kind: simulator.FaultNoAnswer})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = l.bus.ReadRegisters(ctx, 2, 3, 0, 1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	good := 0
+	for i := 0; i < 200; i++ {
+		_, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
+		require.NoError(t, err)
+		good++
+	}
+	close(stop)
+	wg.Wait()
+	dead := l.bus.Stats()[2]
+	assert.Positive(t, dead.Skipped, "the dead slave was failed fast")
+	// wire time spent on it is bounded by backoff probes, not by its poll rate
+	assert.Less(t, dead.Exchanges, dead.Skipped)
+	assert.EqualValues(t, 200, good)
+	_, err := l.bus.ReadRegisters(ctx, 2, 3, 0, 1)
+	assert.True(t, errors.Is(err, driver.ErrSlaveDown) || errors.Is(err, driver.ErrTimeout))
+}
+
+func TestPacedLineStillReads(t *testing.T) {
+	l := ptyLine(t, 9600, driver.SlavePolicy{Timeout: 300 * time.Millisecond}, 1)
+	got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 4)
+	require.NoError(t, err)
+	assert.Equal(t, words(1, 10, 100, 7), got)
+}
+
+func TestTCPTransports(t *testing.T) {
+	for _, scheme := range []string{"tcp", "rtuovertcp"} {
+		t.Run(scheme, func(t *testing.T) {
+			srv := simulator.NewServer(zerolog.Nop())
+			srv.AddSlave(5).Bank.Set(3, 10, []uint16{11, 22})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			go srv.ServeTCP(ln, scheme == "rtuovertcp")
+			bus := startBus(t, driver.Config{Name: scheme, Device: scheme + "://" + ln.Addr().String(),
+				Default: driver.SlavePolicy{Timeout: 200 * time.Millisecond}, DeadAfter: 100})
+			got, err := bus.ReadRegisters(ctx, 5, 3, 10, 2)
+			require.NoError(t, err)
+			assert.Equal(t, words(11, 22), got)
+			// a late reply on TCP is skipped by transaction id / drained
+			srv.Slave(5).Inject(simulator.Fault{Kind: simulator.FaultLate, Count: 1, Delay: 300 * time.Millisecond})
+			_, err = bus.ReadRegisters(ctx, 5, 3, 10, 2)
+			require.ErrorIs(t, err, driver.ErrTimeout)
+			srv.Slave(5).Bank.Set(3, 10, []uint16{33, 44})
+			got, err = bus.ReadRegisters(ctx, 5, 3, 10, 2)
+			require.NoError(t, err)
+			assert.Equal(t, words(33, 44), got)
+			// the gateway drops the connection: reconnect
+			srv.Slave(5).Inject(simulator.Fault{Kind: simulator.FaultHangup, Count: 1})
+			_, err = bus.ReadRegisters(ctx, 5, 3, 10, 2)
+			require.Error(t, err)
+			require.Eventually(t, func() bool {
+				got, err = bus.ReadRegisters(ctx, 5, 3, 10, 2)
+				return err == nil
+			}, 5*time.Second, 50*time.Millisecond)
+			assert.Equal(t, words(33, 44), got)
+		})
+	}
+}
+
+func TestBadDevicesAreNamed(t *testing.T) {
+	for dev, want := range map[string]string{
+		"":                 "device is empty",
+		"ftp://x:1":        "unknown scheme",
+		"tcp://nohostport": "want scheme://host:port",
+	} {
+		_, err := driver.New(driver.Config{Name: "b", Device: dev}, zerolog.Nop())
+		require.Error(t, err, dev)
+		assert.Contains(t, err.Error(), want)
+	}
+	_, err := driver.New(driver.Config{Name: "b", Device: "/dev/null", Serial: driver.SerialParams{Baud: 9600, DataBits: 8, Parity: "X", StopBits: 1}}, zerolog.Nop())
+	assert.ErrorContains(t, err, "parity")
+}
+
+func TestLineDownIsReportedAndRetried(t *testing.T) {
+	bus := startBus(t, driver.Config{Name: "gone", Device: filepath.Join(t.TempDir(), "nope"),
+		Serial: driver.SerialParams{Baud: 9600, DataBits: 8, Parity: "N", StopBits: 1}})
+	_, err := bus.ReadRegisters(ctx, 1, 3, 0, 1)
+	require.ErrorIs(t, err, driver.ErrLineDown)
+	_, err = bus.ReadRegisters(ctx, 1, 3, 0, 1)
+	require.ErrorIs(t, err, driver.ErrLineDown)
+}
