@@ -62,10 +62,9 @@ func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 			v = r.Extra[name]
 		}
 		if f.DecimalsAddr != nil {
-			// Present the value with dp = 3 - offset so that 10^(dp+offset) = 1000:
-			// three decimals, as Acrel meters commonly show.
-			dp := 3 - f.DecimalsOffset
-			set(f.FC, *f.DecimalsAddr, []uint16{uint16(int16(dp))})
+			// dp = -offset makes 10^(dp+offset) = 1: the raw register carries
+			// the value at the field's scale, losing nothing.
+			set(f.FC, *f.DecimalsAddr, []uint16{uint16(int16(-f.DecimalsOffset))})
 		}
 		bits, err := p.rawFor(f, v, ratios)
 		if err != nil {
@@ -79,9 +78,6 @@ func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 // rawFor inverts value(): raw = v / (scale × ratio × 10^(dp+offset)).
 func (p *Profile) rawFor(f *Field, v int64, ratios Ratios) (uint64, error) {
 	mul := big.NewRat(f.num*ratios.factor(f.Ratio), f.den)
-	if f.DecimalsAddr != nil {
-		mul.Mul(mul, big.NewRat(1000, 1))
-	}
 	x := new(big.Rat).Quo(new(big.Rat).SetInt64(v), mul)
 	if f.Type == "f32" {
 		fv, _ := x.Float64()

@@ -26,6 +26,11 @@ type Pile struct {
 // NewPile writes an idle device into bank.
 func NewPile(p *meter.Profile, ratios meter.Ratios, bank *Bank, energyWh int64) (*Pile, error) {
 	pl := &Pile{profile: p, ratios: ratios, bank: bank, last: time.Now()}
+	// Registers in the holes of a planned read answer 0, as these devices do;
+	// a device that rejects holes is modelled by a profile with max_gap: 0.
+	for _, b := range p.Blocks() {
+		bank.Set(b.FC, b.Addr, make([]uint16, b.Count))
+	}
 	pl.r = meter.Reading{EnergyWh: energyWh, Status: meter.StatusIdle, VoltageDV: 2200}
 	return pl, pl.publishLocked()
 }
