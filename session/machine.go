@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -92,9 +93,12 @@ type Session struct {
 	PendingFrom     time.Time `json:"pending_from,omitempty"`
 	PendingFromProv bool      `json:"pending_from_provisional,omitempty"`
 
-	held     int   // polls a suspicious reading has persisted
-	heldWh   int64 // that reading
-	meterLow time.Time
+	held      int       // polls a suspicious reading has persisted
+	heldWh    int64     // the latest held reading
+	heldAt    time.Time // and its time
+	heldFirst int64     // the first held reading
+	heldFrom  time.Time // and its time
+	meterLow  time.Time
 }
 
 // Billed is energy and its price sums in one tariff period.
@@ -128,8 +132,11 @@ type Machine struct {
 	lastOK  time.Time
 	started time.Time // when the machine began, for offline detection
 
-	recovering bool          // a stored session awaits its first reading after restart
-	clockOK    bool          // the wall clock is believed
+	recovering bool         // a stored session awaits its first reading after restart
+	clockOK    bool         // the wall clock is believed
+	lastStatus meter.Status // the pile's status at this step
+	closedOn   meter.Status // status when the last session closed: no new one until it changes
+	closedSet  bool
 	highSince  time.Time     // meter-only ports: power above the start threshold since
 	highAt     meter.Reading // the reading when it crossed: the session's baseline
 }
@@ -232,6 +239,10 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (recs []upload
 			return m.closeAt(m.sess.LastAt, DescRecovered, true), true
 		}
 	}
+	m.lastStatus = status
+	if m.closedSet && status != m.closedOn {
+		m.closedSet = false
+	}
 	if m.sess != nil && m.accept(r, now) {
 		changed = true
 	}
@@ -263,7 +274,7 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (recs []upload
 		m.state = Starting
 		if m.sess == nil {
 			if err := m.open(r, now, Starting); err != nil {
-				m.log.Error().Err(err).Msg("cannot open session")
+				m.openFailed(err)
 				return nil, false
 			}
 			return nil, true
@@ -278,7 +289,7 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (recs []upload
 		}
 		if m.sess == nil {
 			if err := m.open(r, now, m.state); err != nil {
-				m.log.Error().Err(err).Msg("cannot open session")
+				m.openFailed(err)
 				return nil, false
 			}
 			changed = true
@@ -317,7 +328,7 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (recs []upload
 		if m.sess == nil {
 			// a start that failed before we saw it starting still gets its record
 			if err := m.open(r, now, Starting); err != nil {
-				m.log.Error().Err(err).Msg("cannot open session")
+				m.openFailed(err)
 				return nil, false
 			}
 		}
@@ -369,6 +380,10 @@ func (m *Machine) stepOffline(now time.Time) ([]uploader.Record, bool) {
 
 // open starts a session at now.
 func (m *Machine) open(r meter.Reading, now time.Time, st PortState) error {
+	if m.closedSet {
+		// the pile still shows the status the last session ended on
+		return errStillClosed
+	}
 	order, err := m.orders(now)
 	if err != nil {
 		return fmt.Errorf("order number: %w", err)
@@ -389,9 +404,17 @@ func (m *Machine) open(r meter.Reading, now time.Time, st PortState) error {
 	if r.Quantised() {
 		m.log.Warn().Str("order", order).Int64("step_wh", r.EnergyStepWh).Msg("energy register cannot resolve 1 Wh: session energy is quantised")
 	}
+	if r.VIN != "" {
+		m.sess.VIN, m.sess.Plate = r.VIN, m.cfg.Plates[r.VIN]
+	}
+	if r.HasSOC {
+		m.sess.SOC, m.sess.HasSOC = r.SOC, true
+	}
 	m.log.Info().Str("order", order).Int64("baseline_wh", r.EnergyWh).Str("state", string(st)).Msg("session opened")
 	return nil
 }
+
+var errStillClosed = errors.New("pile still in the status its last session ended on")
 
 // accept applies an energy reading to the open session. It returns true
 // when the reading was accepted (and the session must be stored).
@@ -429,27 +452,27 @@ func (m *Machine) accept(r meter.Reading, now time.Time) bool {
 // with the energy already counted kept.
 func (m *Machine) hold(r meter.Reading, why string, now time.Time) bool {
 	s := m.sess
-	if s.held == 0 || !near(r.EnergyWh, s.heldWh, m.plausibleWh(r.Time.Sub(s.LastAt))) {
-		s.held, s.heldWh = 1, r.EnergyWh
+	consistent := s.held > 0 && r.EnergyWh >= s.heldWh
+	if lim := m.plausibleWh(r.Time.Sub(s.heldAt)); consistent && lim >= 0 {
+		consistent = r.EnergyWh-s.heldWh <= lim
+	}
+	if !consistent {
+		s.held, s.heldFirst, s.heldFrom = 1, r.EnergyWh, r.Time
+		s.heldWh, s.heldAt = r.EnergyWh, r.Time
 		m.log.Warn().Str("order", s.Order).Int64("last_wh", s.LastWh).Int64("read_wh", r.EnergyWh).Str("why", why).Msg("energy reading held")
 		return false
 	}
 	s.held++
+	s.heldWh, s.heldAt = r.EnergyWh, r.Time
 	if s.held < m.cfg.HoldPolls {
 		return false
 	}
 	m.log.Warn().Str("order", s.Order).Int64("last_wh", s.LastWh).Int64("new_wh", r.EnergyWh).Int64("kept_quantity_wh", s.Quantity).Msg("meter reset or swapped: continuing from the new register value")
+	// count on from the first reading of the new register
 	s.held = 0
+	m.attribute(s.heldFrom, r.Time, r.EnergyWh-s.heldFirst)
 	s.LastWh, s.LastAt, s.LastAtProvision = r.EnergyWh, r.Time, !m.clockOK
 	return true
-}
-
-func near(a, b, tol int64) bool {
-	if tol < 0 {
-		tol = 0
-	}
-	d := a - b
-	return d <= tol+1 && d >= -(tol+1)
 }
 
 // plausibleWh is the most energy the pile can deliver in d (with margin), or
@@ -607,7 +630,14 @@ func (m *Machine) flushPending() {
 	m.clockOK = ok
 }
 
+func (m *Machine) openFailed(err error) {
+	if !errors.Is(err, errStillClosed) {
+		m.log.Error().Err(err).Msg("cannot open session")
+	}
+}
+
 func (m *Machine) finish(rec uploader.Record) {
+	m.closedOn, m.closedSet = m.lastStatus, true
 	ev := m.log.Info()
 	if rec.Kind == uploader.KindFinal && rec.State == uploader.StateFinished && rec.Plate == "" && m.cfg.WantsPlate {
 		ev = m.log.Warn().Str("warning", "no plate: this bill cannot earn the parking-fee reduction")
