@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/meter"
+	"pilebridge/simulator"
+)
+
+var bridgeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pilebridge-e2e")
+	if err != nil {
+		panic(err)
+	}
+	bridgeBin = filepath.Join(dir, "pilebridge")
+	out, err := exec.Command("go", "build", "-o", bridgeBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// station is one simulated pile on a pty, the platform stand-in on loopback
+// HTTP, and a config for the real bridge binary.
+type station struct {
+	t      *testing.T
+	dir    string
+	config string
+	plat   *simulator.Platform
+	pile   *simulator.Pile
+	slave  *simulator.Slave
+}
+
+func newStation(t *testing.T, extra string) *station {
+	dir := t.TempDir()
+	reg, err := meter.LoadRegistry("")
+	require.NoError(t, err)
+	prof, _ := reg.Get("ref-dc")
+	link := filepath.Join(dir, "ttyV0")
+	line, err := simulator.OpenPty(link)
+	require.NoError(t, err)
+	t.Cleanup(func() { line.Close() })
+	srv := simulator.NewServer(zerolog.Nop())
+	sl := srv.AddSlave(3)
+	pile, err := simulator.NewPile(prof, meter.Ratios{}, sl.Bank, 5_000_000)
+	require.NoError(t, err)
+	go srv.AttachPty(line)
+
+	plat, err := simulator.NewPlatform("op_e2e", "e2e-secret", "")
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{Handler: plat}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+
+	cfg := fmt.Sprintf(`station_uuid: e2e-station
+data_dir: %s/data
+log: {level: debug, format: json}
+platform:
+  base_url: http://%s
+  app_id: op_e2e
+  app_secret: e2e-secret
+  progress_interval: 1s
+  device_sync_interval: 1m
+  retry_base: 100ms
+  retry_max: 1s
+tariff:
+  periods:
+    - {start: "00:00", end: "24:00", type: flat, electricity: "0.8", service: "0.6"}
+session: {offline_after: 2s}
+buses:
+  - {name: l1, device: %s, baud: 115200, timeout: 200ms, retries: 1}
+piles:
+  - device_no: E2E01
+    device_type: 0
+    energy_code: CN_DC
+    bus: l1
+    rated_power_w: 120000
+    ports:
+      - {port_no: "1", slave: 3, profile: ref-dc, poll_interval: 200ms}
+%s`, dir, ln.Addr(), link, extra)
+	path := filepath.Join(dir, "pilebridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	return &station{t: t, dir: dir, config: path, plat: plat, pile: pile, slave: sl}
+}
+
+type bridge struct {
+	cmd *exec.Cmd
+	log *os.File
+}
+
+func (s *station) startBridge() *bridge {
+	logf, err := os.OpenFile(filepath.Join(s.dir, "bridge.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	require.NoError(s.t, err)
+	cmd := exec.Command(bridgeBin, "run", "--config", s.config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(s.t, cmd.Start())
+	b := &bridge{cmd: cmd, log: logf}
+	s.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	return b
+}
+
+func (b *bridge) stop(sig syscall.Signal) error {
+	_ = b.cmd.Process.Signal(sig)
+	return b.cmd.Wait()
+}
+
+type bill struct {
+	Order       string `json:"order"`
+	State       int    `json:"state"`
+	StateDesc   string `json:"state_desc"`
+	Quantity    int64  `json:"quantity"`
+	EnergyValue int64  `json:"energy_value"`
+	FeeValue    int64  `json:"fee_value"`
+	StartTime   string `json:"start_time"`
+	EndTime     string `json:"end_time"`
+	VIN         string `json:"vin"`
+	SOC         *int   `json:"soc"`
+}
+
+func (s *station) bills() []bill {
+	var out []bill
+	for _, r := range s.plat.Received(simulator.PathReplenish) {
+		var b bill
+		require.NoError(s.t, json.Unmarshal(r.Body, &b))
+		out = append(out, b)
+	}
+	return out
+}
+
+func (s *station) finals() []bill {
+	var out []bill
+	for _, b := range s.bills() {
+		if b.State != 2 {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (s *station) waitFor(what string, d time.Duration, cond func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
+			s.t.Fatalf("timed out waiting for %s\nbridge log:\n%s", what, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// charging runs the pile at power until the context ends (energy integrates in the simulator).
+func (s *station) charging(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.pile.Tick()
+		}
+	}
+}
+
+func (s *station) set(st meter.Status, powerW int64, stop int64) {
+	require.NoError(s.t, s.pile.Update(func(r *meter.Reading) {
+		r.Status, r.PowerW, r.StopCode = st, powerW, stop
+		r.VIN, r.SOC, r.HasSOC = "LDC12345678901234", 40, true
+	}))
+}
+
+// The foundation's promise: simulator → pty → bridge → signed upload → stand-in,
+// and the bill is exactly the meter's delta.
+func TestEndToEndSession(t *testing.T) {
+	s := newStation(t, "")
+	b := s.startBridge()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	start := s.pile.Reading().EnergyWh
+	s.set(meter.StatusStarting, 0, 0)
+	time.Sleep(500 * time.Millisecond)
+	s.set(meter.StatusCharging, 60000, 0)
+	s.waitFor("progress records", 10*time.Second, func() bool { return len(s.bills()) >= 3 })
+	s.set(meter.StatusFinished, 0, 1)
+	delta := s.pile.Reading().EnergyWh - start
+	s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	require.NoError(t, b.stop(syscall.SIGTERM))
+
+	f := s.finals()[0]
+	assert.Equal(t, 3, f.State)
+	assert.Equal(t, "SOC已充满", f.StateDesc)
+	assert.Equal(t, delta, f.Quantity, "bill equals the meter's delta")
+	assert.Positive(t, delta)
+	assert.Equal(t, (delta*8000+50000)/100000, f.EnergyValue)
+	assert.Equal(t, (delta*6000+50000)/100000, f.FeeValue)
+	assert.Equal(t, "LDC12345678901234", f.VIN)
+	require.NotNil(t, f.SOC)
+	assert.Zero(t, s.plat.Rejected(), "every signature and field accepted")
+	for _, r := range s.bills() {
+		assert.Equal(t, f.Order, r.Order)
+		_, err := time.Parse("2006-01-02T15:04:05.000Z", r.StartTime)
+		assert.NoError(t, err)
+	}
+	assert.NotEmpty(t, s.plat.Received(simulator.PathDevice), "device/sync reported")
+}
+
+// kill -9 mid-session with the pile still charging: after restart the same
+// order continues and exactly one bill carries the whole delta.
+func TestKillNineMidSession(t *testing.T) {
+	s := newStation(t, "")
+	b := s.startBridge()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	start := s.pile.Reading().EnergyWh
+	s.set(meter.StatusCharging, 90000, 0)
+	s.waitFor("charging seen", 10*time.Second, func() bool { return len(s.bills()) >= 2 })
+	_ = b.stop(syscall.SIGKILL)
+	time.Sleep(1500 * time.Millisecond) // energy flows while the bridge is dead
+	b = s.startBridge()
+	s.waitFor("resumed progress", 10*time.Second, func() bool {
+		bs := s.bills()
+		return len(bs) >= 4 && bs[len(bs)-1].Quantity > bs[1].Quantity
+	})
+	s.set(meter.StatusFinished, 0, 2)
+	delta := s.pile.Reading().EnergyWh - start
+	s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) >= 1 })
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	finals := s.finals()
+	require.Len(t, finals, 1, "one bill")
+	assert.Equal(t, delta, finals[0].Quantity, "nothing lost or double-counted across the kill")
+	assert.Equal(t, "用户停止", finals[0].StateDesc)
+	for _, r := range s.bills() {
+		assert.Equal(t, finals[0].Order, r.Order, "same order before and after the restart")
+	}
+}
+
+// Power loss of the board while the pile also stopped: the session is closed
+// with the last stored reading.
+func TestPowerLossPileStopped(t *testing.T) {
+	s := newStation(t, "")
+	b := s.startBridge()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	s.set(meter.StatusCharging, 90000, 0)
+	s.waitFor("charging seen", 10*time.Second, func() bool { return len(s.bills()) >= 2 })
+	_ = b.stop(syscall.SIGKILL)
+	time.Sleep(time.Second) // the pile charges on, then stops, while the board is down
+	s.set(meter.StatusIdle, 0, 0)
+	b = s.startBridge()
+	s.waitFor("recovery bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	f := s.finals()[0]
+	assert.Equal(t, "断电恢复结算", f.StateDesc)
+	assert.Equal(t, 3, f.State)
+	last := s.bills()[len(s.bills())-2]
+	assert.GreaterOrEqual(t, f.Quantity, last.Quantity, "at least what was reported")
+	assert.Less(t, f.Quantity, s.pile.Reading().EnergyWh-5_000_000, "energy after the last stored reading is not invented")
+}
+
+// A bad config stops the daemon before any port is opened, naming the key.
+func TestBadConfigNamesTheKey(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{
+		"station_uuid: x\ndata_dir: /tmp/x\nplatform: {base_url: 'ftp://x', app_id: a, app_secret: s}\n":                                                                                                                                              "platform.base_url",
+		"station_uuid: x\ndata_dir: /tmp/x\nplatform: {base_url: 'https://x', app_id: a, app_secret: s}\nbuses: [{name: a, device: /dev/x, parity: Q}]\n":                                                                                             "buses[0].parity",
+		"station_uuid: x\ndata_dir: /tmp/x\nplatform: {base_url: 'https://x', app_id: a, app_secret: s}\nbogus: 1\n":                                                                                                                                  "bogus: unknown key",
+		"station_uuid: x\ndata_dir: /tmp/x\nplatform: {base_url: 'https://x', app_id: a, app_secret: s}\nbuses: [{name: a, device: /dev/x}]\npiles: [{device_no: P, energy_code: CN_AC, bus: a, ports: [{port_no: '1', slave: 1, profile: nope}]}]\n": "piles[0].ports[0].profile",
+	}
+	for doc, want := range cases {
+		p := filepath.Join(dir, "c.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(doc), 0o600))
+		out, err := exec.Command(bridgeBin, "run", "--config", p).CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), want)
+		assert.NotContains(t, string(out), "app_secret: s")
+	}
+}
