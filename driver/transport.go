@@ -120,8 +120,9 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: lost while draining a late reply", ErrLineDown)
 		}
 	}
-	if wait := t.silence - time.Since(t.lastIO); wait > 0 {
-		time.Sleep(wait)
+	if err := t.waitSilence(); err != nil {
+		t.drop(err)
+		return nil, fmt.Errorf("wait for silence: %w", err)
 	}
 	t.deadline = time.Now().Add(t.timeout)
 	if !t.limit.IsZero() && t.limit.Before(t.deadline) {
@@ -154,6 +155,28 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 func isTruncated(err error) bool {
 	var fe *FrameError
 	return errors.As(err, &fe) && fe.Kind == FrameLength
+}
+
+// waitSilence keeps 3.5 characters of silence before a request by listening
+// to the line: a read timeout is precise to the syscall (time.Sleep overshoots
+// by up to a millisecond here, a third of a frame at 115200), and any noise
+// restarts the silence as the spec wants.
+func (t *transport) waitSilence() error {
+	for {
+		until := t.lastIO.Add(t.silence)
+		if !time.Now().Before(until) {
+			return nil
+		}
+		n, err := t.link.ReadBefore(t.buf[:], until)
+		switch {
+		case n > 0:
+			t.lastIO = time.Now()
+		case errors.Is(err, ErrTimeout):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // drainLate discards what arrives until the quarantine ends, or until the

@@ -146,24 +146,41 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 			return 0, 0, false, nil
 		}
 	}
-	mul := big.NewRat(f.num*ratios.factor(f.Ratio), f.den)
+	// value = raw × num/den exactly, with the ratio and 10^dp folded in.
+	num, den := f.num*ratios.factor(f.Ratio), f.den
 	if f.DecimalsAddr != nil {
 		dp := int(int16(binary.BigEndian.Uint16(p.regs(data, f.FC, *f.DecimalsAddr, 1)))) + f.DecimalsOffset
 		if dp < -9 || dp > 9 {
 			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprint(dp - f.DecimalsOffset), Msg: "decimal-point register out of range"}
 		}
-		pow := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(dp))), nil))
-		if dp < 0 {
-			pow.Inv(pow)
+		for ; dp > 0; dp-- {
+			num *= 10
 		}
-		mul.Mul(mul, pow)
+		for ; dp < 0; dp++ {
+			den *= 10
+		}
+	}
+	if f.Type != "f32" {
+		raw, small := int64(0), false
+		switch f.Type {
+		case "i16":
+			raw, small = int64(int16(bits)), true
+		case "i32":
+			raw, small = int64(int32(bits)), true
+		case "u16", "u32":
+			raw, small = int64(bits), true
+		}
+		// Fast path: |raw| < 2^32 and num < 2^30 keep raw × num inside int64.
+		if small && num < 1<<30 {
+			return roundDiv(raw*num, den), 0, true, nil
+		}
 	}
 	if f.Type == "f32" {
 		fv := math.Float32frombits(uint32(bits))
 		if math.IsNaN(float64(fv)) || math.IsInf(float64(fv), 0) {
 			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%08x", bits), Msg: "not a number"}
 		}
-		m, _ := mul.Float64()
+		m := float64(num) / float64(den) // a float32 reading has 24 bits; float64 scaling loses none of them
 		x := float64(fv) * m
 		if math.Abs(x) > 1<<62 {
 			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%08x", bits), Msg: "value out of range"}
@@ -174,6 +191,7 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 		}
 		return int64(math.Round(x)), stepWh, true, nil
 	}
+	mul := big.NewRat(num, den)
 	raw := new(big.Int)
 	switch f.Type {
 	case "i16":
@@ -197,11 +215,20 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 	return q.Int64(), 0, true, nil
 }
 
-func abs(x int) int {
-	if x < 0 {
-		return -x
+// roundDiv is a/b rounded half away from zero, for b > 0.
+func roundDiv(a, b int64) int64 {
+	q, r := a/b, a%b
+	if r < 0 {
+		r = -r
 	}
-	return x
+	if 2*r >= b {
+		if a < 0 {
+			q--
+		} else {
+			q++
+		}
+	}
+	return q
 }
 
 func decodeASCII(regs []byte) string {

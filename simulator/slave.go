@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"pilebridge/driver"
 )
@@ -180,7 +181,18 @@ func (s *Server) pace(reqLen, respLen int) {
 	if s.Baud > 19200 {
 		silence = 1750 * time.Microsecond
 	}
-	time.Sleep(time.Duration(reqLen+respLen)*ct + silence)
+	preciseSleep(time.Duration(reqLen+respLen)*ct + silence)
+}
+
+// preciseSleep blocks the thread in nanosleep: time.Sleep overshoots short
+// waits by up to a millisecond, which would make a fast line look slow.
+func preciseSleep(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	for {
+		if err := unix.Nanosleep(&ts, &ts); err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // rtuRequestLen says how long the RTU request starting at buf is, or 0 when

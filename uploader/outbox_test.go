@@ -29,14 +29,14 @@ const (
 // standIn is the platform stand-in on a real loopback HTTP server that can be
 // taken down and brought back on the same address (an outage).
 type standIn struct {
-	t    *testing.T
+	t    testing.TB
 	plat *simulator.Platform
 	addr string
 	mu   sync.Mutex
 	srv  *http.Server
 }
 
-func newStandIn(t *testing.T) *standIn {
+func newStandIn(t testing.TB) *standIn {
 	p, err := simulator.NewPlatform(appID, secret, "")
 	require.NoError(t, err)
 	s := &standIn{t: t, plat: p}
@@ -90,13 +90,18 @@ type rig struct {
 	done   chan struct{}
 }
 
-func openRig(t *testing.T, path, baseURL string, max int) *rig {
+var nopLog = zerolog.Nop()
+
+func clientFor(baseURL string) *uploader.Client {
+	return uploader.NewClient(uploader.ClientConfig{BaseURL: baseURL, AppID: appID, AppSecret: secret, StationUUID: "st", Timeout: 300 * time.Millisecond})
+}
+
+func openRig(t testing.TB, path, baseURL string, max int) *rig {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
-	box, err := uploader.NewOutbox(db, max, zerolog.Nop())
+	box, err := uploader.NewOutbox(db, max, nopLog)
 	require.NoError(t, err)
-	c := uploader.NewClient(uploader.ClientConfig{BaseURL: baseURL, AppID: appID, AppSecret: secret, StationUUID: "st", Timeout: 300 * time.Millisecond})
-	s := uploader.NewSender(box, c, uploader.SenderConfig{BaseBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, zerolog.Nop())
+	s := uploader.NewSender(box, clientFor(baseURL), uploader.SenderConfig{BaseBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nopLog)
 	return &rig{db: db, box: box, sender: s}
 }
 
