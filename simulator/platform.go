@@ -371,3 +371,10 @@ func checkDevice(m map[string]any) (string, string) {
 	}
 	return "", ""
 }
+
+// ClearFaults drops every queued fault: the outage is over.
+func (p *Platform) ClearFaults() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults = nil
+}
