@@ -54,8 +54,11 @@ func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, e
 	for name, f := range p.Fields {
 		regs := p.regs(data, f.FC, f.Addr, f.words())
 		if f.Type == "ascii" {
-			if name == "vin" {
+			switch name {
+			case "vin":
 				r.VIN = decodeASCII(regs)
+			case "mobile":
+				r.Mobile = decodeASCII(regs)
 			}
 			continue
 		}

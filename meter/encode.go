@@ -43,9 +43,12 @@ func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 			v = r.FaultCode
 		case "stop_reason":
 			v = r.StopCode
-		case "vin":
+		case "vin", "mobile":
 			words := make([]uint16, f.Words)
 			b := []byte(r.VIN)
+			if name == "mobile" {
+				b = []byte(r.Mobile)
+			}
 			for i := range words {
 				var hi, lo byte = ' ', ' '
 				if 2*i < len(b) {

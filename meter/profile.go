@@ -23,7 +23,11 @@ var knownUnits = map[string]string{
 	"fault":       "",
 	"stop_reason": "",
 	"vin":         "",
+	"mobile":      "",
 }
+
+// asciiFields are the known fields that hold text.
+var asciiFields = map[string]bool{"vin": true, "mobile": true}
 
 var typeWords = map[string]int{"u16": 1, "i16": 1, "u32": 2, "i32": 2, "u64": 4, "i64": 4, "f32": 2, "ascii": 0}
 
@@ -281,10 +285,10 @@ func (p *Profile) validateField(f *Field) error {
 	if _, known := knownUnits[f.Name]; !known && f.Unit == "" {
 		return p.fail(f, "unknown field name: give it a unit (e.g. unit: Wh) or use one of energy, power, voltage, current, soc, status, fault, stop_reason, vin")
 	}
-	if f.Name == "vin" && f.Type != "ascii" {
-		return p.fail(f, "vin must be ascii")
+	if asciiFields[f.Name] && f.Type != "ascii" {
+		return p.fail(f, "%s must be ascii", f.Name)
 	}
-	if f.Name != "vin" && f.Type == "ascii" {
+	if !asciiFields[f.Name] && f.Type == "ascii" {
 		if _, known := knownUnits[f.Name]; known {
 			return p.fail(f, "%s cannot be ascii", f.Name)
 		}

@@ -85,6 +85,7 @@ type Reading struct {
 	StopCode   int64  `json:"stop_code"`
 	StopReason string `json:"stop_reason,omitempty"`
 	VIN        string `json:"vin,omitempty"`
+	Mobile     string `json:"mobile,omitempty"` // phone or user id the pile collected
 
 	// Extra holds the profile's other numeric fields, by name, in the field's unit.
 	Extra map[string]int64 `json:"extra,omitempty"`

@@ -77,6 +77,7 @@ type Session struct {
 	Quantity  int64              `json:"quantity_wh"`
 	Periods   map[string]*Billed `json:"periods"`
 	VIN       string             `json:"vin,omitempty"`
+	Mobile    string             `json:"mobile,omitempty"` // from the pile, if it reports one
 	Plate     string             `json:"plate,omitempty"`
 	SOC       int                `json:"soc"`
 	HasSOC    bool               `json:"has_soc"`
@@ -255,6 +256,9 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (recs []upload
 			m.sess.Plate = m.cfg.Plates[r.VIN]
 			changed = true
 		}
+		if r.Mobile != "" && m.sess.Mobile == "" {
+			m.sess.Mobile, changed = r.Mobile, true
+		}
 	}
 	switch status {
 	case meter.StatusIdle, meter.StatusPlugged, meter.StatusUnknown:
@@ -410,6 +414,7 @@ func (m *Machine) open(r meter.Reading, now time.Time, st PortState) error {
 	if r.HasSOC {
 		m.sess.SOC, m.sess.HasSOC = r.SOC, true
 	}
+	m.sess.Mobile = r.Mobile
 	m.log.Info().Str("order", order).Int64("baseline_wh", r.EnergyWh).Str("state", string(st)).Msg("session opened")
 	return nil
 }
@@ -566,6 +571,9 @@ func (m *Machine) record(kind uploader.Kind, state int, desc string, end time.Ti
 		QuantityWh: s.Quantity, EnergyFen: e, ServiceFen: v,
 		State: state, StateDesc: desc,
 		DeviceNo: m.cfg.DeviceNo, DeviceType: m.cfg.DeviceType, PortNo: m.cfg.PortNo, EnergyCode: m.cfg.EnergyCode,
+	}
+	if s.Mobile != "" {
+		rec.Mobile = s.Mobile
 	}
 	if s.HasSOC {
 		soc := s.SOC

@@ -348,6 +348,10 @@ func TestPlateFromVIN(t *testing.T) {
 	r := f.final()
 	assert.Equal(t, "川A12345", r.Plate)
 	assert.Equal(t, "LSVIN00000000001", r.VIN)
-	assert.Equal(t, "u1", r.Mobile)
+	assert.Equal(t, "u1", r.Mobile, "the local user id when the pile has no mobile")
 	assert.Equal(t, "CN_DC", r.EnergyCode)
+
+	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 20, Mobile: "13800138001"})
+	f.with(meter.Reading{Status: meter.StatusFinished, EnergyWh: 22})
+	assert.Equal(t, "13800138001", f.final().Mobile, "the pile's mobile register wins")
 }
