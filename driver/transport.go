@@ -208,28 +208,39 @@ func (t *transport) drainLate() {
 	}
 }
 
-func (t *transport) readRTU(req []byte) ([]byte, error) {
-	want, err := rtuReplyLen(req)
-	if err != nil {
-		return nil, err
-	}
-	have := 0
+// fill reads into t.buf until it holds want bytes or the deadline passes.
+func (t *transport) fill(have, want int) (int, error) {
 	for have < want {
 		n, err := t.link.ReadBefore(t.buf[have:want], t.deadline)
 		have += n
 		if errors.Is(err, ErrTimeout) {
 			if have == 0 {
-				return nil, ErrTimeout
+				return 0, ErrTimeout
 			}
-			return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("truncated: %d of %d bytes", have, want), Raw: clone(t.buf[:have])}
+			return have, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("truncated: %d of %d bytes", have, want), Raw: clone(t.buf[:have])}
 		}
 		if err != nil {
 			t.drop(err)
-			return nil, fmt.Errorf("read: %w", err)
+			return have, fmt.Errorf("read: %w", err)
 		}
-		if have >= 2 && t.buf[1] == req[1]|0x80 {
-			want = 5
-		}
+	}
+	return have, nil
+}
+
+func (t *transport) readRTU(req []byte) ([]byte, error) {
+	want, err := rtuReplyLen(req)
+	if err != nil {
+		return nil, err
+	}
+	have, err := t.fill(0, 2)
+	if err != nil {
+		return nil, err
+	}
+	if t.buf[1] == req[1]|0x80 {
+		want = 5 // an exception reply
+	}
+	if _, err := t.fill(have, want); err != nil {
+		return nil, err
 	}
 	resp := clone(t.buf[:want])
 	if err := checkRTUReply(req, resp); err != nil {
@@ -242,28 +253,17 @@ func (t *transport) readRTU(req []byte) ([]byte, error) {
 // a stale reply to an earlier, timed-out request is skipped.
 func (t *transport) readMBAP(req []byte) ([]byte, error) {
 	for {
-		have, want := 0, 7
-		for have < want {
-			n, err := t.link.ReadBefore(t.buf[have:want], t.deadline)
-			have += n
-			if errors.Is(err, ErrTimeout) {
-				if have == 0 {
-					return nil, ErrTimeout
-				}
-				return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("truncated: %d of %d bytes", have, want), Raw: clone(t.buf[:have])}
-			}
-			if err != nil {
-				t.drop(err)
-				return nil, fmt.Errorf("read: %w", err)
-			}
-			if want == 7 && have >= 7 {
-				l := int(binary.BigEndian.Uint16(t.buf[4:]))
-				if l < 2 || l > 254 {
-					t.drop(fmt.Errorf("MBAP length %d", l))
-					return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("MBAP length %d", l), Raw: clone(t.buf[:7])}
-				}
-				want = 6 + l
-			}
+		if _, err := t.fill(0, 7); err != nil {
+			return nil, err
+		}
+		l := int(binary.BigEndian.Uint16(t.buf[4:]))
+		if l < 2 || l > 254 {
+			t.drop(fmt.Errorf("MBAP length %d", l))
+			return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("MBAP length %d", l), Raw: clone(t.buf[:7])}
+		}
+		want := 6 + l
+		if _, err := t.fill(7, want); err != nil {
+			return nil, err
 		}
 		resp := clone(t.buf[:want])
 		if binary.BigEndian.Uint16(resp) != binary.BigEndian.Uint16(req) {

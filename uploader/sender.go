@@ -175,7 +175,7 @@ func (s *Sender) settle(batch []Entry, results []error) error {
 	anyOK, platformDown := false, false
 	var lastErr error
 	err := s.box.db.Update(func(tx *bbolt.Tx) error {
-		box, idx := tx.Bucket(bucketOutbox), tx.Bucket(bucketProgIdx)
+		box := tx.Bucket(bucketOutbox)
 		sent, parked := tx.Bucket(bucketDelivered), tx.Bucket(bucketParked)
 		removed := int64(0)
 		for i, e := range batch {
@@ -187,36 +187,21 @@ func (s *Sender) settle(batch []Entry, results []error) error {
 			case Delivered:
 				anyOK = true
 				e.DoneAt, e.LastError = now, ""
-				if data, err := json.Marshal(e); err == nil {
-					if err := sent.Put(key, data); err != nil {
-						return err
-					}
+				if err := moveOut(tx, sent, e, stillQueued); err != nil {
+					return err
 				}
 				if stillQueued {
-					if err := box.Delete(key); err != nil {
-						return err
-					}
 					removed++
-				}
-				if cur := idx.Get([]byte(e.Record.Order)); cur != nil && string(cur) == string(key) {
-					_ = idx.Delete([]byte(e.Record.Order))
 				}
 			case Rejected:
 				e.LastError, e.DoneAt = err.Error(), now
 				s.log.Error().Str("order", e.Record.Order).Str("kind", string(e.Record.Kind)).Err(err).
 					Msg("platform rejected record: parked; fix the cause, then `pilebridge outbox retry`")
-				data, _ := json.Marshal(e)
-				if err := parked.Put(key, data); err != nil {
+				if err := moveOut(tx, parked, e, stillQueued); err != nil {
 					return err
 				}
 				if stillQueued {
-					if err := box.Delete(key); err != nil {
-						return err
-					}
 					removed++
-				}
-				if cur := idx.Get([]byte(e.Record.Order)); cur != nil && string(cur) == string(key) {
-					_ = idx.Delete([]byte(e.Record.Order))
 				}
 				s.parked.Add(1)
 			default:
@@ -267,6 +252,28 @@ func (s *Sender) settle(batch []Entry, results []error) error {
 	case anyOK && s.platformFails > 0:
 		s.log.Info().Int("failures", s.platformFails).Msg("platform available again")
 		s.platformFails = 0
+	}
+	return nil
+}
+
+// moveOut takes a settled entry off the queue into dst (delivered or parked).
+func moveOut(tx *bbolt.Tx, dst *bbolt.Bucket, e Entry, stillQueued bool) error {
+	key := seqKey(e.Seq)
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := dst.Put(key, data); err != nil {
+		return err
+	}
+	if stillQueued {
+		if err := tx.Bucket(bucketOutbox).Delete(key); err != nil {
+			return err
+		}
+	}
+	idx := tx.Bucket(bucketProgIdx)
+	if cur := idx.Get([]byte(e.Record.Order)); cur != nil && string(cur) == string(key) {
+		return idx.Delete([]byte(e.Record.Order))
 	}
 	return nil
 }
