@@ -23,6 +23,7 @@ const (
 
 // PlatformFault makes the stand-in misbehave for the next N requests.
 type PlatformFault struct {
+	Path  string // only requests to this path ("" = any)
 	Kind  string // "1500", "500", "502", "slow", "garbage", "401"
 	Count int
 	Delay time.Duration // for slow
@@ -94,18 +95,21 @@ func (p *Platform) Received(path string) []Received {
 // Rejected counts requests answered with an error code.
 func (p *Platform) Rejected() int64 { return p.rejected.Load() }
 
-func (p *Platform) takeFault() *PlatformFault {
+func (p *Platform) takeFault(path string) *PlatformFault {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.faults) == 0 {
-		return nil
+	for i := range p.faults {
+		f := &p.faults[i]
+		if f.Path != "" && f.Path != path {
+			continue
+		}
+		out := *f
+		if f.Count--; f.Count <= 0 {
+			p.faults = append(p.faults[:i], p.faults[i+1:]...)
+		}
+		return &out
 	}
-	f := p.faults[0]
-	p.faults[0].Count--
-	if p.faults[0].Count <= 0 {
-		p.faults = p.faults[1:]
-	}
-	return &f
+	return nil
 }
 
 type reply struct {
@@ -134,7 +138,7 @@ func (p *Platform) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	if req.URL.Path == "/_standin/fault" && req.Method == http.MethodPost {
 		q := req.URL.Query()
-		f := PlatformFault{Kind: q.Get("kind"), Count: 1}
+		f := PlatformFault{Kind: q.Get("kind"), Path: q.Get("path"), Count: 1}
 		fmt.Sscan(q.Get("count"), &f.Count)
 		f.Delay, _ = time.ParseDuration(q.Get("delay"))
 		p.Inject(f)
@@ -160,7 +164,7 @@ func (p *Platform) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		p.write(w, http.StatusBadRequest, reply{Code: "400", Message: "unreadable body"})
 		return
 	}
-	if f := p.takeFault(); f != nil {
+	if f := p.takeFault(req.URL.Path); f != nil {
 		switch f.Kind {
 		case "1500":
 			p.write(w, http.StatusOK, reply{Code: "1500", Message: "系统繁忙 (injected)"})

@@ -16,6 +16,7 @@ var (
 	bucketParked    = []byte("outbox_parked")   // seq -> Entry, rejected by the platform
 	bucketDelivered = []byte("outbox_sent")     // seq -> Entry, the most recent deliveries
 	bucketOutMeta   = []byte("outbox_meta")
+	bucketClosed    = []byte("outbox_closed") // order -> seq and time of its terminal record
 	keyCount        = []byte("count")
 )
 
@@ -47,7 +48,7 @@ func NewOutbox(db *bbolt.DB, maxRecords int, log zerolog.Logger) (*Outbox, error
 		maxRecords = 100_000
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta} {
+		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -120,6 +121,11 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {
 		if err := idx.Put([]byte(r.Order), seqKey(seq)); err != nil {
 			return err
 		}
+	} else {
+		v := append(seqKey(seq), seqKey(uint64(time.Now().Unix()))...)
+		if err := tx.Bucket(bucketClosed).Put([]byte(r.Order), v); err != nil {
+			return err
+		}
 	}
 	if n := addCount(tx, added); n > int64(o.maxRecords) {
 		return o.trimTx(tx, n)
@@ -190,48 +196,87 @@ func (o *Outbox) List(all bool) (pending, parked, delivered []Entry, err error) 
 	return
 }
 
+// closedKeep is how long an order's terminal record is remembered, so that
+// a parked progress record of it is never requeued after its bill.
+const closedKeep = 90 * 24 * time.Hour
+
 // Requeue moves parked entries (of one order, or all when order is "") back
-// to the queue under their original sequence numbers, so order is kept.
-func (o *Outbox) Requeue(order string) (int, error) {
-	n := 0
-	err := o.db.Update(func(tx *bbolt.Tx) error {
-		parked, box := tx.Bucket(bucketParked), tx.Bucket(bucketOutbox)
-		var keys [][]byte
-		var vals [][]byte
+// to the queue under their original sequence numbers, so order is kept. A
+// parked progress record whose order has a later final or start-failure
+// record is dropped instead: sent now, it would turn a billed session back
+// to "charging" on the platform, where the latest record wins.
+func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
+	err = o.db.Update(func(tx *bbolt.Tx) error {
+		parked, box, closed := tx.Bucket(bucketParked), tx.Bucket(bucketOutbox), tx.Bucket(bucketClosed)
+		type move struct {
+			key, val []byte
+			drop     bool
+		}
+		var moves []move
 		if err := parked.ForEach(func(k, v []byte) error {
 			var e Entry
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}
-			if order == "" || e.Record.Order == order {
-				e.Attempts, e.NextAttempt, e.LastError = 0, time.Time{}, ""
-				data, err := json.Marshal(e)
-				if err != nil {
-					return err
-				}
-				keys = append(keys, append([]byte(nil), k...))
-				vals = append(vals, data)
+			if order != "" && e.Record.Order != order {
+				return nil
 			}
+			if c := closed.Get([]byte(e.Record.Order)); e.Record.Kind == KindProgress && len(c) == 16 && binary.BigEndian.Uint64(c) > e.Seq {
+				moves = append(moves, move{key: append([]byte(nil), k...), drop: true})
+				return nil
+			}
+			e.Attempts, e.NextAttempt, e.LastError, e.DoneAt = 0, time.Time{}, "", time.Time{}
+			data, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			moves = append(moves, move{key: append([]byte(nil), k...), val: data})
 			return nil
 		}); err != nil {
 			return err
 		}
-		for i, k := range keys {
-			if err := box.Put(k, vals[i]); err != nil {
+		for _, m := range moves {
+			if err := parked.Delete(m.key); err != nil {
 				return err
 			}
-			if err := parked.Delete(k); err != nil {
+			if m.drop {
+				dropped++
+				continue
+			}
+			if err := box.Put(m.key, m.val); err != nil {
 				return err
 			}
+			requeued++
 		}
-		n = len(keys)
-		addCount(tx, int64(n))
-		return nil
+		addCount(tx, int64(requeued))
+		return pruneClosed(closed)
 	})
-	if n > 0 {
+	if dropped > 0 {
+		o.log.Info().Int("dropped", dropped).Msg("parked progress records of billed orders dropped, not requeued")
+	}
+	if requeued > 0 {
 		o.Notify()
 	}
-	return n, err
+	return requeued, dropped, err
+}
+
+func pruneClosed(b *bbolt.Bucket) error {
+	cutoff := uint64(time.Now().Add(-closedKeep).Unix())
+	var old [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		if len(v) == 16 && binary.BigEndian.Uint64(v[8:]) < cutoff {
+			old = append(old, append([]byte(nil), k...))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Pending counts the records waiting for delivery.

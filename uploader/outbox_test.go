@@ -221,9 +221,10 @@ func TestOutboxParksRejectedAndContinues(t *testing.T) {
 	assert.Len(t, si.byOrder(), 1)
 	assert.Len(t, si.byOrder()[other], 1, "the queue went on past the parked record")
 
-	n, err := r.box.Requeue(rejected)
+	n, dropped, err := r.box.Requeue(rejected)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
+	assert.Zero(t, dropped)
 	waitFor(t, "requeued delivered", func() bool { return len(si.byOrder()[rejected]) == 1 })
 	_, parked, delivered, err := r.box.List(true)
 	require.NoError(t, err)
@@ -282,4 +283,25 @@ func TestOutboxDeliversAfterRestart(t *testing.T) {
 	}
 	sort.Strings(keys)
 	assert.Equal(t, orders, keys)
+}
+
+// A parked progress record is not requeued once its order has been billed:
+// the platform keeps the latest record, and that must stay the bill.
+func TestRequeueDropsProgressOfBilledOrders(t *testing.T) {
+	si := newStandIn(t)
+	si.plat.Inject(simulator.PlatformFault{Kind: "401", Count: 100})
+	r := openRig(t, filepath.Join(t.TempDir(), "db"), si.url(), 0)
+	defer r.stop()
+	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindProgress, 1)))
+	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindFinal, 2)))
+	require.NoError(t, r.box.Enqueue(rec("B", uploader.KindProgress, 3)))
+	r.start()
+	waitFor(t, "all parked", func() bool { return r.box.Pending() == 0 })
+	si.plat.ClearFaults()
+	n, dropped, err := r.box.Requeue("")
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "A's final and B's progress")
+	assert.Equal(t, 1, dropped, "A's progress is obsolete")
+	waitFor(t, "delivered", func() bool { return r.box.Pending() == 0 && len(si.byOrder()) == 2 })
+	assert.Equal(t, map[string][]string{"A": {"3:2"}, "B": {"2:3"}}, si.byOrder())
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,12 +87,7 @@ func TestProfilesAndScan(t *testing.T) {
 // Records queued while the platform is down survive kill -9 and are delivered
 // after restart; `outbox list` shows them, offline and through the running daemon.
 func TestOutboxAcrossKillAndCLI(t *testing.T) {
-	s := newStation(t, "listen: 127.0.0.1:0\n")
-	// a free port for the daemon's listen address
-	listen := freeAddr(t)
-	cfg, err := os.ReadFile(s.config)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(s.config, bytes.Replace(cfg, []byte("listen: 127.0.0.1:0"), []byte("listen: "+listen), 1), 0o600))
+	s := newStation(t, "listen: "+freeAddr(t)+"\n")
 
 	s.plat.Inject(simulator.PlatformFault{Kind: "502", Count: 1_000_000}) // the platform is down
 	b := s.startBridge()
@@ -140,4 +137,75 @@ func freeAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+func getBody(t *testing.T, url string) string {
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+	return string(b)
+}
+
+// The operator's view while the platform rejects records (wrong secret, say):
+// status, metrics and device/sync, then `outbox retry --parked` once fixed.
+func TestStatusMetricsAndParkedRetry(t *testing.T) {
+	listen := freeAddr(t)
+	s := newStation(t, "listen: "+listen+"\n")
+	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Kind: "401", Count: 1_000_000})
+	b := s.startBridge()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	s.set(meter.StatusCharging, 60000, 0)
+	time.Sleep(1500 * time.Millisecond)
+	s.set(meter.StatusFinished, 0, 1)
+	s.waitFor("the bill parked", 10*time.Second, func() bool {
+		o, _, _ := runCLI(t, "outbox", "list", "--config", s.config)
+		return strings.Contains(o, "parked") && strings.Contains(o, "final")
+	})
+
+	var st struct {
+		Ports []struct {
+			State string `json:"state"`
+		} `json:"ports"`
+		Buses map[string]map[string]struct {
+			OK uint64 `json:"ok"`
+		} `json:"buses"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(getBody(t, "http://"+listen+"/status")), &st))
+	require.Len(t, st.Ports, 1)
+	assert.Equal(t, "finished", st.Ports[0].State)
+	assert.Positive(t, st.Buses["l1"]["3"].OK)
+	metrics := getBody(t, "http://"+listen+"/metrics")
+	assert.Contains(t, metrics, `pilebridge_modbus_exchanges_total{bus="l1",outcome="ok",slave="3"}`)
+	assert.Contains(t, metrics, `pilebridge_uploads_total{outcome="parked"}`)
+	assert.Contains(t, metrics, `pilebridge_port_state{port="E2E01/1",state="finished"}`)
+
+	// device/sync saw the port charging, then occupied (finished, still plugged)
+	var states []int
+	for _, r := range s.plat.Received(simulator.PathDevice) {
+		var d struct {
+			State int `json:"state"`
+			Port  []struct {
+				State int `json:"state"`
+			} `json:"port"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &d))
+		assert.Equal(t, 1, d.State)
+		states = append(states, d.Port[0].State)
+	}
+	assert.Contains(t, states, 2)
+	assert.Equal(t, 3, states[len(states)-1])
+
+	s.plat.ClearFaults() // the secret was fixed on the platform side
+	out, errs, code := runCLI(t, "outbox", "retry", "--parked", "--config", s.config)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "requeued 1 record(s)")
+	assert.Contains(t, out, "dropped", "its progress records are obsolete")
+	s.waitFor("the bill delivered", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	assert.Len(t, s.bills(), 1, "only the bill: no stale progress after it")
 }

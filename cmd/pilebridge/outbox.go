@@ -54,11 +54,15 @@ func cmdOutbox(args []string, stdout io.Writer) error {
 		if order == "" && !*parked {
 			return fmt.Errorf("outbox retry: give an ORDER or --parked")
 		}
-		n, err := outboxRetry(cfg, order)
+		res, err := outboxRetry(cfg, order)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "requeued %d record(s)\n", n)
+		fmt.Fprintf(stdout, "requeued %d record(s)", res.Requeued)
+		if res.Dropped > 0 {
+			fmt.Fprintf(stdout, "; dropped %d progress record(s) of orders already billed", res.Dropped)
+		}
+		fmt.Fprintln(stdout)
 		return nil
 	}
 	return fmt.Errorf("outbox: unknown subcommand %q (want list or retry)", sub)
@@ -115,19 +119,19 @@ func outboxList(cfg *config.Config, all bool) (outboxListing, error) {
 	return l, json.NewDecoder(resp.Body).Decode(&l)
 }
 
-func outboxRetry(cfg *config.Config, order string) (int, error) {
-	n := 0
+func outboxRetry(cfg *config.Config, order string) (requeueResult, error) {
+	var res requeueResult
 	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
 		var err error
-		n, err = box.Requeue(order)
+		res.Requeued, res.Dropped, err = box.Requeue(order)
 		return err
 	})
 	if done {
-		return n, err
+		return res, err
 	}
 	u, uerr := daemonURL(cfg, "/outbox/retry?")
 	if uerr != nil {
-		return 0, uerr
+		return res, uerr
 	}
 	q := url.Values{}
 	if order != "" {
@@ -137,16 +141,13 @@ func outboxRetry(cfg *config.Config, order string) (int, error) {
 	}
 	resp, err := http.Post(u+q.Encode(), "text/plain", nil)
 	if err != nil {
-		return 0, fmt.Errorf("ask the running daemon: %w", err)
+		return res, fmt.Errorf("ask the running daemon: %w", err)
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Requeued int `json:"requeued"`
-	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("daemon answered %s", resp.Status)
+		return res, fmt.Errorf("daemon answered %s", resp.Status)
 	}
-	return out.Requeued, json.NewDecoder(resp.Body).Decode(&out)
+	return res, json.NewDecoder(resp.Body).Decode(&res)
 }
 
 func printListing(w io.Writer, l outboxListing) {

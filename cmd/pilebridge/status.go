@@ -164,17 +164,22 @@ func (a *app) handler() http.Handler {
 			http.Error(w, "give order=ORDER or parked=1", http.StatusBadRequest)
 			return
 		}
-		n, err := a.outbox.Requeue(order)
+		n, dropped, err := a.outbox.Requeue(order)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, map[string]int{"requeued": n})
+		writeJSON(w, requeueResult{Requeued: n, Dropped: dropped})
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{a: a})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+type requeueResult struct {
+	Requeued int `json:"requeued"`
+	Dropped  int `json:"dropped_obsolete"`
 }
 
 type outboxListing struct {
