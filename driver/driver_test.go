@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -194,6 +195,9 @@ func TestConcurrentPollersGetTheirOwnAnswers(t *testing.T) {
 // Unplugging the adapter (a tty hang-up) is survived: the port is reopened
 // and reads are right again.
 func TestHangupReconnects(t *testing.T) {
+	if os.Getenv("PILEBRIDGE_QEMU") != "" {
+		t.Skip("qemu-user does not emulate TIOCVHANGUP")
+	}
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1)
 	_, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
 	require.NoError(t, err)
