@@ -82,66 +82,38 @@ type Script struct {
 	Repeat                                    bool
 }
 
+// phase is one step of a script: how long, and what the device looks like.
+type phase struct {
+	d   time.Duration
+	set func(r *meter.Reading)
+}
+
 // Run plays the script until it ends (or ctx does) and leaves the pile idle.
 func (p *Pile) Run(ctx context.Context, s Script) error {
-	step := func(d time.Duration, f func(r *meter.Reading)) error {
-		if err := p.Update(f); err != nil {
-			return err
-		}
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		end := time.Now().Add(d)
-		for time.Now().Before(end) {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-				if err := p.Tick(); err != nil {
-					return err
+	phases := []phase{
+		{s.Idle, func(r *meter.Reading) { *r = idle(*r) }},
+		{s.Plugged, func(r *meter.Reading) { r.Status = meter.StatusPlugged; r.VIN = s.VIN }},
+		{s.Starting, func(r *meter.Reading) { r.Status = meter.StatusStarting; setSOC(r, s.SOC) }},
+	}
+	if s.FailStart {
+		phases = append(phases, phase{s.Finished, func(r *meter.Reading) { r.Status = meter.StatusStartFailed; r.StopCode = s.StopCode }})
+	} else {
+		phases = append(phases,
+			phase{s.Charge, func(r *meter.Reading) {
+				r.Status, r.PowerW = meter.StatusCharging, s.PowerW
+				r.CurrentCA = s.PowerW * 1000 / max(r.VoltageDV, 1) // W / (0.1 V) -> 0.01 A
+			}},
+			phase{s.Finished, func(r *meter.Reading) {
+				r.Status, r.PowerW, r.CurrentCA, r.StopCode = meter.StatusFinished, 0, 0, s.StopCode
+				if s.StopCode == 1 && r.HasSOC {
+					r.SOC = 100
 				}
-			}
-		}
-		return nil
+			}},
+		)
 	}
 	for {
-		steps := []struct {
-			d time.Duration
-			f func(r *meter.Reading)
-		}{
-			{s.Idle, func(r *meter.Reading) { *r = idle(*r) }},
-			{s.Plugged, func(r *meter.Reading) { r.Status = meter.StatusPlugged; r.VIN = s.VIN }},
-			{s.Starting, func(r *meter.Reading) { r.Status = meter.StatusStarting; setSOC(r, s.SOC) }},
-		}
-		if s.FailStart {
-			steps = append(steps, struct {
-				d time.Duration
-				f func(r *meter.Reading)
-			}{s.Finished, func(r *meter.Reading) { r.Status = meter.StatusStartFailed; r.StopCode = s.StopCode }})
-		} else {
-			steps = append(steps,
-				struct {
-					d time.Duration
-					f func(r *meter.Reading)
-				}{s.Charge, func(r *meter.Reading) {
-					r.Status = meter.StatusCharging
-					r.PowerW = s.PowerW
-					r.CurrentCA = s.PowerW * 100 * 10 / max(r.VoltageDV, 1)
-				}},
-				struct {
-					d time.Duration
-					f func(r *meter.Reading)
-				}{s.Finished, func(r *meter.Reading) {
-					r.Status = meter.StatusFinished
-					r.PowerW, r.CurrentCA = 0, 0
-					r.StopCode = s.StopCode
-					if s.StopCode == 1 && r.HasSOC {
-						r.SOC = 100
-					}
-				}},
-			)
-		}
-		for _, st := range steps {
-			if err := step(st.d, st.f); err != nil {
+		for _, ph := range phases {
+			if err := p.hold(ctx, ph); err != nil {
 				return err
 			}
 		}
@@ -152,6 +124,27 @@ func (p *Pile) Run(ctx context.Context, s Script) error {
 			return nil
 		}
 	}
+}
+
+// hold enters a phase and keeps the registers fresh for its duration.
+func (p *Pile) hold(ctx context.Context, ph phase) error {
+	if err := p.Update(ph.set); err != nil {
+		return err
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	end := time.Now().Add(ph.d)
+	for time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if err := p.Tick(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func idle(r meter.Reading) meter.Reading {

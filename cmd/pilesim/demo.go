@@ -123,9 +123,9 @@ wait:
 		return fmt.Errorf("no final bill within %s", *limit)
 	}
 	delta := piles[0].Reading().EnergyWh - startWh
-	fmt.Fprintf(out, "\nfinal bill: order %v, quantity %v Wh (simulator delta %d Wh), energy %v fen, service %v fen, state %v (%v), %v → %v\n",
+	fmt.Fprintf(out, "\nfinal bill: order %v, quantity %v Wh (simulator delta %d Wh), energy %v fen, service %v fen, state %v (%v), %v → %v, vin %v, plate %v\n",
 		final["order"], final["quantity"], delta, final["energy_value"], final["fee_value"], final["state"], final["state_desc"],
-		final["start_time"], final["end_time"])
+		final["start_time"], final["end_time"], final["vin"], final["plate"])
 	if final["quantity"] != float64(delta) {
 		return fmt.Errorf("bill quantity %v differs from the meter's delta %d", final["quantity"], delta)
 	}
