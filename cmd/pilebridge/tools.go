@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 
-	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.bug.st/serial/enumerator"
 
 	"pilebridge/driver"
 	"pilebridge/meter"
@@ -23,39 +20,21 @@ import (
 // cmdScan lists serial ports from sysfs without opening any, so a running
 // daemon's line settings are never disturbed.
 func cmdScan(stdout io.Writer) error {
-	ports, err := enumerator.GetDetailedPortsList()
+	ports, err := driver.ListPorts("/sys", "/dev")
 	if err != nil {
 		return fmt.Errorf("list serial ports: %w", err)
 	}
-	byID := map[string]string{}
-	if links, _ := filepath.Glob("/dev/serial/by-id/*"); links != nil {
-		for _, l := range links {
-			if target, err := filepath.EvalSymlinks(l); err == nil {
-				byID[target] = l
-			}
-		}
-	}
-	// RS-485 HATs and SoC UARTs that the enumerator does not match
-	seen := map[string]bool{}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PORT\tUSB VID:PID\tSERIAL\tPRODUCT\tBY-ID")
+	fmt.Fprintln(tw, "PORT\tDRIVER\tUSB VID:PID\tSERIAL\tPRODUCT\tBY-ID")
 	for _, p := range ports {
-		seen[p.Name] = true
 		usb := "-"
-		if p.IsUSB {
+		if p.VID != "" {
 			usb = p.VID + ":" + p.PID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, usb, dash(p.SerialNumber), dash(p.Product), dash(byID[p.Name]))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(p.Driver), usb, dash(p.Serial), dash(p.Product), dash(p.ByID))
 	}
-	for _, pat := range []string{"/dev/ttySC*", "/dev/ttyRS485*", "/dev/ttyXRUSB*", "/dev/ttyCH9344USB*", "/dev/ttymxc*", "/dev/ttyAMA*", "/dev/ttyS[0-9]"} {
-		extra, _ := filepath.Glob(pat)
-		sort.Strings(extra)
-		for _, e := range extra {
-			if !seen[e] {
-				seen[e] = true
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\n", e, dash(byID[e]))
-			}
-		}
+	if len(ports) == 0 {
+		fmt.Fprintln(tw, "(no serial ports found)")
 	}
 	return tw.Flush()
 }
