@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,7 +30,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bridgeBin = filepath.Join(dir, "pilebridge")
-	out, err := exec.Command("go", "build", "-o", bridgeBin, ".").CombinedOutput()
+	args := []string{"build", "-o", bridgeBin}
+	if raceBuild {
+		args = append(args, "-race") // a data race makes the daemon exit 66: the tests fail
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
@@ -116,7 +121,14 @@ func (s *station) startBridge() *bridge {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(s.t, cmd.Start())
 	b := &bridge{cmd: cmd, log: logf}
-	s.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+		if log, _ := os.ReadFile(logf.Name()); bytes.Contains(log, []byte("DATA RACE")) {
+			s.t.Errorf("the daemon reported a data race:\n%s", log)
+		}
+	})
 	return b
 }
 
