@@ -45,6 +45,10 @@ type Port struct {
 	Machine  *Machine
 	Poller   Poller
 	Interval time.Duration
+	// PersistEvery batches the storing of plain energy readings (flash wear);
+	// 0 stores every accepted reading. Opening and closing a session and
+	// every record are stored at once regardless.
+	PersistEvery time.Duration
 }
 
 // Runner polls ports, steps their machines and commits the results.
@@ -96,6 +100,8 @@ func (r *Runner) Run(ctx context.Context, p *Port) {
 		p.Machine.ClockUnsettled()
 	}
 	var pending []uploader.Record
+	var stored time.Time // when the session was last stored
+	lastOrder := ""
 	t := time.NewTicker(p.Interval)
 	defer t.Stop()
 	for {
@@ -113,11 +119,16 @@ func (r *Runner) Run(ctx context.Context, p *Port) {
 		}
 		recs, changed := p.Machine.Step(reading, err, now)
 		pending = append(pending, recs...)
-		if changed || dirty || len(pending) > 0 {
-			if cerr := r.store.Commit(p.Key, p.Machine.Session(), pending); cerr != nil {
+		sess, order := p.Machine.Session(), ""
+		if sess != nil {
+			order = sess.Order
+		}
+		due := now.Sub(stored) >= p.PersistEvery
+		if len(pending) > 0 || dirty || order != lastOrder || (changed && due) {
+			if cerr := r.store.Commit(p.Key, sess, pending); cerr != nil {
 				log.Error().Err(cerr).Int("records_waiting", len(pending)).Msg("commit failed; will retry")
 			} else {
-				pending = nil
+				pending, stored, lastOrder = nil, now, order
 			}
 		}
 		r.observe(p.Key, p.Machine.State(), p.Machine.Session(), reading, err)

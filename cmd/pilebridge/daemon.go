@@ -198,10 +198,11 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 			}
 			plog := log.With().Str("port", key).Logger()
 			a.ports = append(a.ports, &session.Port{
-				Key:      key,
-				Machine:  session.NewMachine(pc, tariff, store.NextOrder, plog),
-				Poller:   meter.NewPoller(a.buses[p.Bus], uint8(pt.Slave), prof, ratios),
-				Interval: pt.PollInterval,
+				Key:          key,
+				Machine:      session.NewMachine(pc, tariff, store.NextOrder, plog),
+				Poller:       meter.NewPoller(a.buses[p.Bus], uint8(pt.Slave), prof, ratios),
+				Interval:     pt.PollInterval,
+				PersistEvery: cfg.Session.PersistInterval,
 			})
 			a.status.addPort(key, p, pt)
 		}

@@ -68,6 +68,9 @@ type Session struct {
 	OfflineAfter time.Duration `yaml:"offline_after"`
 	OfflineClose time.Duration `yaml:"offline_close"`
 	HoldPolls    int           `yaml:"hold_polls"`
+	// PersistInterval batches storing plain energy readings to spare flash
+	// (0: store every accepted reading). See docs/billing.md.
+	PersistInterval time.Duration `yaml:"persist_interval"`
 }
 
 // Tariff is the time-of-use price table.
@@ -278,6 +281,9 @@ func (c *Config) validate() error {
 		if c.Platform.AppSecret == "" {
 			return bad("platform.app_secret_file", "%s is empty", p.AppSecretFile)
 		}
+	}
+	if c.Session.PersistInterval < 0 || c.Session.PersistInterval > 10*time.Minute {
+		return bad("session.persist_interval", "%v: want 0 (every reading) up to 10m", c.Session.PersistInterval)
 	}
 	if p.ProgressInterval < time.Second {
 		return bad("platform.progress_interval", "%v: at least 1s", p.ProgressInterval)

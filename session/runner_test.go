@@ -1,0 +1,123 @@
+package session_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/bbolt"
+
+	"pilebridge/driver"
+	"pilebridge/meter"
+	"pilebridge/session"
+	"pilebridge/simulator"
+	"pilebridge/uploader"
+)
+
+type bench struct {
+	live  atomic.Int64 // the open session's quantity, as the runner last saw it
+	pile  *simulator.Pile
+	store *session.Store
+	box   *uploader.Outbox
+	port  *session.Port
+	run   *session.Runner
+}
+
+// newBench wires one port from a simulated pile on a pty to a bbolt store.
+func newBench(t *testing.T, persistEvery time.Duration) *bench {
+	dir := t.TempDir()
+	reg, err := meter.LoadRegistry("")
+	require.NoError(t, err)
+	prof, _ := reg.Get("ref-ac")
+	line, err := simulator.OpenPty(filepath.Join(dir, "tty"))
+	require.NoError(t, err)
+	t.Cleanup(func() { line.Close() })
+	srv := simulator.NewServer(zerolog.Nop())
+	pile, err := simulator.NewPile(prof, meter.Ratios{}, srv.AddSlave(1).Bank, 1000)
+	require.NoError(t, err)
+	go srv.AttachPty(line)
+	bus, err := driver.New(driver.Config{Name: "b", Device: line.SlavePath,
+		Serial:  driver.SerialParams{Baud: 115200, DataBits: 8, Parity: "N", StopBits: 1},
+		Default: driver.SlavePolicy{Timeout: 200 * time.Millisecond}}, zerolog.Nop())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	go bus.Run(ctx)
+	t.Cleanup(func() { cancel(); <-bus.Done() })
+
+	db, err := bbolt.Open(filepath.Join(dir, "db"), 0o600, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	require.NoError(t, err)
+	tr, err := session.NewTariff("", []session.PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1", Service: "1"}})
+	require.NoError(t, err)
+	store, err := session.NewStore(db, box, tr.Loc, "")
+	require.NoError(t, err)
+	m := session.NewMachine(session.PortConfig{DeviceNo: "D", PortNo: "1", EnergyCode: "CN_AC", Mobile: "u", ProgressInterval: time.Hour},
+		tr, store.NextOrder, zerolog.Nop())
+	port := &session.Port{Key: "D/1", Machine: m, Poller: meter.NewPoller(bus, 1, prof, meter.Ratios{}),
+		Interval: 20 * time.Millisecond, PersistEvery: persistEvery}
+	b := &bench{pile: pile, store: store, box: box, port: port}
+	b.run = session.NewRunner(store, session.Clock{}, func(_ string, _ session.PortState, s *session.Session, _ meter.Reading, _ error) {
+		if s != nil {
+			b.live.Store(s.Quantity) // on the runner's goroutine: the machine is never touched from the test's
+		}
+	}, zerolog.Nop())
+	return b
+}
+
+func (b *bench) start(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.run.Run(ctx, b.port) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func (b *bench) stored(t *testing.T) *session.Session {
+	open, err := b.store.Open()
+	require.NoError(t, err)
+	return open["D/1"]
+}
+
+func (b *bench) setEnergy(t *testing.T, st meter.Status, wh int64) {
+	require.NoError(t, b.pile.Update(func(r *meter.Reading) { r.Status, r.EnergyWh = st, wh }))
+}
+
+func TestRunnerStoresEveryReadingByDefault(t *testing.T) {
+	b := newBench(t, 0)
+	b.start(t)
+	b.setEnergy(t, meter.StatusCharging, 1000)
+	require.Eventually(t, func() bool { return b.stored(t) != nil }, 5*time.Second, 10*time.Millisecond)
+	b.setEnergy(t, meter.StatusCharging, 1042)
+	require.Eventually(t, func() bool { s := b.stored(t); return s != nil && s.LastWh == 1042 }, 5*time.Second, 10*time.Millisecond)
+	assert.EqualValues(t, 42, b.stored(t).Quantity)
+}
+
+func TestRunnerPersistIntervalBatchesReadingsNotRecords(t *testing.T) {
+	b := newBench(t, time.Hour)
+	b.start(t)
+	b.setEnergy(t, meter.StatusCharging, 1000)
+	require.Eventually(t, func() bool { return b.stored(t) != nil }, 5*time.Second, 10*time.Millisecond, "opening is stored at once")
+	order := b.stored(t).Order
+	b.setEnergy(t, meter.StatusCharging, 1042)
+	require.Eventually(t, func() bool { return b.live.Load() == 42 }, 5*time.Second, 10*time.Millisecond)
+	assert.EqualValues(t, 0, b.stored(t).Quantity, "a plain reading waits for the interval")
+	b.setEnergy(t, meter.StatusFinished, 1050)
+	require.Eventually(t, func() bool { return b.stored(t) == nil }, 5*time.Second, 10*time.Millisecond, "closing is stored at once")
+	pending, _, _, err := b.box.List(false)
+	require.NoError(t, err)
+	var final *uploader.Record
+	for _, e := range pending {
+		if e.Record.Kind == uploader.KindFinal {
+			final = &e.Record
+		}
+	}
+	require.NotNil(t, final, "the bill committed with the close")
+	assert.Equal(t, order, final.Order)
+	assert.EqualValues(t, 50, final.QuantityWh)
+}
