@@ -169,53 +169,42 @@ func (s *Sender) sendAll(ctx context.Context, batch []Entry) []error {
 	return results
 }
 
-// settle records the round's outcomes in one transaction.
+// settle records the round's outcomes in one transaction; counters and
+// logs follow only once it is committed.
 func (s *Sender) settle(batch []Entry, results []error) error {
 	now := time.Now().UTC()
-	anyOK, platformDown := false, false
-	var lastErr error
 	err := s.box.db.Update(func(tx *bbolt.Tx) error {
 		box := tx.Bucket(bucketOutbox)
-		sent, parked := tx.Bucket(bucketDelivered), tx.Bucket(bucketParked)
 		removed := int64(0)
-		for i, e := range batch {
+		for i := range batch {
+			e := batch[i]
 			key := seqKey(e.Seq)
-			stillQueued := box.Get(key) != nil
-			err := results[i]
+			stillQueued := box.Get(key) != nil // a newer progress record may have replaced it
 			e.Attempts++
-			switch OutcomeOf(err) {
-			case Delivered:
-				anyOK = true
+			switch err := results[i]; OutcomeOf(err) {
+			case Delivered, Rejected:
+				dst := tx.Bucket(bucketDelivered)
 				e.DoneAt, e.LastError = now, ""
-				if err := moveOut(tx, sent, e, stillQueued); err != nil {
+				if err != nil {
+					dst, e.LastError = tx.Bucket(bucketParked), err.Error()
+				}
+				if err := moveOut(tx, dst, e, stillQueued); err != nil {
 					return err
 				}
 				if stillQueued {
 					removed++
 				}
-			case Rejected:
-				e.LastError, e.DoneAt = err.Error(), now
-				s.log.Error().Str("order", e.Record.Order).Str("kind", string(e.Record.Kind)).Err(err).
-					Msg("platform rejected record: parked; fix the cause, then `pilebridge outbox retry`")
-				if err := moveOut(tx, parked, e, stillQueued); err != nil {
-					return err
-				}
-				if stillQueued {
-					removed++
-				}
-				s.parked.Add(1)
 			default:
-				s.failed.Add(1)
-				lastErr = err
 				e.LastError = err.Error()
-				if OutcomeOf(err) == RetryPlatform {
-					platformDown = true
-				} else {
+				if OutcomeOf(err) == RetryRecord {
 					e.NextAttempt = now.Add(s.backoff(e.Attempts))
-					s.log.Warn().Str("order", e.Record.Order).Err(err).Time("next_attempt", e.NextAttempt).Msg("record not accepted, will retry")
 				}
+				batch[i].NextAttempt = e.NextAttempt
 				if stillQueued {
-					data, _ := json.Marshal(e)
+					data, err := json.Marshal(e)
+					if err != nil {
+						return err
+					}
 					if err := box.Put(key, data); err != nil {
 						return err
 					}
@@ -225,20 +214,31 @@ func (s *Sender) settle(batch []Entry, results []error) error {
 		if removed > 0 {
 			addCount(tx, -removed)
 		}
-		return trimDelivered(sent)
+		return trimDelivered(tx.Bucket(bucketDelivered))
 	})
 	if err != nil {
 		return err
 	}
-	ok := int64(0)
-	for _, r := range results {
-		if r == nil {
-			ok++
+	anyOK, platformDown := false, false
+	var lastErr error
+	for i, e := range batch {
+		err := results[i]
+		switch OutcomeOf(err) {
+		case Delivered:
+			anyOK = true
+			s.delivered.Add(1)
+			s.lastOK.Store(now.UnixMilli())
+		case Rejected:
+			s.parked.Add(1)
+			s.log.Error().Str("order", e.Record.Order).Str("kind", string(e.Record.Kind)).Err(err).
+				Msg("platform rejected record: parked; fix the cause, then `pilebridge outbox retry`")
+		case RetryRecord:
+			s.failed.Add(1)
+			s.log.Warn().Str("order", e.Record.Order).Err(err).Time("next_attempt", e.NextAttempt).Msg("record not accepted, will retry")
+		default:
+			s.failed.Add(1)
+			platformDown, lastErr = true, err
 		}
-	}
-	if ok > 0 {
-		s.delivered.Add(ok)
-		s.lastOK.Store(now.UnixMilli())
 	}
 	switch {
 	case platformDown:
