@@ -24,16 +24,13 @@ func TestEveryProfileOverTheWire(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p, _ := reg.Get(name)
 			link := filepath.Join(t.TempDir(), "tty")
-			line, err := simulator.OpenPty(link)
+			rig, err := simulator.ServeOnPty(link, p, 1234560, 7)
 			require.NoError(t, err)
-			defer line.Close()
-			srv := simulator.NewServer(zerolog.Nop())
-			pile, err := simulator.NewPile(p, meter.Ratios{}, srv.AddSlave(7).Bank, 1234560)
-			require.NoError(t, err)
+			defer rig.Close()
+			pile := rig.Piles[7]
 			require.NoError(t, pile.Update(func(r *meter.Reading) {
 				r.Status, r.PowerW, r.VIN = meter.StatusCharging, 22000, "LSTOP103212132001"
 			}))
-			go srv.AttachPty(line)
 
 			bus, err := driver.New(driver.Config{Name: "t", Device: link,
 				Serial:  driver.SerialParams{Baud: 9600, DataBits: 8, Parity: "N", StopBits: 1},

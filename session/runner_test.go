@@ -34,14 +34,11 @@ func newBench(t *testing.T, persistEvery time.Duration) *bench {
 	reg, err := meter.LoadRegistry("")
 	require.NoError(t, err)
 	prof, _ := reg.Get("ref-ac")
-	line, err := simulator.OpenPty(filepath.Join(dir, "tty"))
+	rig, err := simulator.ServeOnPty("", prof, 1000, 1)
 	require.NoError(t, err)
-	t.Cleanup(func() { line.Close() })
-	srv := simulator.NewServer(zerolog.Nop())
-	pile, err := simulator.NewPile(prof, meter.Ratios{}, srv.AddSlave(1).Bank, 1000)
-	require.NoError(t, err)
-	go srv.AttachPty(line)
-	bus, err := driver.New(driver.Config{Name: "b", Device: line.SlavePath,
+	t.Cleanup(func() { rig.Close() })
+	pile := rig.Piles[1]
+	bus, err := driver.New(driver.Config{Name: "b", Device: rig.Line.SlavePath,
 		Serial:  driver.SerialParams{Baud: 115200, DataBits: 8, Parity: "N", StopBits: 1},
 		Default: driver.SlavePolicy{Timeout: 200 * time.Millisecond}}, zerolog.Nop())
 	require.NoError(t, err)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -36,14 +35,10 @@ func TestReadEveryProfileFromPilesim(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p, _ := reg.Get(name)
 			link := filepath.Join(t.TempDir(), "tty")
-			line, err := simulator.OpenPty(link)
+			rig, err := simulator.ServeOnPty(link, p, 7654320, 9)
 			require.NoError(t, err)
-			defer line.Close()
-			srv := simulator.NewServer(zerolog.Nop())
-			pile, err := simulator.NewPile(p, meter.Ratios{}, srv.AddSlave(9).Bank, 7654320)
-			require.NoError(t, err)
-			require.NoError(t, pile.Update(func(r *meter.Reading) { r.PowerW, r.Status = 11000, meter.StatusCharging }))
-			go srv.AttachPty(line)
+			defer rig.Close()
+			require.NoError(t, rig.Piles[9].Update(func(r *meter.Reading) { r.PowerW, r.Status = 11000, meter.StatusCharging }))
 
 			out, errs, code := runCLI(t, "read", "--device", link, "--slave", "9", "--profile", name, "--baud", "9600", "--parity", "N", "--json")
 			require.Equal(t, 0, code, errs)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -52,7 +51,6 @@ type station struct {
 	config string
 	plat   *simulator.Platform
 	pile   *simulator.Pile
-	slave  *simulator.Slave
 }
 
 func newStation(t *testing.T, extra string) *station {
@@ -61,14 +59,9 @@ func newStation(t *testing.T, extra string) *station {
 	require.NoError(t, err)
 	prof, _ := reg.Get("ref-dc")
 	link := filepath.Join(dir, "ttyV0")
-	line, err := simulator.OpenPty(link)
+	rig, err := simulator.ServeOnPty(link, prof, 5_000_000, 3)
 	require.NoError(t, err)
-	t.Cleanup(func() { line.Close() })
-	srv := simulator.NewServer(zerolog.Nop())
-	sl := srv.AddSlave(3)
-	pile, err := simulator.NewPile(prof, meter.Ratios{}, sl.Bank, 5_000_000)
-	require.NoError(t, err)
-	go srv.AttachPty(line)
+	t.Cleanup(func() { rig.Close() })
 
 	plat, err := simulator.NewPlatform("op_e2e", "e2e-secret", "")
 	require.NoError(t, err)
@@ -106,7 +99,7 @@ piles:
 %s`, dir, ln.Addr(), link, extra)
 	path := filepath.Join(dir, "pilebridge.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
-	return &station{t: t, dir: dir, config: path, plat: plat, pile: pile, slave: sl}
+	return &station{t: t, dir: dir, config: path, plat: plat, pile: rig.Piles[3]}
 }
 
 type bridge struct {
