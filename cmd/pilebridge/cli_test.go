@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -126,12 +129,18 @@ func TestOutboxAcrossKillAndCLI(t *testing.T) {
 	assert.NotContains(t, string(logData), "e2e-secret", "the app secret is never logged")
 }
 
+// freeAddr picks a port for the daemon below the kernel's ephemeral range, so
+// no ":0" listener (the stand-in's, another test's) can be handed it meanwhile.
 func freeAddr(t *testing.T) string {
-	l, err := netListen()
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	for i := 0; i < 100; i++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(10000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port in 20000-29999")
+	return ""
 }
 
 func getBody(t *testing.T, url string) string {

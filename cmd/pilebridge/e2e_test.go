@@ -306,5 +306,3 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		assert.NotContains(t, string(out), "app_secret: s")
 	}
 }
-
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
