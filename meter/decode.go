@@ -157,10 +157,13 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprint(dp - f.DecimalsOffset), Msg: "decimal-point register out of range"}
 		}
 		for ; dp > 0; dp-- {
+			if num > math.MaxInt64/10 {
+				return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%x", bits), Msg: "scale × ratio × 10^dp overflows"}
+			}
 			num *= 10
 		}
 		for ; dp < 0; dp++ {
-			den *= 10
+			den *= 10 // den ≤ 1e9 from validation, × at most 1e9: fits
 		}
 	}
 	if f.Type != "f32" {

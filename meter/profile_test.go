@@ -141,6 +141,14 @@ func TestInvalidMarkersAndBadValues(t *testing.T) {
 	assert.ErrorContains(t, err, "status value not in status_map")
 }
 
+func TestDecimalPointOverflowIsAnError(t *testing.T) {
+	p, err := ParseProfile([]byte("name: x\nfields:\n  energy: {fc: 3, addr: 0, type: u32, decimals_addr: 2, scale: 1000000000, ratio: ptct}\n"), "x.yaml")
+	require.NoError(t, err)
+	img := regs{}.u32(3, 0, 5).u16(3, 2, 9) // dp 9: 1e9 × 1e9 × PT×CT 1e8 overflows int64
+	_, err = p.Decode(p.Image(img), Ratios{PT: 10000, CT: 10000}, time.Now())
+	assert.ErrorContains(t, err, "overflows")
+}
+
 func TestFloatEnergyIsFlaggedQuantised(t *testing.T) {
 	img := regs{}.f32(4, 0x48, 100000).u16(4, 0, make([]uint16, 14)...)
 	r := decode(t, "sdm120", img, Ratios{})

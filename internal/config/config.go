@@ -371,8 +371,8 @@ func (c *Config) validate() error {
 			if pt.Profile == "" {
 				return bad(pk+".profile", "required (see `pilebridge profiles`)")
 			}
-			if pt.PT < 1 || pt.CT < 1 {
-				return bad(pk+".pt", "pt and ct must be at least 1")
+			if pt.PT < 1 || pt.CT < 1 || pt.PT > 10000 || pt.CT > 10000 {
+				return bad(pk+".pt", "pt and ct must be 1..10000 (a ratio such as 400/5 is ct: 80)")
 			}
 			if pt.PollInterval < 100*time.Millisecond {
 				return bad(pk+".poll_interval", "%v: at least 100ms", pt.PollInterval)

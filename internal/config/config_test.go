@@ -64,6 +64,7 @@ func TestEveryMistakeNamesItsKey(t *testing.T) {
 		{"energy_code: CN_AC", "energy_code: AC", "piles[0].energy_code"},
 		{"bus: l1", "bus: l9", "piles[0].bus"},
 		{"slave: 1", "slave: 300", "piles[0].ports[0].slave"},
+		{"slave: 1", "slave: 1, ct: 50000", "piles[0].ports[0].pt"},
 		{`[{port_no: "1", slave: 1, profile: ref-ac}]`, `[{port_no: "1", slave: 1, profile: ref-ac}, {port_no: "2", slave: 1, profile: ref-ac}]`, "piles[0].ports[1].slave"},
 		{"profile: ref-ac", "profile: ref-ac, pollinterval: 1s", "pollinterval: unknown key"},
 		{"data_dir: /tmp/d\n", "data_dir: /tmp/d\ntariff: {periods: [{start: '00:00', end: '12:00', type: flat, electricity: '1', service: '1'}]}\n", "tariff"},
