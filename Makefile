@@ -5,7 +5,7 @@ RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./cmd/...
 LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-race test-arm cross demo bench lint clean
+.PHONY: all build test test-race test-arm cross demo bench lint clean soak-model
 
 all: lint test build
 
@@ -15,10 +15,18 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pilesim ./cmd/pilesim
 
 # Unit and end-to-end tests (real pty, TCP and HTTP), with the race detector
-# on the packages that run goroutines.
+# on the packages that run goroutines. The session package's scenario and
+# property runs (one goroutine, simulated time) run in the first pass; the
+# race pass skips them with -short.
 test: lint
-	$(GO) test -count=1 ./meter/... ./internal/...
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m $(RACE_PKGS)
+	$(GO) test -count=1 ./meter/... ./internal/... ./session/...
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS)
+
+# More random timelines through the session engine: make soak-model SEED=7 N=2000
+SEED ?= 1
+N    ?= 1000
+soak-model:
+	PILEBRIDGE_MODEL_SEED=$(SEED) PILEBRIDGE_MODEL_N=$(N) $(GO) test -count=1 -timeout 60m -run 'TestPropertyRandomTimelines' -v ./session/ | grep -E '^(---|ok|FAIL|\s+property_test)' 
 
 # Tests under qemu-user for both ARM targets (the e2e tests, which build and
 # run the host binary, stay on the host).

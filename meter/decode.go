@@ -62,7 +62,11 @@ func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, e
 			}
 			continue
 		}
-		v, step, ok, err := p.value(data, f, regs, ratios)
+		k := int64(1)
+		if name == "energy" {
+			k = 1000 // mWh: keep the register's own resolution
+		}
+		v, res, ok, err := p.value(data, f, regs, ratios, k)
 		if err != nil {
 			return Reading{}, err
 		}
@@ -72,9 +76,12 @@ func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, e
 		switch name {
 		case "energy":
 			if v < 0 {
-				return Reading{}, &DecodeError{Profile: p.Name, Field: name, Raw: fmt.Sprintf("% x", regs), Msg: fmt.Sprintf("negative energy %d Wh", v)}
+				return Reading{}, &DecodeError{Profile: p.Name, Field: name, Raw: fmt.Sprintf("% x", regs), Msg: fmt.Sprintf("negative energy %d mWh", v)}
 			}
-			r.EnergyWh, r.HasEnergy, r.EnergyStepWh = v, true, step
+			r.SetEnergyMWh(v)
+			r.HasEnergy, r.EnergyResMWh = true, max(res, 1)
+		case "session_count":
+			r.SessionCount, r.HasSessionCount = v, true
 		case "power":
 			r.PowerW, r.HasPower = v, true
 		case "voltage":
@@ -138,7 +145,9 @@ func rawBits(f *Field, regs []byte) uint64 {
 	return v
 }
 
-func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v, stepWh int64, ok bool, err error) {
+// value decodes a field into k × its unit, and the smallest step the register
+// can show at that value (in the same units, rounded up).
+func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios, k int64) (v, res int64, ok bool, err error) {
 	bits := rawBits(f, regs)
 	width := 16 * uint(f.words())
 	if f.InvalidAllOnes && bits == ^uint64(0)>>(64-width) {
@@ -150,7 +159,13 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 		}
 	}
 	// value = raw × num/den exactly, with the ratio and 10^dp folded in.
-	num, den := f.num*ratios.factor(f.Ratio), f.den
+	num, den := f.num, f.den
+	for _, m := range []int64{ratios.factor(f.Ratio), k} {
+		if num > math.MaxInt64/m {
+			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%x", bits), Msg: "scale × ratio overflows"}
+		}
+		num *= m
+	}
 	if f.DecimalsAddr != nil {
 		dp := int(int16(binary.BigEndian.Uint16(p.regs(data, f.FC, *f.DecimalsAddr, 1)))) + f.DecimalsOffset
 		if dp < -9 || dp > 9 {
@@ -178,7 +193,7 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 		}
 		// Fast path: |raw| < 2^32 and num < 2^30 keep raw × num inside int64.
 		if small && num < 1<<30 {
-			return roundDiv(raw*num, den), 0, true, nil
+			return roundDiv(raw*num, den), (num + den - 1) / den, true, nil
 		}
 	}
 	if f.Type == "f32" {
@@ -192,10 +207,7 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 			return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%08x", bits), Msg: "value out of range"}
 		}
 		ulp := float64(math.Nextafter32(float32(math.Abs(float64(fv))), float32(math.Inf(1)))-float32(math.Abs(float64(fv)))) * m
-		if ulp > 1 {
-			stepWh = int64(math.Ceil(ulp))
-		}
-		return int64(math.Round(x)), stepWh, true, nil
+		return int64(math.Round(x)), max(int64(math.Ceil(ulp)), 1), true, nil
 	}
 	mul := big.NewRat(num, den)
 	raw := new(big.Int)
@@ -218,7 +230,11 @@ func (p *Profile) value(data [][]byte, f *Field, regs []byte, ratios Ratios) (v,
 	if !q.IsInt64() || q.Int64() > 1<<62 || q.Int64() < -(1<<62) {
 		return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%x", bits), Msg: "value out of range"}
 	}
-	return q.Int64(), 0, true, nil
+	step := new(big.Int).Quo(new(big.Int).Add(mul.Num(), new(big.Int).Sub(mul.Denom(), big.NewInt(1))), mul.Denom())
+	if !step.IsInt64() {
+		return 0, 0, false, &DecodeError{Profile: p.Name, Field: f.Name, Raw: fmt.Sprintf("%x", bits), Msg: "scale out of range"}
+	}
+	return q.Int64(), step.Int64(), true, nil
 }
 
 // roundDiv is a/b rounded half away from zero, for b > 0.

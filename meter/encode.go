@@ -16,9 +16,14 @@ type RegisterSetter func(fc uint8, addr uint16, words []uint16)
 func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 	for name, f := range p.Fields {
 		var v int64
+		k, floor := int64(1), false
 		switch name {
 		case "energy":
-			v = r.EnergyWh
+			// A meter's register shows the energy counted so far: whole
+			// register steps, truncated, never rounded up.
+			v, k, floor = r.EnergyMWh, 1000, true
+		case "session_count":
+			v = r.SessionCount
 		case "power":
 			v = r.PowerW
 		case "voltage":
@@ -69,7 +74,7 @@ func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 			// the value at the field's scale, losing nothing.
 			set(f.FC, *f.DecimalsAddr, []uint16{uint16(int16(-f.DecimalsOffset))})
 		}
-		bits, err := p.rawFor(f, v, ratios)
+		bits, err := p.rawFor(f, v, k, floor, ratios)
 		if err != nil {
 			return err
 		}
@@ -78,16 +83,17 @@ func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 	return nil
 }
 
-// rawFor inverts value(): raw = v / (scale × ratio × 10^(dp+offset)).
-func (p *Profile) rawFor(f *Field, v int64, ratios Ratios) (uint64, error) {
-	mul := big.NewRat(f.num*ratios.factor(f.Ratio), f.den)
+// rawFor inverts value(): raw = v / (k × scale × ratio × 10^(dp+offset)),
+// rounded to nearest, or truncated when floor is set.
+func (p *Profile) rawFor(f *Field, v, k int64, floor bool, ratios Ratios) (uint64, error) {
+	mul := new(big.Rat).Mul(big.NewRat(f.num, f.den), big.NewRat(ratios.factor(f.Ratio)*k, 1))
 	x := new(big.Rat).Quo(new(big.Rat).SetInt64(v), mul)
 	if f.Type == "f32" {
 		fv, _ := x.Float64()
 		return uint64(math.Float32bits(float32(fv))), nil
 	}
 	q, rem := new(big.Int).QuoRem(x.Num(), x.Denom(), new(big.Int))
-	if new(big.Int).Mul(new(big.Int).Abs(rem), big.NewInt(2)).Cmp(x.Denom()) >= 0 {
+	if !floor && new(big.Int).Mul(new(big.Int).Abs(rem), big.NewInt(2)).Cmp(x.Denom()) >= 0 {
 		q.Add(q, big.NewInt(int64(x.Sign())))
 	}
 	if !q.IsInt64() {

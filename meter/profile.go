@@ -24,6 +24,9 @@ var knownUnits = map[string]string{
 	"stop_reason": "",
 	"vin":         "",
 	"mobile":      "",
+	// session_count is the pile's transaction counter: it changes once per
+	// session, so a change proves a new session (see docs/billing.md).
+	"session_count": "",
 }
 
 // asciiFields are the known fields that hold text.
@@ -283,7 +286,7 @@ func (p *Profile) validateField(f *Field) error {
 		return p.fail(f, "decimals_offset %d out of -9..9", f.DecimalsOffset)
 	}
 	if _, known := knownUnits[f.Name]; !known && f.Unit == "" {
-		return p.fail(f, "unknown field name: give it a unit (e.g. unit: Wh) or use one of energy, power, voltage, current, soc, status, fault, stop_reason, vin")
+		return p.fail(f, "unknown field name: give it a unit (e.g. unit: Wh) or use one of energy, power, voltage, current, soc, status, fault, stop_reason, session_count, vin, mobile")
 	}
 	if asciiFields[f.Name] && f.Type != "ascii" {
 		return p.fail(f, "%s must be ascii", f.Name)
@@ -347,15 +350,17 @@ func (p *Profile) StatusRaw(s Status) (int64, bool) {
 	return best, found
 }
 
-// EnergyWrapWh is where the energy register rolls over, in Wh, for unsigned
-// integer registers; 0 when it cannot (float or 64-bit).
-func (p *Profile) EnergyWrapWh(r Ratios) int64 {
+// EnergyWrapMWh is where the energy register rolls over, in mWh, for
+// unsigned integer registers; 0 when it cannot (float or 64-bit) or when the
+// span does not fit.
+func (p *Profile) EnergyWrapMWh(r Ratios) int64 {
 	f := p.Fields["energy"]
 	if f == nil || (f.Type != "u16" && f.Type != "u32") {
 		return 0
 	}
 	span := new(big.Int).Lsh(big.NewInt(1), uint(16*f.words()))
-	x := new(big.Rat).Mul(new(big.Rat).SetInt(span), big.NewRat(f.num*r.factor(f.Ratio), f.den))
+	x := new(big.Rat).Mul(new(big.Rat).SetInt(span), big.NewRat(f.num, f.den))
+	x.Mul(x, new(big.Rat).SetInt64(r.factor(f.Ratio)*1000))
 	if !x.IsInt() || !x.Num().IsInt64() {
 		return 0
 	}

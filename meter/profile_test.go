@@ -154,7 +154,8 @@ func TestFloatEnergyIsFlaggedQuantised(t *testing.T) {
 	r := decode(t, "sdm120", img, Ratios{})
 	assert.EqualValues(t, 100000000, r.EnergyWh)
 	assert.True(t, r.Quantised())
-	assert.EqualValues(t, 8, r.EnergyStepWh, "float32 step at 100 000 kWh is 7.8 Wh")
+	assert.EqualValues(t, 7813, r.EnergyResMWh, "float32 step at 100 000 kWh is 2^-7 kWh = 7.8125 Wh")
+	assert.EqualValues(t, 8, r.EnergyStepWh())
 	small := decode(t, "sdm120", regs{}.f32(4, 0x48, 1000).u16(4, 0, make([]uint16, 14)...), Ratios{})
 	assert.False(t, small.Quantised())
 }
@@ -163,7 +164,8 @@ func TestEncodeInvertsDecode(t *testing.T) {
 	reg := registry(t)
 	for _, name := range reg.Names() {
 		p, _ := reg.Get(name)
-		in := Reading{EnergyWh: 1234560, PowerW: 7000, VoltageDV: 2200, CurrentCA: 3100, Status: StatusCharging, VIN: "LSTOP103212132001"}
+		in := Reading{PowerW: 7000, VoltageDV: 2200, CurrentCA: 3100, Status: StatusCharging, VIN: "LSTOP103212132001"}
+		in.SetEnergyMWh(1234560_000)
 		img := regs{}
 		require.NoError(t, p.Encode(in, Ratios{PT: 1, CT: 1}, func(fc uint8, addr uint16, w []uint16) { img.u16(fc, addr, w...) }))
 		for _, b := range p.Blocks() {
@@ -178,6 +180,48 @@ func TestEncodeInvertsDecode(t *testing.T) {
 		assert.Equal(t, in.EnergyWh, out.EnergyWh, name)
 		assert.Equal(t, in.PowerW, out.PowerW, name)
 	}
+}
+
+// A register's resolution, from each manual's scale: an integer step of
+// 0.01 kWh is 10 000 mWh, times the PT×CT ratio; whole Wh is 1000 mWh.
+func TestEnergyResolution(t *testing.T) {
+	cases := []struct {
+		name   string
+		img    regs
+		ratios Ratios
+		res    int64
+	}{
+		{"ref-ac", regs{}.u32(3, 4, 1234567).u16(3, 0, 3), Ratios{}, 1000},
+		{"adl400", regs{}.u32(3, 0, 123456), Ratios{}, 10_000},
+		{"adl400", regs{}.u32(3, 0, 123456), Ratios{PT: 1, CT: 10}, 100_000},
+		{"abb-b23", regs{}.u64(3, 0x5000, 123456789), Ratios{}, 10_000},
+	}
+	for _, c := range cases {
+		p, _ := registry(t).Get(c.name)
+		for _, b := range p.Blocks() {
+			for a := b.Addr; int(a) < b.End(); a++ {
+				if _, ok := c.img[b.FC][a]; !ok {
+					c.img.u16(b.FC, a, 0)
+				}
+			}
+		}
+		r, err := p.Decode(p.Image(c.img), c.ratios, time.Now())
+		require.NoError(t, err, c.name)
+		assert.EqualValues(t, c.res, r.EnergyResMWh, "%s %+v", c.name, c.ratios)
+	}
+}
+
+// The simulator's registers truncate energy to the register's step, as a
+// meter's counter does: 1 234 567.891 Wh on a 0.01 kWh register reads
+// 1 234 560 Wh, never 1 234 570.
+func TestEncodeTruncatesEnergy(t *testing.T) {
+	p, _ := registry(t).Get("adl400")
+	in := Reading{}
+	in.SetEnergyMWh(1_234_567_891)
+	img := regs{}
+	require.NoError(t, p.Encode(in, Ratios{}, func(fc uint8, addr uint16, w []uint16) { img.u16(fc, addr, w...) }))
+	assert.EqualValues(t, uint16(123456>>16), img[3][0])
+	assert.EqualValues(t, uint16(123456&0xFFFF), img[3][1])
 }
 
 func TestBadProfilesAreNamed(t *testing.T) {
@@ -220,9 +264,9 @@ func TestUserProfilesOverrideByName(t *testing.T) {
 func TestEnergyWrap(t *testing.T) {
 	reg := registry(t)
 	p, _ := reg.Get("ref-ac")
-	assert.EqualValues(t, int64(1)<<32, p.EnergyWrapWh(Ratios{}))
+	assert.EqualValues(t, int64(1)<<32*1000, p.EnergyWrapMWh(Ratios{}))
 	p, _ = reg.Get("adl400")
-	assert.EqualValues(t, int64(1)<<32*10*40, p.EnergyWrapWh(Ratios{CT: 40}))
+	assert.EqualValues(t, int64(1)<<32*10*40*1000, p.EnergyWrapMWh(Ratios{CT: 40}))
 	p, _ = reg.Get("sdm120")
-	assert.Zero(t, p.EnergyWrapWh(Ratios{}))
+	assert.Zero(t, p.EnergyWrapMWh(Ratios{}))
 }

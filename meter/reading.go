@@ -64,11 +64,19 @@ func (s *Status) UnmarshalText(b []byte) error {
 type Reading struct {
 	Time time.Time `json:"time"`
 
-	EnergyWh  int64 `json:"energy_wh"`
+	// EnergyMWh is the energy register at its native resolution, in mWh:
+	// sessions difference these and round to Wh once per bill.
+	EnergyMWh int64 `json:"energy_mwh"`
+	EnergyWh  int64 `json:"energy_wh"` // EnergyMWh rounded, for display
 	HasEnergy bool  `json:"has_energy"`
-	// EnergyStepWh is the register's resolution in Wh when it is coarser than
-	// 1 Wh (a float32 kWh register past ~8 192 kWh); 0 means exact.
-	EnergyStepWh int64 `json:"energy_step_wh,omitempty"`
+	// EnergyResMWh is the smallest change the register can show at this
+	// value, in mWh: integer step × scale × PT×CT, or a float32's ULP.
+	EnergyResMWh int64 `json:"energy_res_mwh,omitempty"`
+
+	// SessionCount is the pile's transaction counter: a change proves a new
+	// session even when the bridge did not see the old one end.
+	SessionCount    int64 `json:"session_count,omitempty"`
+	HasSessionCount bool  `json:"has_session_count,omitempty"`
 
 	PowerW    int64 `json:"power_w"`
 	HasPower  bool  `json:"has_power"`
@@ -92,4 +100,10 @@ type Reading struct {
 }
 
 // Quantised says the energy register cannot resolve single Wh.
-func (r Reading) Quantised() bool { return r.EnergyStepWh > 1 }
+func (r Reading) Quantised() bool { return r.EnergyResMWh > 1000 }
+
+// EnergyStepWh is the register's resolution in whole Wh (rounded up).
+func (r Reading) EnergyStepWh() int64 { return (r.EnergyResMWh + 999) / 1000 }
+
+// SetEnergyMWh sets the energy and its rounded Wh together.
+func (r *Reading) SetEnergyMWh(mwh int64) { r.EnergyMWh, r.EnergyWh = mwh, (mwh+500)/1000 }

@@ -1,4 +1,4 @@
-package session
+package session_test
 
 import (
 	"fmt"
@@ -13,24 +13,29 @@ import (
 	"go.etcd.io/bbolt"
 
 	"pilebridge/meter"
+	"pilebridge/session"
 	"pilebridge/uploader"
 )
 
 // BenchmarkStepCharging: one accepted reading of a charging session (no I/O).
 func BenchmarkStepCharging(b *testing.B) {
-	m := newTestMachine(&testing.T{}, flatB(b), PortConfig{ProgressInterval: time.Hour})
-	now := t0
-	r := meter.Reading{HasEnergy: true, HasStatus: true, Status: meter.StatusCharging, PowerW: 7000, HasPower: true, EnergyWh: 1000}
+	n := 0
+	m := session.NewMachine(session.PortConfig{ProgressInterval: time.Hour, RatedPowerW: 7000}, flatB(b),
+		func(time.Time) (string, error) { n++; return fmt.Sprint(n), nil }, zerolog.Nop())
+	now := time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC)
+	r := meter.Reading{HasEnergy: true, HasStatus: true, Status: meter.StatusCharging, PowerW: 7000, HasPower: true, EnergyResMWh: 1000}
+	r.SetEnergyMWh(1_000_000)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		now = now.Add(time.Second)
-		r.Time, r.EnergyWh = now, r.EnergyWh+2
+		r.Time = now
+		r.SetEnergyMWh(r.EnergyMWh + 2000)
 		m.Step(r, nil, now)
 	}
 }
 
-func flatB(b *testing.B) *Tariff {
-	tr, err := NewTariff("Asia/Shanghai", []PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1.0", Service: "0.5"}})
+func flatB(b *testing.B) *session.Tariff {
+	tr, err := session.NewTariff("Asia/Shanghai", []session.PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1.0", Service: "0.5"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,11 +56,12 @@ func BenchmarkCommit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := NewStore(db, box, time.UTC, "")
+	sink := &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{}}
+	st, err := session.NewStore(db, sink, time.UTC, "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &Session{Order: "20261127000000000001", Periods: map[string]*Billed{"flat@00:00": {Type: "flat"}}}
+	s := &session.Session{Order: "20261127000000000001", Periods: map[string]*session.Billed{"flat@00:00": {Type: "flat"}}}
 	for i := 0; i < 10; i++ { // ten ports' sessions in the bucket
 		if err := st.Commit(fmt.Sprintf("P%d/1", i), s, nil); err != nil {
 			b.Fatal(err)
@@ -64,8 +70,8 @@ func BenchmarkCommit(b *testing.B) {
 	before := writtenBytes()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.Quantity++
-		s.LastAt = time.Now()
+		s.Energy.CountedMWh += 1000
+		s.Energy.LastAt = time.Now()
 		if err := st.Commit(fmt.Sprintf("P%d/1", i%10), s, nil); err != nil {
 			b.Fatal(err)
 		}

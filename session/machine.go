@@ -8,41 +8,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/meter"
-	"pilebridge/uploader"
-)
-
-// PortState is what a port is doing, as the bridge sees it.
-type PortState string
-
-const (
-	Idle        PortState = "idle"
-	Plugged     PortState = "plugged"
-	Starting    PortState = "starting"
-	Charging    PortState = "charging"
-	Finishing   PortState = "finishing"
-	Finished    PortState = "finished"
-	StartFailed PortState = "start_failed"
-	Faulted     PortState = "faulted"
-	Offline     PortState = "offline"
-)
-
-// Stop descriptions sent as state_desc.
-const (
-	DescDone        = "充电完成"
-	DescUserStop    = "用户停止"
-	DescFault       = "故障停止"
-	DescStartFailed = "启动失败"
-	DescRecovered   = "断电恢复结算"
-	DescCommLost    = "通信中断"
-	DescCharging    = "充电中"
 )
 
 // PortConfig is what the machine needs to know about its port.
 type PortConfig struct {
-	DeviceNo    string
-	DeviceType  int
-	PortNo      string
-	EnergyCode  string
 	RatedPowerW int64 // for the plausibility check; 0 disables it
 
 	ProgressInterval time.Duration
@@ -51,95 +20,40 @@ type PortConfig struct {
 	OfflineClose     time.Duration // an open session offline this long is closed
 	HoldPolls        int           // a lower or implausible reading must persist this many polls
 
-	// Meter-only ports: session from power.
+	// Meter-only ports: sessions from power.
 	StartPowerW int64
 	StartFor    time.Duration
 	StopPowerW  int64
 	StopFor     time.Duration
 
-	Mobile     string            // local user id when the pile gives none
-	Plates     map[string]string // VIN -> plate
-	WantsPlate bool              // the station has parking-fee reduction
-	WrapWh     int64             // where the energy register rolls over (0: never)
-}
-
-// Session is an open charging session: everything needed to bill it, and to
-// resume it after a restart. It is stored on every accepted reading.
-type Session struct {
-	Order     string             `json:"order"`
-	State     PortState          `json:"state"` // starting, charging or finishing
-	StartTime time.Time          `json:"start_time"`
-	OpenedAt  time.Time          `json:"opened_at"`
-	Baseline  int64              `json:"baseline_wh"`
-	HasBase   bool               `json:"has_baseline"`
-	LastWh    int64              `json:"last_wh"` // last accepted register value
-	LastAt    time.Time          `json:"last_at"`
-	Quantity  int64              `json:"quantity_wh"`
-	Periods   map[string]*Billed `json:"periods"`
-	VIN       string             `json:"vin,omitempty"`
-	Mobile    string             `json:"mobile,omitempty"` // from the pile, if it reports one
-	Plate     string             `json:"plate,omitempty"`
-	SOC       int                `json:"soc"`
-	HasSOC    bool               `json:"has_soc"`
-	Seq       int                `json:"seq"`
-	LastSent  time.Time          `json:"last_progress"`
-	StepWh    int64              `json:"step_wh,omitempty"` // coarsest register step seen
-	Charged   bool               `json:"charged"`           // reached charging
-
-	// While the board's clock is not believed (no RTC, no NTP yet) times are
-	// provisional and energy waits unattributed; ClockSettled fixes both.
-	Provisional     bool      `json:"provisional,omitempty"` // StartTime/OpenedAt provisional
-	LastAtProvision bool      `json:"last_at_provisional,omitempty"`
-	PendingWh       int64     `json:"pending_wh,omitempty"`
-	PendingFrom     time.Time `json:"pending_from,omitempty"`
-	PendingFromProv bool      `json:"pending_from_provisional,omitempty"`
-
-	held      int       // polls a suspicious reading has persisted
-	heldWh    int64     // the latest held reading
-	heldAt    time.Time // and its time
-	heldFirst int64     // the first held reading
-	heldFrom  time.Time // and its time
-	meterLow  time.Time
-}
-
-// Billed is energy and its price sums in one tariff period.
-type Billed struct {
-	Type   string `json:"type"`
-	Wh     int64  `json:"wh"`
-	ElecX  int64  `json:"elec_x"`  // Σ Wh × electricity price (1e-5 fen)
-	ServeX int64  `json:"serve_x"` // Σ Wh × service price (1e-5 fen)
-}
-
-// Fees are a session's charges in fen.
-func (s *Session) Fees() (energyFen, serviceFen int64) {
-	var e, v int64
-	for _, b := range s.Periods {
-		e += b.ElecX
-		v += b.ServeX
-	}
-	return Fen(e), Fen(v)
+	Plates  map[string]string // VIN -> plate
+	WrapMWh int64             // where the energy register rolls over (0: never)
 }
 
 // Machine is one port's state machine. It does no I/O: Step takes a poll
-// result and returns the records to send; the caller persists Session()
+// result and returns the events to report; the caller stores Session()
 // together with them.
 type Machine struct {
-	cfg     PortConfig
-	tariff  *Tariff
-	log     zerolog.Logger
-	orders  func(start time.Time) (string, error)
+	cfg    PortConfig
+	limits Limits
+	edges  Edges
+	tariff *Tariff
+	log    zerolog.Logger
+	orders func(start time.Time) (string, error)
+
 	state   PortState
 	sess    *Session
 	lastOK  time.Time
-	started time.Time // when the machine began, for offline detection
+	started time.Time // the first step: the restart, for offline detection
 
-	recovering bool         // a stored session awaits its first reading after restart
-	clockOK    bool         // the wall clock is believed
-	lastStatus meter.Status // the pile's status at this step
-	closedOn   meter.Status // status when the last session closed: no new one until it changes
-	closedSet  bool
-	highSince  time.Time     // meter-only ports: power above the start threshold since
-	highAt     meter.Reading // the reading when it crossed: the session's baseline
+	recovering    bool      // a stored session awaits its first reading after a restart
+	clockOK       bool      // the wall clock is believed
+	startingSince time.Time // the start timeout runs from here
+	lastStatus    meter.Status
+	closedOn      meter.Status // status when the last session closed: no new one until it changes
+	closedCount   int64        // and the pile's session counter then
+	closedSet     bool
+	resets        int64 // meter resets/swaps seen, for the metric
 }
 
 // NewMachine builds a port's machine. orders issues order numbers.
@@ -159,11 +73,16 @@ func NewMachine(cfg PortConfig, tariff *Tariff, orders func(time.Time) (string, 
 	if cfg.OfflineClose <= 0 {
 		cfg.OfflineClose = 6 * time.Hour
 	}
-	return &Machine{cfg: cfg, tariff: tariff, orders: orders, log: log, state: Idle, clockOK: true}
+	return &Machine{
+		cfg: cfg, tariff: tariff, orders: orders, log: log, state: Idle, clockOK: true,
+		limits: Limits{RatedPowerW: cfg.RatedPowerW, HoldPolls: cfg.HoldPolls, WrapMWh: cfg.WrapMWh},
+		edges: Edges{StartPowerW: cfg.StartPowerW, StartFor: cfg.StartFor, StopPowerW: cfg.StopPowerW,
+			StopFor: cfg.StopFor, MaxGap: cfg.OfflineAfter},
+	}
 }
 
 // ClockUnsettled says the wall clock is not to be believed yet: new stamps
-// are provisional and energy is not attributed to tariff periods.
+// are provisional and energy is not booked to tariff periods.
 func (m *Machine) ClockUnsettled() { m.clockOK = false }
 
 // ClockSettled says the clock is believed now, after it jumped by jump since
@@ -177,35 +96,24 @@ func (m *Machine) ClockSettled(jump time.Duration) bool {
 	if s == nil {
 		return false
 	}
-	if s.Provisional {
-		s.StartTime, s.OpenedAt, s.Provisional = s.StartTime.Add(jump), s.OpenedAt.Add(jump), false
-		if !s.LastSent.IsZero() {
-			s.LastSent = s.LastSent.Add(jump)
-		}
-	}
-	if s.LastAtProvision {
-		s.LastAt, s.LastAtProvision = s.LastAt.Add(jump), false
-	}
-	if s.PendingWh > 0 {
-		from := s.PendingFrom
-		if s.PendingFromProv {
-			from = from.Add(jump)
-		}
-		wh := s.PendingWh
-		s.PendingWh, s.PendingFrom, s.PendingFromProv = 0, time.Time{}, false
-		s.Quantity -= wh // attribute adds it back
-		m.attribute(from, s.LastAt, wh)
+	s.settle(jump)
+	if s.PendingMWh > 0 {
+		mwh := s.PendingMWh
+		s.PendingMWh = 0
+		book(s.Periods, m.tariff, s.PendingFrom, s.Energy.LastAt, mwh)
+		s.PendingFrom = time.Time{}
 	}
 	m.log.Info().Str("order", s.Order).Dur("jump", jump).Time("start_time", s.StartTime).Msg("clock settled: session times corrected")
 	return true
 }
 
 // Restore hands the machine a session stored before a restart. The first
-// poll decides: still charging resumes it, anything else closes it.
+// good reading decides what became of it (recovery.go).
 func (m *Machine) Restore(s *Session) {
-	m.sess = s
-	m.state = s.State
-	m.recovering = true
+	if s.Periods == nil {
+		s.Periods = map[string]*Billed{}
+	}
+	m.sess, m.state, m.recovering, m.startingSince = s, s.State, true, s.OpenedAt
 }
 
 // State is the port's present state.
@@ -214,12 +122,12 @@ func (m *Machine) State() PortState { return m.state }
 // Session is the open session, or nil.
 func (m *Machine) Session() *Session { return m.sess }
 
-// Config is the port's configuration.
-func (m *Machine) Config() PortConfig { return m.cfg }
+// MeterResets counts the meter resets or swaps this port has seen.
+func (m *Machine) MeterResets() int64 { return m.resets }
 
 // Step advances the machine with one poll. err is the poll's failure, if any.
 // changed says the session must be stored again.
-func (m *Machine) Step(r meter.Reading, err error, now time.Time) (recs []uploader.Record, changed bool) {
+func (m *Machine) Step(r meter.Reading, err error, now time.Time) (evs []Event, changed bool) {
 	if m.started.IsZero() {
 		m.started = now
 	}
@@ -227,136 +135,23 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (recs []upload
 		return m.stepOffline(now)
 	}
 	m.lastOK = now
-	status := r.Status
-	if !r.HasStatus {
-		status = m.powerStatus(r, now)
-	}
 	if m.recovering {
 		m.recovering = false
-		if status == meter.StatusCharging || status == meter.StatusFinishing {
-			m.log.Info().Str("order", m.sess.Order).Int64("quantity_wh", m.sess.Quantity).Msg("resuming session after restart")
-		} else {
-			m.log.Warn().Str("order", m.sess.Order).Str("pile_status", status.String()).Msg("session not running after restart, closing with last stored reading")
-			return m.closeAt(m.sess.LastAt, DescRecovered, true), true
-		}
+		evs, changed = m.recover(r, now)
 	}
-	m.lastStatus = status
-	if m.closedSet && status != m.closedOn {
-		m.closedSet = false
+	var more []Event
+	var ch bool
+	if r.HasStatus {
+		more, ch = m.stepPile(r, now)
+	} else {
+		more, ch = m.stepMeter(r, now)
 	}
-	if m.sess != nil && m.accept(r, now) {
-		changed = true
-	}
-	if m.sess != nil {
-		if r.HasSOC && (r.SOC != m.sess.SOC || !m.sess.HasSOC) {
-			m.sess.SOC, m.sess.HasSOC, changed = r.SOC, true, true
-		}
-		if r.VIN != "" && m.sess.VIN == "" {
-			m.sess.VIN = r.VIN
-			m.sess.Plate = m.cfg.Plates[r.VIN]
-			changed = true
-		}
-		if r.Mobile != "" && m.sess.Mobile == "" {
-			m.sess.Mobile, changed = r.Mobile, true
-		}
-	}
-	switch status {
-	case meter.StatusIdle, meter.StatusPlugged, meter.StatusUnknown:
-		m.state = Idle
-		if status == meter.StatusPlugged {
-			m.state = Plugged
-		}
-		if m.sess != nil {
-			// The pile went back without saying finished (unplugged, or the
-			// finished state was shorter than a poll).
-			if m.sess.Charged {
-				return m.closeAt(now, stopDesc(r, DescUserStop), false), true
-			}
-			return m.failStart(now, "未开始充电"), true
-		}
-	case meter.StatusStarting:
-		m.state = Starting
-		if m.sess == nil {
-			if err := m.open(r, now, Starting); err != nil {
-				m.openFailed(err)
-				return nil, false
-			}
-			return nil, true
-		}
-		if !m.sess.Charged && now.Sub(m.sess.OpenedAt) > m.cfg.StartTimeout {
-			return m.failStart(now, "超时未开始充电"), true
-		}
-	case meter.StatusCharging, meter.StatusFinishing:
-		m.state = Charging
-		if status == meter.StatusFinishing {
-			m.state = Finishing
-		}
-		if m.sess == nil {
-			if err := m.open(r, now, m.state); err != nil {
-				m.openFailed(err)
-				return nil, false
-			}
-			changed = true
-		}
-		m.sess.State = m.state
-		if !m.sess.Charged {
-			m.sess.Charged, changed = true, true
-			m.sess.LastSent = time.Time{} // first progress at once
-		}
-		if m.clockOK && now.Sub(m.sess.LastSent) >= m.cfg.ProgressInterval {
-			m.sess.LastSent = now
-			return []uploader.Record{m.record(uploader.KindProgress, uploader.StateCharging, DescCharging, m.sess.LastAt)}, true
-		}
-	case meter.StatusFinished:
-		m.state = Finished
-		if m.sess != nil {
-			if !m.sess.Charged && m.sess.Quantity == 0 {
-				return m.failStart(now, stopDesc(r, "未开始充电")), true
-			}
-			return m.closeAt(now, stopDesc(r, DescDone), false), true
-		}
-	case meter.StatusFault:
-		m.state = Faulted
-		if m.sess != nil {
-			desc := DescFault
-			if r.FaultText != "" {
-				desc += ":" + r.FaultText
-			}
-			if !m.sess.Charged {
-				return m.failStart(now, desc), true
-			}
-			return m.closeAbnormal(now, desc), true
-		}
-	case meter.StatusStartFailed:
-		m.state = StartFailed
-		if m.sess == nil {
-			// a start that failed before we saw it starting still gets its record
-			if err := m.open(r, now, Starting); err != nil {
-				m.openFailed(err)
-				return nil, false
-			}
-		}
-		if !m.sess.Charged {
-			reason := r.StopReason
-			if reason == "" && r.FaultText != "" {
-				reason = r.FaultText
-			}
-			return m.failStart(now, reason), true
-		}
-		return m.closeAbnormal(now, DescStartFailed), true
-	}
-	return nil, changed
+	return append(evs, more...), changed || ch
 }
 
-func stopDesc(r meter.Reading, fallback string) string {
-	if r.StopReason != "" {
-		return r.StopReason
-	}
-	return fallback
-}
-
-// stepOffline handles a failed poll.
-func (m *Machine) stepOffline(now time.Time) ([]uploader.Record, bool) {
+// stepOffline handles a failed poll: the same rule in normal running and
+// after a restart (offline_close from the last stored reading).
+func (m *Machine) stepOffline(now time.Time) ([]Event, bool) {
 	last := m.lastOK
 	if last.IsZero() {
 		last = m.started
@@ -368,275 +163,236 @@ func (m *Machine) stepOffline(now time.Time) ([]uploader.Record, bool) {
 		m.log.Warn().Dur("silent_for", now.Sub(last)).Msg("port offline")
 	}
 	m.state = Offline
-	if m.sess == nil {
+	if m.sess == nil || now.Sub(m.sess.Energy.LastAt) < m.cfg.OfflineClose {
 		return nil, false
 	}
-	if m.recovering {
-		// restarted and the pile never answered: bill what was stored
-		m.recovering = false
-		return m.closeAt(m.sess.LastAt, DescRecovered, true), true
-	}
-	if now.Sub(m.sess.LastAt) >= m.cfg.OfflineClose {
-		return m.closeAt(m.sess.LastAt, DescCommLost, true), true
-	}
-	return nil, false
+	m.recovering = false
+	return m.end(ReasonCommLost, "", m.sess.Energy.LastAt), true
 }
 
-// open starts a session at now.
-func (m *Machine) open(r meter.Reading, now time.Time, st PortState) error {
+// stepPile follows a pile that reports its status.
+func (m *Machine) stepPile(r meter.Reading, now time.Time) (evs []Event, changed bool) {
+	status := r.Status
+	m.lastStatus = status
+	if m.closedSet && (status != m.closedOn || (r.HasSessionCount && r.SessionCount != m.closedCount)) {
+		m.closedSet = false
+	}
+	if m.sess != nil && m.newSession(r) {
+		evs, changed = m.supersede(r), true
+	}
+	if m.sess != nil {
+		changed = m.accept(r) || changed
+		changed = m.identify(r) || changed
+	}
+	switch status {
+	case meter.StatusIdle, meter.StatusPlugged, meter.StatusUnknown:
+		m.state = Idle
+		if status == meter.StatusPlugged {
+			m.state = Plugged
+		}
+		if m.sess != nil {
+			// back without saying finished (unplugged, or finished was shorter than a poll)
+			return append(evs, m.end(ReasonUnplugged, r.StopReason, r.Time)...), true
+		}
+	case meter.StatusStarting:
+		m.state = Starting
+		if m.sess != nil && m.sess.Charged {
+			// charging → starting: the pile began another session
+			evs = append(evs, m.end(ReasonSuperseded, "", m.sess.Energy.ChangedAt)...)
+			m.closedSet, changed = false, true
+		}
+		if m.sess == nil {
+			if err := m.open(r, r, now, Starting); err != nil {
+				m.openFailed(err)
+				return evs, changed
+			}
+			return evs, true
+		}
+		if !m.sess.Charged && now.Sub(m.startingSince) > m.cfg.StartTimeout {
+			return append(evs, m.end(ReasonTimeout, "超时未开始充电", r.Time)...), true
+		}
+	case meter.StatusCharging, meter.StatusFinishing:
+		m.state = Charging
+		if status == meter.StatusFinishing {
+			m.state = Finishing
+		}
+		if m.sess == nil {
+			if err := m.open(r, r, now, m.state); err != nil {
+				m.openFailed(err)
+				return evs, changed
+			}
+			changed = true
+		}
+		return append(evs, m.charging(m.sess.Energy.LastAt)...), true
+	case meter.StatusFinished:
+		m.state = Finished
+		if m.sess != nil {
+			return append(evs, m.end(ReasonCompleted, r.StopReason, r.Time)...), true
+		}
+	case meter.StatusFault:
+		m.state = Faulted
+		if m.sess != nil {
+			return append(evs, m.end(ReasonFault, faultText(r), r.Time)...), true
+		}
+	case meter.StatusStartFailed:
+		m.state = StartFailed
+		if m.sess == nil {
+			// a start that failed before we saw it starting still gets its record
+			if err := m.open(r, r, now, Starting); err != nil {
+				m.openFailed(err)
+				return evs, changed
+			}
+		}
+		detail := r.StopReason
+		if detail == "" {
+			detail = r.FaultText
+		}
+		return append(evs, m.end(ReasonAborted, detail, r.Time)...), true
+	}
+	return evs, changed
+}
+
+// stepMeter follows a meter-only port: sessions from power (edges.go).
+func (m *Machine) stepMeter(r meter.Reading, now time.Time) (evs []Event, changed bool) {
+	m.closedSet = false // the power edges alone decide on a meter-only port
+	if m.sess == nil {
+		m.state = Idle
+		started, base := m.edges.Idle(r)
+		if !started {
+			return nil, false
+		}
+		if err := m.open(base, r, now, Charging); err != nil {
+			m.openFailed(err)
+			return nil, false
+		}
+		changed = true
+	}
+	s := m.sess
+	m.state = Charging
+	changed = m.accept(r) || changed
+	changed = m.identify(r) || changed
+	low, ended := m.edges.Open(r, s.LowSince)
+	if !low.Equal(s.LowSince) {
+		s.LowSince, changed = low, true
+	}
+	if ended {
+		m.state = Finished
+		evs = m.end(ReasonPowerFell, "", m.meterEnd())
+		m.edges.Closed(r)
+		return evs, true
+	}
+	return m.charging(m.meterEnd()), true
+}
+
+// meterEnd is a meter-only session's end so far: when power fell below the
+// stop threshold, or the last increase if the meter still counted after it.
+func (m *Machine) meterEnd() time.Time {
+	s := m.sess
+	if s.LowSince.IsZero() {
+		return s.Energy.LastAt
+	}
+	if s.Energy.ChangedAt.After(s.LowSince) {
+		return s.Energy.ChangedAt
+	}
+	return s.LowSince
+}
+
+// charging marks the session as delivering and reports progress when due.
+func (m *Machine) charging(end time.Time) []Event {
+	s := m.sess
+	s.State = m.state
+	if !s.Charged {
+		s.Charged = true
+		s.LastSent = time.Time{} // first progress at once
+	}
+	if !m.clockOK || end.Sub(s.LastSent) < m.cfg.ProgressInterval && !s.LastSent.IsZero() {
+		return nil
+	}
+	s.LastSent = end
+	return []Event{m.event(EventProgress, "", "", end)}
+}
+
+// newSession says the reading proves that the pile began another session:
+// its session counter moved, or another car's VIN is shown. A counter that
+// moves before the session delivered anything is the same attempt.
+func (m *Machine) newSession(r meter.Reading) bool {
+	s := m.sess
+	if s.HasCount && r.HasSessionCount && r.SessionCount != s.Count {
+		if !s.Charged && s.Energy.CountedMWh == 0 {
+			s.Count = r.SessionCount
+			return false
+		}
+		return true
+	}
+	return s.VIN != "" && r.VIN != "" && r.VIN != s.VIN
+}
+
+// supersede closes the session that a new one on the pile proved ended.
+// The live reading is still the old session's when the pile has delivered
+// nothing for the new one: it shows idle or plugged with the counter
+// unchanged (only the VIN moved), or starting with the counter one ahead.
+// Otherwise the new session's energy is mixed in, and the old closes at its
+// last reading.
+func (m *Machine) supersede(r meter.Reading) []Event {
+	s := m.sess
+	counted := !s.HasCount || !r.HasSessionCount
+	sameCount := counted || r.SessionCount == s.Count
+	nextCount := !counted && r.SessionCount == (s.Count+1)&0xFFFFFFFF
+	liveIsOld := (sameCount && (r.Status == meter.StatusIdle || r.Status == meter.StatusPlugged || r.Status == meter.StatusStarting)) ||
+		(nextCount && r.Status == meter.StatusStarting)
+	if liveIsOld && s.Energy.Continuous(m.limits, r.EnergyMWh, r.EnergyResMWh, r.Time) {
+		m.accept(r)
+	}
+	m.log.Warn().Str("order", s.Order).Str("vin", r.VIN).Int64("session_count", r.SessionCount).Bool("live_reading_is_old", liveIsOld).
+		Msg("the pile began a new session: closing this one")
+	evs := m.end(ReasonSuperseded, "", s.Energy.ChangedAt)
+	m.closedSet = false
+	return evs
+}
+
+// identify takes the car's identity and SOC from the reading.
+func (m *Machine) identify(r meter.Reading) (changed bool) {
+	s := m.sess
+	if r.HasSOC && (r.SOC != s.SOC || !s.HasSOC) {
+		s.SOC, s.HasSOC, changed = r.SOC, true, true
+	}
+	if r.VIN != "" && s.VIN == "" {
+		s.VIN, s.Plate, changed = r.VIN, m.cfg.Plates[r.VIN], true
+	}
+	if r.Mobile != "" && s.Mobile == "" {
+		s.Mobile, changed = r.Mobile, true
+	}
+	return changed
+}
+
+// open starts a session whose baseline is base (the first reading of a pile
+// session; for meter-only, the last reading before power rose).
+func (m *Machine) open(base, r meter.Reading, now time.Time, st PortState) error {
 	if m.closedSet {
-		// the pile still shows the status the last session ended on
 		return errStillClosed
 	}
-	order, err := m.orders(now)
+	start := base.Time
+	order, err := m.orders(start)
 	if err != nil {
 		return fmt.Errorf("order number: %w", err)
 	}
-	if !r.HasStatus && !m.highAt.Time.IsZero() {
-		// meter-only: the session began when power crossed the threshold
-		now, r = m.highAt.Time, m.highAt
-		m.highAt = meter.Reading{}
-	}
-	m.sess = &Session{Order: order, State: st, StartTime: now, OpenedAt: now, Periods: map[string]*Billed{}, Provisional: !m.clockOK}
+	s := &Session{Order: order, State: st, StartTime: start, OpenedAt: now, Periods: map[string]*Billed{}, Provisional: !m.clockOK}
+	s.Energy.Start(base.EnergyMWh, base.EnergyResMWh, base.Time)
+	s.Energy.Provisional = !m.clockOK
+	s.Count, s.HasCount = r.SessionCount, r.HasSessionCount
+	m.sess, m.startingSince = s, now
+	m.identify(r)
 	if !m.clockOK {
 		m.log.Warn().Str("order", order).Msg("session opened before the clock is believed: start time is provisional until it is")
 	}
-	// the baseline latches on this, the first good reading of the session
-	m.sess.Baseline, m.sess.HasBase = r.EnergyWh, true
-	m.sess.LastWh, m.sess.LastAt, m.sess.LastAtProvision = r.EnergyWh, r.Time, !m.clockOK
-	m.sess.StepWh = r.EnergyStepWh
-	if r.Quantised() {
-		m.log.Warn().Str("order", order).Int64("step_wh", r.EnergyStepWh).Msg("energy register cannot resolve 1 Wh: session energy is quantised")
+	if base.Quantised() {
+		m.log.Warn().Str("order", order).Int64("step_mwh", base.EnergyResMWh).Msg("energy register cannot resolve 1 Wh: the bill is exact to its step")
 	}
-	if r.VIN != "" {
-		m.sess.VIN, m.sess.Plate = r.VIN, m.cfg.Plates[r.VIN]
-	}
-	if r.HasSOC {
-		m.sess.SOC, m.sess.HasSOC = r.SOC, true
-	}
-	m.sess.Mobile = r.Mobile
-	m.log.Info().Str("order", order).Int64("baseline_wh", r.EnergyWh).Str("state", string(st)).Msg("session opened")
+	m.log.Info().Str("order", order).Int64("baseline_mwh", base.EnergyMWh).Time("start_time", start).Str("state", string(st)).Msg("session opened")
 	return nil
 }
 
 var errStillClosed = errors.New("pile still in the status its last session ended on")
-
-// accept applies an energy reading to the open session. It returns true
-// when the reading was accepted (and the session must be stored).
-func (m *Machine) accept(r meter.Reading, now time.Time) bool {
-	s := m.sess
-	if !s.HasBase {
-		s.Baseline, s.LastWh, s.LastAt, s.HasBase = r.EnergyWh, r.EnergyWh, r.Time, true
-		return true
-	}
-	if r.EnergyStepWh > s.StepWh {
-		s.StepWh = r.EnergyStepWh
-	}
-	delta := r.EnergyWh - s.LastWh
-	if delta < 0 {
-		if w := wrapOf(s.LastWh, r.EnergyWh, m.cfg.WrapWh); w > 0 {
-			delta = w
-		} else {
-			return m.hold(r, "energy went down", now)
-		}
-	}
-	if limit := m.plausibleWh(r.Time.Sub(s.LastAt)); limit >= 0 && delta > limit {
-		return m.hold(r, "energy rose faster than the rated power allows", now)
-	}
-	s.held = 0
-	if delta == 0 && !r.Time.After(s.LastAt) {
-		return false
-	}
-	m.attribute(s.LastAt, r.Time, delta)
-	s.LastWh, s.LastAt, s.LastAtProvision = r.EnergyWh, r.Time, !m.clockOK
-	return true
-}
-
-// hold keeps a suspicious reading out until it persists; then the meter was
-// reset or swapped and the session continues from the new register value
-// with the energy already counted kept.
-func (m *Machine) hold(r meter.Reading, why string, now time.Time) bool {
-	s := m.sess
-	consistent := s.held > 0 && r.EnergyWh >= s.heldWh
-	if lim := m.plausibleWh(r.Time.Sub(s.heldAt)); consistent && lim >= 0 {
-		consistent = r.EnergyWh-s.heldWh <= lim
-	}
-	if !consistent {
-		s.held, s.heldFirst, s.heldFrom = 1, r.EnergyWh, r.Time
-		s.heldWh, s.heldAt = r.EnergyWh, r.Time
-		m.log.Warn().Str("order", s.Order).Int64("last_wh", s.LastWh).Int64("read_wh", r.EnergyWh).Str("why", why).Msg("energy reading held")
-		return false
-	}
-	s.held++
-	s.heldWh, s.heldAt = r.EnergyWh, r.Time
-	if s.held < m.cfg.HoldPolls {
-		return false
-	}
-	m.log.Warn().Str("order", s.Order).Int64("last_wh", s.LastWh).Int64("new_wh", r.EnergyWh).Int64("kept_quantity_wh", s.Quantity).Msg("meter reset or swapped: continuing from the new register value")
-	// count on from the first reading of the new register
-	s.held = 0
-	m.attribute(s.heldFrom, r.Time, r.EnergyWh-s.heldFirst)
-	s.LastWh, s.LastAt, s.LastAtProvision = r.EnergyWh, r.Time, !m.clockOK
-	return true
-}
-
-// plausibleWh is the most energy the pile can deliver in d (with margin), or
-// -1 when no rated power is configured.
-func (m *Machine) plausibleWh(d time.Duration) int64 {
-	if m.cfg.RatedPowerW <= 0 {
-		return -1
-	}
-	if d < time.Second {
-		d = time.Second
-	}
-	return m.cfg.RatedPowerW*3/2*d.Milliseconds()/3_600_000 + 2 + m.sess.StepWh
-}
-
-// wrapOf is the delta when a counter that rolls over at span went from last
-// (in its top 1%) to now (in its bottom 1%), or 0 when it did not roll over.
-func wrapOf(last, now, span int64) int64 {
-	if span > 0 && last < span && last >= span-span/100 && now < span/100 {
-		return span - last + now
-	}
-	return 0
-}
-
-// attribute books delta Wh that flowed over [from, to) to the tariff periods.
-func (m *Machine) attribute(from, to time.Time, delta int64) {
-	s := m.sess
-	if !m.clockOK {
-		if s.PendingWh == 0 {
-			s.PendingFrom, s.PendingFromProv = from, s.LastAtProvision
-		}
-		s.PendingWh += delta
-		s.Quantity += delta
-		return
-	}
-	for _, p := range m.tariff.Split(from, to, delta) {
-		b := s.Periods[p.Period.Key()]
-		if b == nil {
-			b = &Billed{Type: p.Period.Type}
-			s.Periods[p.Period.Key()] = b
-		}
-		b.Wh += p.Wh
-		b.ElecX += p.Wh * int64(p.Period.Electricity)
-		b.ServeX += p.Wh * int64(p.Period.Service)
-	}
-	s.Quantity += delta
-}
-
-// powerStatus derives a status from power for meter-only ports.
-func (m *Machine) powerStatus(r meter.Reading, now time.Time) meter.Status {
-	s := m.sess
-	if !r.HasPower {
-		if s != nil {
-			return meter.StatusCharging
-		}
-		return meter.StatusIdle
-	}
-	if s == nil {
-		if r.PowerW >= m.cfg.StartPowerW && m.cfg.StartPowerW > 0 {
-			if m.highSince.IsZero() {
-				m.highSince, m.highAt = now, r
-			}
-			if now.Sub(m.highSince) >= m.cfg.StartFor {
-				m.highSince = time.Time{}
-				return meter.StatusCharging
-			}
-		} else {
-			m.highSince, m.highAt = time.Time{}, meter.Reading{}
-		}
-		return meter.StatusIdle
-	}
-	if r.PowerW < m.cfg.StopPowerW {
-		if s.meterLow.IsZero() {
-			s.meterLow = now
-		}
-		if now.Sub(s.meterLow) >= m.cfg.StopFor {
-			return meter.StatusFinished
-		}
-	} else {
-		s.meterLow = time.Time{}
-	}
-	return meter.StatusCharging
-}
-
-func (m *Machine) record(kind uploader.Kind, state int, desc string, end time.Time) uploader.Record {
-	s := m.sess
-	s.Seq++
-	e, v := s.Fees()
-	rec := uploader.Record{
-		Kind: kind, Order: s.Order, Seq: s.Seq, StartTime: s.StartTime, EndTime: end,
-		VIN: s.VIN, Plate: s.Plate, Mobile: m.cfg.Mobile,
-		QuantityWh: s.Quantity, EnergyFen: e, ServiceFen: v,
-		State: state, StateDesc: desc,
-		DeviceNo: m.cfg.DeviceNo, DeviceType: m.cfg.DeviceType, PortNo: m.cfg.PortNo, EnergyCode: m.cfg.EnergyCode,
-	}
-	if s.Mobile != "" {
-		rec.Mobile = s.Mobile
-	}
-	if s.HasSOC {
-		soc := s.SOC
-		rec.SOC = &soc
-	}
-	if end.Before(s.StartTime) {
-		rec.EndTime = s.StartTime
-	}
-	return rec
-}
-
-// closeAt ends the session as finished (state 3) if it delivered energy,
-// else as abnormal (-1). lastStored says the end is the last stored reading.
-func (m *Machine) closeAt(end time.Time, desc string, lastStored bool) []uploader.Record {
-	m.flushPending()
-	s := m.sess
-	state := uploader.StateFinished
-	kind := uploader.KindFinal
-	if s.Quantity == 0 && !s.Charged {
-		state, kind = uploader.StateStartFailed, uploader.KindStartFailed
-	}
-	if !lastStored && end.Before(s.LastAt) {
-		end = s.LastAt
-	}
-	rec := m.record(kind, state, desc, end)
-	m.finish(rec)
-	return []uploader.Record{rec}
-}
-
-func (m *Machine) closeAbnormal(end time.Time, desc string) []uploader.Record {
-	m.flushPending()
-	rec := m.record(uploader.KindFinal, uploader.StateStartFailed, desc, end)
-	m.finish(rec)
-	return []uploader.Record{rec}
-}
-
-func (m *Machine) failStart(end time.Time, reason string) []uploader.Record {
-	desc := DescStartFailed
-	if reason != "" {
-		desc += ":" + reason
-	}
-	rec := m.record(uploader.KindStartFailed, uploader.StateStartFailed, desc, end)
-	rec.QuantityWh, rec.EnergyFen, rec.ServiceFen = 0, 0, 0
-	m.finish(rec)
-	return []uploader.Record{rec}
-}
-
-// flushPending bills energy still waiting for a believed clock, by the
-// provisional times: a bill must carry fees for all its energy.
-func (m *Machine) flushPending() {
-	s := m.sess
-	if s.PendingWh == 0 {
-		return
-	}
-	m.log.Warn().Str("order", s.Order).Int64("wh", s.PendingWh).Msg("session ends before the clock is believed: fees use provisional times")
-	wh := s.PendingWh
-	s.PendingWh = 0
-	s.Quantity -= wh
-	ok := m.clockOK
-	m.clockOK = true
-	m.attribute(s.PendingFrom, s.LastAt, wh)
-	m.clockOK = ok
-}
 
 func (m *Machine) openFailed(err error) {
 	if !errors.Is(err, errStillClosed) {
@@ -644,13 +400,97 @@ func (m *Machine) openFailed(err error) {
 	}
 }
 
-func (m *Machine) finish(rec uploader.Record) {
-	m.closedOn, m.closedSet = m.lastStatus, true
-	ev := m.log.Info()
-	if rec.Kind == uploader.KindFinal && rec.State == uploader.StateFinished && rec.Plate == "" && m.cfg.WantsPlate {
-		ev = m.log.Warn().Str("warning", "no plate: this bill cannot earn the parking-fee reduction")
+// accept applies the reading's energy register to the open session. It
+// returns true when the session changed and must be stored.
+func (m *Machine) accept(r meter.Reading) bool {
+	s := m.sess
+	st := s.Energy.Observe(m.limits, r.EnergyMWh, r.EnergyResMWh, r.Time)
+	if !m.clockOK {
+		s.Energy.Provisional = true
 	}
-	ev.Str("order", rec.Order).Str("kind", string(rec.Kind)).Int("state", rec.State).Str("desc", rec.StateDesc).
-		Int64("quantity_wh", rec.QuantityWh).Int64("energy_fen", rec.EnergyFen).Int64("service_fen", rec.ServiceFen).Msg("session closed")
+	switch st.Outcome {
+	case Held:
+		if s.Energy.Hold.Polls == 1 {
+			m.log.Warn().Str("order", s.Order).Int64("last_mwh", s.Energy.LastMWh).Int64("read_mwh", r.EnergyMWh).Str("why", st.Why).Msg("energy reading held")
+		}
+		return true
+	case Reset:
+		m.resets++
+		m.log.Warn().Str("order", s.Order).Int64("old_register_mwh", st.LostFrom).Int64("new_register_mwh", st.LostTo).
+			Str("why", st.Why).Int64("counted_mwh", s.Energy.CountedMWh).
+			Msg("meter reset or swapped: counting on from the new register; energy between the two registers is not known")
+		m.book(st.From, st.To, st.DeltaMWh)
+		return true
+	case Increased:
+		m.book(st.From, st.To, st.DeltaMWh)
+		return true
+	}
+	return false
+}
+
+// book attributes energy to tariff periods, or keeps it pending while the
+// clock is not believed.
+func (m *Machine) book(from, to time.Time, mwh int64) {
+	s := m.sess
+	if mwh == 0 {
+		return
+	}
+	if !m.clockOK {
+		if s.PendingMWh == 0 {
+			s.PendingFrom, s.PendingFromProv = from, true
+		}
+		s.PendingMWh += mwh
+		return
+	}
+	book(s.Periods, m.tariff, from, to, mwh)
+}
+
+// end closes the session. A session that never charged and counted no
+// energy is a failed start; anything that delivered energy gets a bill.
+func (m *Machine) end(reason Reason, detail string, end time.Time) []Event {
+	s := m.sess
+	if s.PendingMWh > 0 {
+		m.log.Warn().Str("order", s.Order).Int64("mwh", s.PendingMWh).Msg("session ends before the clock is believed: fees use provisional times")
+		book(s.Periods, m.tariff, s.PendingFrom, s.Energy.LastAt, s.PendingMWh)
+		s.PendingMWh = 0
+	}
+	kind := EventClosed
+	if !s.Charged && s.Energy.CountedMWh == 0 {
+		kind = EventStartFailed
+		if reason == ReasonUnplugged || reason == ReasonCompleted {
+			reason = ReasonNoCharge
+		}
+	} else if reason == ReasonTimeout || reason == ReasonNoCharge {
+		reason = ReasonAborted
+	}
+	ev := m.event(kind, reason, detail, end)
+	m.closedOn, m.closedCount, m.closedSet = m.lastStatus, s.Count, true
+	m.log.Info().Str("order", ev.Order).Str("kind", string(ev.Kind)).Str("reason", string(reason)).Str("detail", detail).
+		Int64("quantity_wh", ev.QuantityWh).Int64("energy_fen", ev.EnergyFen).Int64("service_fen", ev.ServiceFen).
+		Time("end_time", ev.End).Msg("session closed")
 	m.sess = nil
+	return []Event{ev}
+}
+
+func (m *Machine) event(kind EventKind, reason Reason, detail string, end time.Time) Event {
+	s := m.sess
+	s.Seq++
+	b := s.Bill()
+	if end.Before(s.StartTime) {
+		end = s.StartTime
+	}
+	ev := Event{Kind: kind, Order: s.Order, Seq: s.Seq, Start: s.StartTime, End: end,
+		QuantityWh: b.QuantityWh, EnergyFen: b.EnergyFen, ServiceFen: b.ServiceFen,
+		Reason: reason, Detail: detail, VIN: s.VIN, Plate: s.Plate, Mobile: s.Mobile, SOC: s.SOC, HasSOC: s.HasSOC}
+	if kind == EventStartFailed {
+		ev.QuantityWh, ev.EnergyFen, ev.ServiceFen = 0, 0, 0
+	}
+	return ev
+}
+
+func faultText(r meter.Reading) string {
+	if r.FaultText != "" {
+		return r.FaultText
+	}
+	return r.StopReason
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"pilebridge/meter"
-	"pilebridge/uploader"
 )
 
 func flat(t *testing.T) *Tariff {
@@ -19,15 +19,26 @@ func flat(t *testing.T) *Tariff {
 	return tr
 }
 
+// orderSeq numbers orders across the machines of a test, as the store's
+// counter does across restarts.
+var orderSeq atomic.Int64
+
 func newTestMachine(t *testing.T, tr *Tariff, cfg PortConfig) *Machine {
-	n := 0
-	if cfg.DeviceNo == "" {
-		cfg.DeviceNo, cfg.PortNo, cfg.EnergyCode, cfg.Mobile = "D1", "1", "CN_AC", "local"
-	}
 	if cfg.ProgressInterval == 0 {
 		cfg.ProgressInterval = 10 * time.Second
 	}
-	return NewMachine(cfg, tr, func(time.Time) (string, error) { n++; return fmt.Sprintf("ORD%03d", n), nil }, zerolog.Nop())
+	return NewMachine(cfg, tr, func(time.Time) (string, error) { return fmt.Sprintf("ORD%03d", orderSeq.Add(1)), nil }, zerolog.Nop())
+}
+
+// closed is the terminal events fed so far.
+func (f *feed) closed() []Event {
+	var out []Event
+	for _, e := range f.recs {
+		if e.Terminal() {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // feed drives a machine with one reading per second from t0.
@@ -35,7 +46,7 @@ type feed struct {
 	t    *testing.T
 	m    *Machine
 	now  time.Time
-	recs []uploader.Record
+	recs []Event
 }
 
 var t0 = time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC) // 12:00 in Shanghai
@@ -44,34 +55,43 @@ func newFeed(t *testing.T, cfg PortConfig) *feed {
 	return &feed{t: t, m: newTestMachine(t, flat(t), cfg), now: t0}
 }
 
-func (f *feed) step(st meter.Status, wh, w int64) []uploader.Record {
+// whReading is a reading of a 1 Wh register.
+func whReading(wh int64) meter.Reading {
+	r := meter.Reading{HasEnergy: true, EnergyResMWh: 1000}
+	r.SetEnergyMWh(wh * 1000)
+	return r
+}
+
+func (f *feed) step(st meter.Status, wh, w int64) []Event {
 	f.now = f.now.Add(time.Second)
-	r := meter.Reading{Time: f.now, EnergyWh: wh, HasEnergy: true, PowerW: w, HasPower: true, Status: st, HasStatus: st != meter.StatusUnknown}
+	r := whReading(wh)
+	r.Time, r.PowerW, r.HasPower, r.Status, r.HasStatus = f.now, w, true, st, st != meter.StatusUnknown
 	recs, _ := f.m.Step(r, nil, f.now)
 	f.recs = append(f.recs, recs...)
 	return recs
 }
 
-func (f *feed) with(r meter.Reading) []uploader.Record {
+func (f *feed) with(r meter.Reading) []Event {
 	f.now = f.now.Add(time.Second)
-	r.Time, r.HasEnergy, r.HasStatus = f.now, true, true
+	r.SetEnergyMWh(r.EnergyWh * 1000)
+	r.Time, r.HasEnergy, r.HasStatus, r.EnergyResMWh = f.now, true, true, 1000
 	recs, _ := f.m.Step(r, nil, f.now)
 	f.recs = append(f.recs, recs...)
 	return recs
 }
 
-func (f *feed) fail(d time.Duration) []uploader.Record {
+func (f *feed) fail(d time.Duration) []Event {
 	f.now = f.now.Add(d)
 	recs, _ := f.m.Step(meter.Reading{}, fmt.Errorf("timeout"), f.now)
 	f.recs = append(f.recs, recs...)
 	return recs
 }
 
-func (f *feed) final() uploader.Record {
+func (f *feed) final() Event {
 	f.t.Helper()
 	require.NotEmpty(f.t, f.recs)
 	last := f.recs[len(f.recs)-1]
-	require.True(f.t, last.Terminal(), "last record is %s", last.Kind)
+	require.True(f.t, last.Terminal(), "last event is %s", last.Kind)
 	return last
 }
 
@@ -91,22 +111,21 @@ func TestNormalSession(t *testing.T) {
 	f.step(meter.StatusStarting, 1000, 0)
 	assert.Equal(t, Starting, f.m.State())
 	first := f.step(meter.StatusCharging, 1000, 7000)
-	require.Len(t, first, 1, "a progress record when charging begins")
-	assert.Equal(t, uploader.KindProgress, first[0].Kind)
-	assert.Equal(t, uploader.StateCharging, first[0].State)
+	require.Len(t, first, 1, "progress when charging begins")
+	assert.Equal(t, EventProgress, first[0].Kind)
 	e := f.charge(1000, 2, 25)
 	f.with(meter.Reading{Status: meter.StatusFinished, EnergyWh: e, StopReason: "SOC已充满", SOC: 100, HasSOC: true})
 	bill := f.final()
-	assert.Equal(t, uploader.KindFinal, bill.Kind)
-	assert.Equal(t, uploader.StateFinished, bill.State)
+	assert.Equal(t, EventClosed, bill.Kind)
+	assert.Equal(t, ReasonCompleted, bill.Reason)
 	assert.EqualValues(t, 50, bill.QuantityWh)
-	assert.Equal(t, "SOC已充满", bill.StateDesc)
-	assert.Equal(t, t0.Add(3*time.Second), bill.StartTime, "start is when the pile began starting")
-	assert.Equal(t, f.now, bill.EndTime)
+	assert.Equal(t, "SOC已充满", bill.Detail)
+	assert.Equal(t, t0.Add(3*time.Second), bill.Start, "start is when the pile began starting")
+	assert.Equal(t, f.now, bill.End)
 	assert.EqualValues(t, 5, bill.EnergyFen)  // 50 Wh × 1.0 yuan/kWh = 5 fen
 	assert.EqualValues(t, 3, bill.ServiceFen) // 2.5 fen rounds up
-	require.NotNil(t, bill.SOC)
-	assert.Equal(t, 100, *bill.SOC)
+	assert.True(t, bill.HasSOC)
+	assert.Equal(t, 100, bill.SOC)
 	for _, r := range f.recs {
 		assert.Equal(t, bill.Order, r.Order, "one order for the whole session")
 	}
@@ -122,9 +141,8 @@ func TestStartFailures(t *testing.T) {
 		f.step(meter.StatusStarting, 500, 0)
 		f.with(meter.Reading{Status: meter.StatusStartFailed, EnergyWh: 500, StopReason: "车辆未响应"})
 		r := f.final()
-		assert.Equal(t, uploader.KindStartFailed, r.Kind)
-		assert.Equal(t, uploader.StateStartFailed, r.State)
-		assert.Equal(t, "启动失败:车辆未响应", r.StateDesc)
+		assert.Equal(t, EventStartFailed, r.Kind)
+		assert.Equal(t, "车辆未响应", r.Detail)
 		assert.Zero(t, r.QuantityWh)
 		assert.Len(t, f.recs, 1)
 	})
@@ -134,18 +152,28 @@ func TestStartFailures(t *testing.T) {
 			f.step(meter.StatusStarting, 500, 0)
 		}
 		require.Len(t, f.recs, 1, "the pile stuck in starting fails once")
-		assert.Equal(t, "启动失败:超时未开始充电", f.recs[0].StateDesc)
+		assert.Equal(t, ReasonTimeout, f.recs[0].Reason)
 	})
 	t.Run("seen only as failed", func(t *testing.T) {
 		f := newFeed(t, PortConfig{})
 		f.step(meter.StatusIdle, 500, 0)
 		f.with(meter.Reading{Status: meter.StatusStartFailed, EnergyWh: 500})
-		assert.Equal(t, uploader.KindStartFailed, f.final().Kind)
+		assert.Equal(t, EventStartFailed, f.final().Kind)
 		f.with(meter.Reading{Status: meter.StatusStartFailed, EnergyWh: 500})
 		assert.Len(t, f.recs, 1, "one record per failure, not per poll")
 		f.step(meter.StatusIdle, 500, 0)
 		f.with(meter.Reading{Status: meter.StatusStartFailed, EnergyWh: 500})
 		assert.Len(t, f.recs, 2, "a new failure after the pile recovered")
+	})
+	t.Run("energy counted while starting is billed, not dropped", func(t *testing.T) {
+		f := newFeed(t, PortConfig{})
+		f.step(meter.StatusStarting, 500, 0)
+		f.step(meter.StatusStarting, 503, 0)
+		f.with(meter.Reading{Status: meter.StatusStartFailed, EnergyWh: 503, StopReason: "绝缘检测失败"})
+		r := f.final()
+		assert.Equal(t, EventClosed, r.Kind)
+		assert.Equal(t, ReasonAborted, r.Reason)
+		assert.EqualValues(t, 3, r.QuantityWh)
 	})
 }
 
@@ -155,8 +183,9 @@ func TestFaultWhileCharging(t *testing.T) {
 	e := f.charge(100, 2, 5)
 	f.with(meter.Reading{Status: meter.StatusFault, EnergyWh: e, FaultCode: 2, FaultText: "绝缘故障"})
 	r := f.final()
-	assert.Equal(t, uploader.StateStartFailed, r.State, "abnormal end is -1")
-	assert.Equal(t, "故障停止:绝缘故障", r.StateDesc)
+	assert.Equal(t, ReasonFault, r.Reason)
+	assert.True(t, r.Reason.Abnormal())
+	assert.Equal(t, "绝缘故障", r.Detail)
 	assert.EqualValues(t, 10, r.QuantityWh, "the energy delivered is still billed")
 }
 
@@ -166,8 +195,7 @@ func TestUnplugWithoutFinished(t *testing.T) {
 	e := f.charge(100, 1, 3)
 	f.step(meter.StatusIdle, e, 0)
 	r := f.final()
-	assert.Equal(t, uploader.StateFinished, r.State)
-	assert.Equal(t, DescUserStop, r.StateDesc)
+	assert.Equal(t, ReasonUnplugged, r.Reason)
 	assert.EqualValues(t, 3, r.QuantityWh)
 }
 
@@ -178,7 +206,7 @@ func TestEnergyEdges(t *testing.T) {
 		f.step(meter.StatusCharging, 5002, 7000)
 		f.step(meter.StatusCharging, 0, 7000)
 		f.step(meter.StatusCharging, 5004, 7000)
-		assert.EqualValues(t, 4, f.m.Session().Quantity)
+		assert.EqualValues(t, 4, f.m.Session().QuantityWh())
 	})
 	t.Run("meter reset continues from the new register", func(t *testing.T) {
 		f := newFeed(t, PortConfig{HoldPolls: 3})
@@ -187,33 +215,34 @@ func TestEnergyEdges(t *testing.T) {
 		for _, e := range []int64{3, 4, 5} { // persists: reset
 			f.step(meter.StatusCharging, e, 7000)
 		}
-		assert.EqualValues(t, 12, f.m.Session().Quantity, "kept 10, then counted from the first new reading")
+		assert.EqualValues(t, 12, f.m.Session().QuantityWh(), "kept 10, then counted from the first new reading")
+		assert.EqualValues(t, 1, f.m.MeterResets())
 		f.step(meter.StatusCharging, 8, 7000)
 		f.step(meter.StatusFinished, 9, 0)
 		// 10 before the reset, then 3 -> 9 on the new register
 		assert.EqualValues(t, 16, f.final().QuantityWh)
 	})
 	t.Run("u32 wrap", func(t *testing.T) {
-		f := newFeed(t, PortConfig{WrapWh: 1 << 32})
+		f := newFeed(t, PortConfig{WrapMWh: 1 << 32 * 1000})
 		f.step(meter.StatusCharging, 1<<32-3, 7000)
 		f.step(meter.StatusCharging, 1<<32-1, 7000)
 		f.step(meter.StatusCharging, 2, 7000)
-		assert.EqualValues(t, 5, f.m.Session().Quantity)
+		assert.EqualValues(t, 5, f.m.Session().QuantityWh())
 	})
-	t.Run("implausible jump is rejected", func(t *testing.T) {
+	t.Run("implausible spike is ignored, a persisting new register is followed", func(t *testing.T) {
 		f := newFeed(t, PortConfig{RatedPowerW: 7000})
 		f.step(meter.StatusCharging, 1000, 7000)
 		f.step(meter.StatusCharging, 1002, 7000)
 		f.step(meter.StatusCharging, 901002, 7000) // 900 kWh in a second
 		f.step(meter.StatusCharging, 1004, 7000)
-		assert.EqualValues(t, 4, f.m.Session().Quantity)
+		assert.EqualValues(t, 4, f.m.Session().QuantityWh())
 		// a swapped meter that really reads higher is followed once it persists
 		for _, e := range []int64{500000, 500002, 500004} {
 			f.step(meter.StatusCharging, e, 7000)
 		}
-		assert.EqualValues(t, 8, f.m.Session().Quantity)
+		assert.EqualValues(t, 8, f.m.Session().QuantityWh())
 	})
-	t.Run("energy never goes down in records", func(t *testing.T) {
+	t.Run("energy never goes down in events", func(t *testing.T) {
 		f := newFeed(t, PortConfig{ProgressInterval: time.Second})
 		f.step(meter.StatusCharging, 1000, 7000)
 		for _, e := range []int64{1001, 1003, 999, 1000, 1004, 0, 1006} {
@@ -229,16 +258,16 @@ func TestEnergyEdges(t *testing.T) {
 }
 
 func TestCommLoss(t *testing.T) {
-	t.Run("short loss mid-session resumes, gap by time", func(t *testing.T) {
-		f := newFeed(t, PortConfig{OfflineAfter: 10 * time.Second})
+	t.Run("short loss mid-session resumes", func(t *testing.T) {
+		f := newFeed(t, PortConfig{OfflineAfter: 10 * time.Second, RatedPowerW: 7000})
 		f.step(meter.StatusCharging, 1000, 7000)
 		f.fail(5 * time.Second)
 		assert.Equal(t, Charging, f.m.State())
 		f.fail(20 * time.Second)
 		assert.Equal(t, Offline, f.m.State())
 		require.NotNil(t, f.m.Session(), "session kept while offline")
-		f.step(meter.StatusCharging, 1050, 7000)
-		assert.EqualValues(t, 50, f.m.Session().Quantity)
+		f.step(meter.StatusCharging, 1050, 7000) // 50 Wh in 26 s at 7 kW: plausible
+		assert.EqualValues(t, 50, f.m.Session().QuantityWh())
 		assert.Equal(t, Charging, f.m.State())
 	})
 	t.Run("long loss closes with the last reading", func(t *testing.T) {
@@ -250,17 +279,21 @@ func TestCommLoss(t *testing.T) {
 		assert.Empty(t, f.recs[1:])
 		f.fail(31 * time.Minute)
 		r := f.final()
-		assert.Equal(t, DescCommLost, r.StateDesc)
-		assert.Equal(t, uploader.StateFinished, r.State)
+		assert.Equal(t, ReasonCommLost, r.Reason)
 		assert.EqualValues(t, 20, r.QuantityWh)
-		assert.Equal(t, lastAt, r.EndTime)
+		assert.Equal(t, lastAt, r.End)
 	})
 }
 
+// restored charges 10 Wh (1000 → 1010 over 5 s), then hands a copy of the
+// session to a new machine a minute later, as a restart would.
 func restored(t *testing.T, cfg PortConfig) (*feed, *Session) {
 	f := newFeed(t, cfg)
-	f.step(meter.StatusCharging, 1000, 7000)
-	f.charge(1000, 2, 5)
+	f.with(meter.Reading{Status: meter.StatusStarting, EnergyWh: 1000, SessionCount: 7, HasSessionCount: true, VIN: "LSVIN00000000001"})
+	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 1000, SessionCount: 7, HasSessionCount: true})
+	for e := int64(1002); e <= 1010; e += 2 {
+		f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: e, SessionCount: 7, HasSessionCount: true})
+	}
 	s := *f.m.Session()
 	f2 := newFeed(t, cfg)
 	f2.now = f.now.Add(time.Minute)
@@ -269,34 +302,121 @@ func restored(t *testing.T, cfg PortConfig) (*feed, *Session) {
 }
 
 func TestRecoveryAfterRestart(t *testing.T) {
+	count := func(st meter.Status, wh, n int64) meter.Reading {
+		return meter.Reading{Status: st, EnergyWh: wh, SessionCount: n, HasSessionCount: true}
+	}
 	t.Run("still charging: same order, nothing lost or doubled", func(t *testing.T) {
 		f, s := restored(t, PortConfig{})
-		f.step(meter.StatusCharging, 1100, 7000)
+		f.with(count(meter.StatusCharging, 1100, 7))
 		assert.Equal(t, s.Order, f.m.Session().Order)
-		assert.EqualValues(t, 100, f.m.Session().Quantity)
-		f.step(meter.StatusFinished, 1101, 0)
+		assert.EqualValues(t, 100, f.m.Session().QuantityWh())
+		f.with(count(meter.StatusFinished, 1101, 7))
 		assert.EqualValues(t, 101, f.final().QuantityWh)
 		assert.Equal(t, s.Order, f.final().Order)
 	})
-	t.Run("pile stopped meanwhile: closed with the last stored reading", func(t *testing.T) {
-		f, s := restored(t, PortConfig{})
-		f.step(meter.StatusIdle, 1500, 0)
+	t.Run("pile finished meanwhile: closed with the live reading", func(t *testing.T) {
+		f, s := restored(t, PortConfig{RatedPowerW: 7000})
+		f.with(count(meter.StatusFinished, 1040, 7))
 		r := f.final()
-		assert.Equal(t, DescRecovered, r.StateDesc)
-		assert.Equal(t, uploader.StateFinished, r.State)
-		assert.EqualValues(t, 10, r.QuantityWh)
-		assert.Equal(t, s.LastAt, r.EndTime)
+		assert.Equal(t, ReasonRecovered, r.Reason)
+		assert.EqualValues(t, 40, r.QuantityWh, "the meter still shows the session's energy")
+		assert.Equal(t, f.now, r.End, "the last increase the meter proves is at the restart")
 		assert.Equal(t, s.Order, r.Order)
+		assert.Len(t, f.recs, 1)
 	})
-	t.Run("pile silent after restart", func(t *testing.T) {
-		f, s := restored(t, PortConfig{OfflineAfter: 5 * time.Second})
-		f.fail(time.Second)
-		assert.Empty(t, f.recs)
-		f.fail(10 * time.Second)
+	t.Run("pile idle, nothing more counted: ends at the last increase", func(t *testing.T) {
+		f, s := restored(t, PortConfig{})
+		f.with(count(meter.StatusIdle, 1010, 7))
 		r := f.final()
-		assert.Equal(t, DescRecovered, r.StateDesc)
-		assert.Equal(t, s.LastAt, r.EndTime)
+		assert.EqualValues(t, 10, r.QuantityWh)
+		assert.Equal(t, s.Energy.ChangedAt, r.End)
 	})
+	t.Run("meter not continuous: closed at the stored reading", func(t *testing.T) {
+		f, s := restored(t, PortConfig{})
+		f.with(count(meter.StatusIdle, 3, 7))
+		r := f.final()
+		assert.EqualValues(t, 10, r.QuantityWh)
+		assert.Equal(t, s.Energy.ChangedAt, r.End)
+	})
+	t.Run("pile silent after restart: offline_close, not offline_after", func(t *testing.T) {
+		f, s := restored(t, PortConfig{OfflineAfter: 5 * time.Second, OfflineClose: time.Hour})
+		f.fail(time.Second)
+		f.fail(10 * time.Minute)
+		assert.Empty(t, f.recs, "still open after offline_after")
+		f.with(count(meter.StatusCharging, 1200, 7))
+		assert.Equal(t, s.Order, f.m.Session().Order, "the same order resumes")
+		f.fail(2 * time.Hour)
+		r := f.final()
+		assert.Equal(t, ReasonCommLost, r.Reason)
+		assert.EqualValues(t, 200, r.QuantityWh)
+	})
+	t.Run("pile still starting, never charged: same order, no failure", func(t *testing.T) {
+		f := newFeed(t, PortConfig{})
+		f.with(count(meter.StatusStarting, 1000, 3))
+		s := *f.m.Session()
+		f2 := newFeed(t, PortConfig{})
+		f2.now = f.now.Add(5 * time.Minute) // longer than start_timeout: the clock restarts with the bridge
+		f2.m.Restore(&s)
+		f2.with(count(meter.StatusStarting, 1000, 3))
+		assert.Empty(t, f2.recs)
+		f2.with(count(meter.StatusCharging, 1000, 3))
+		f2.with(count(meter.StatusCharging, 1005, 3))
+		f2.with(count(meter.StatusFinished, 1006, 3))
+		r := f2.final()
+		assert.Equal(t, s.Order, r.Order)
+		assert.EqualValues(t, 6, r.QuantityWh)
+		assert.Len(t, f2.recs, 2, "progress and the bill; no start-failed")
+	})
+	t.Run("charged, now starting: old bill with the live reading, new order", func(t *testing.T) {
+		f, s := restored(t, PortConfig{})
+		f.with(count(meter.StatusStarting, 1030, 7))
+		require.Len(t, f.recs, 1)
+		assert.Equal(t, s.Order, f.recs[0].Order)
+		assert.EqualValues(t, 30, f.recs[0].QuantityWh)
+		require.NotNil(t, f.m.Session())
+		assert.NotEqual(t, s.Order, f.m.Session().Order)
+	})
+	t.Run("new session began while down (counter): two orders", func(t *testing.T) {
+		f, s := restored(t, PortConfig{})
+		f.with(count(meter.StatusCharging, 1500, 8))
+		closed := f.closed()
+		require.Len(t, closed, 1)
+		assert.Equal(t, s.Order, closed[0].Order)
+		assert.Equal(t, ReasonSuperseded, closed[0].Reason)
+		assert.EqualValues(t, 10, closed[0].QuantityWh, "only what the stored readings prove")
+		next := f.m.Session()
+		require.NotNil(t, next)
+		assert.NotEqual(t, s.Order, next.Order)
+		f.with(count(meter.StatusFinished, 1520, 8))
+		assert.EqualValues(t, 20, f.final().QuantityWh, "counted from its first reading")
+	})
+	t.Run("new session began while down (VIN)", func(t *testing.T) {
+		f, s := restored(t, PortConfig{})
+		f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 1500, VIN: "LSVIN00000000002"})
+		closed := f.closed()
+		require.Len(t, closed, 1)
+		assert.Equal(t, s.Order, closed[0].Order)
+		assert.Equal(t, "LSVIN00000000002", f.m.Session().VIN)
+	})
+}
+
+func TestNewSessionWhileRunning(t *testing.T) {
+	f := newFeed(t, PortConfig{OfflineAfter: 5 * time.Second})
+	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 100, SessionCount: 1, HasSessionCount: true})
+	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 110, SessionCount: 1, HasSessionCount: true})
+	first := f.m.Session().Order
+	f.fail(time.Minute) // the line was down while the car left and another came
+	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 300, SessionCount: 2, HasSessionCount: true})
+	var closed []Event
+	for _, e := range f.recs {
+		if e.Terminal() {
+			closed = append(closed, e)
+		}
+	}
+	require.Len(t, closed, 1)
+	assert.Equal(t, first, closed[0].Order)
+	assert.EqualValues(t, 10, closed[0].QuantityWh)
+	assert.NotEqual(t, first, f.m.Session().Order)
 }
 
 func TestMeterOnlyPort(t *testing.T) {
@@ -304,21 +424,26 @@ func TestMeterOnlyPort(t *testing.T) {
 	f := newFeed(t, cfg)
 	step := func(wh, w int64) { f.step(meter.StatusUnknown, wh, w) }
 	step(100, 0)
-	step(100, 5000) // crosses: baseline here
-	crossed := f.now
-	step(101, 5000)
+	lastLow := f.now
+	step(102, 5000) // crossed between the two readings: 2 Wh already flowed
 	step(103, 5000)
-	assert.Nil(t, f.m.Session())
 	step(105, 5000)
+	assert.Nil(t, f.m.Session())
+	step(107, 5000)
 	require.NotNil(t, f.m.Session())
-	assert.Equal(t, crossed, f.m.Session().StartTime)
-	step(107, 50)
-	step(107, 50)
-	step(107, 50)
-	step(107, 50)
+	assert.Equal(t, lastLow, f.m.Session().StartTime, "the baseline is the last reading before the edge")
+	step(109, 50)
+	fell := f.now
+	step(109, 50)
+	step(109, 50)
+	step(109, 50)
 	r := f.final()
-	assert.EqualValues(t, 7, r.QuantityWh, "from the crossing, not from the detection")
-	assert.Equal(t, uploader.StateFinished, r.State)
+	assert.EqualValues(t, 9, r.QuantityWh, "from the last low reading, not from the first high one")
+	assert.Equal(t, ReasonPowerFell, r.Reason)
+	assert.Equal(t, fell, r.End, "the end is when power fell, not when the stop was decided")
+	for _, e := range f.recs {
+		assert.False(t, e.End.After(fell), "no event runs past the power edge")
+	}
 }
 
 func TestClockSettles(t *testing.T) {
@@ -329,29 +454,28 @@ func TestClockSettles(t *testing.T) {
 	f.charge(1000, 10, 10)
 	s := f.m.Session()
 	assert.True(t, s.Provisional)
-	assert.EqualValues(t, 100, s.PendingWh)
+	assert.EqualValues(t, 100_000, s.PendingMWh)
 	assert.Empty(t, f.recs, "no progress with provisional times")
 	jump := t0.Sub(f.now)
 	start := s.StartTime
 	assert.True(t, f.m.ClockSettled(jump))
 	assert.Equal(t, start.Add(jump), s.StartTime)
-	assert.Zero(t, s.PendingWh)
-	assert.EqualValues(t, 100, s.Quantity)
+	assert.Zero(t, s.PendingMWh)
+	assert.EqualValues(t, 100, s.QuantityWh())
 	e, _ := s.Fees()
 	assert.EqualValues(t, 10, e)
 }
 
 func TestPlateFromVIN(t *testing.T) {
-	f := newFeed(t, PortConfig{DeviceNo: "D", PortNo: "2", EnergyCode: "CN_DC", Mobile: "u1", Plates: map[string]string{"LSVIN00000000001": "川A12345"}, WantsPlate: true})
+	f := newFeed(t, PortConfig{Plates: map[string]string{"LSVIN00000000001": "川A12345"}})
 	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 10, VIN: "LSVIN00000000001"})
 	f.with(meter.Reading{Status: meter.StatusFinished, EnergyWh: 12})
 	r := f.final()
 	assert.Equal(t, "川A12345", r.Plate)
 	assert.Equal(t, "LSVIN00000000001", r.VIN)
-	assert.Equal(t, "u1", r.Mobile, "the local user id when the pile has no mobile")
-	assert.Equal(t, "CN_DC", r.EnergyCode)
+	assert.Empty(t, r.Mobile, "no mobile from the pile")
 
 	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 20, Mobile: "13800138001"})
 	f.with(meter.Reading{Status: meter.StatusFinished, EnergyWh: 22})
-	assert.Equal(t, "13800138001", f.final().Mobile, "the pile's mobile register wins")
+	assert.Equal(t, "13800138001", f.final().Mobile, "the pile's mobile register")
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/meter"
-	"pilebridge/uploader"
 )
 
 // Poller reads a port; *meter.Poller is one.
@@ -47,8 +46,20 @@ type Port struct {
 	Interval time.Duration
 	// PersistEvery batches the storing of plain energy readings (flash wear);
 	// 0 stores every accepted reading. Opening and closing a session and
-	// every record are stored at once regardless.
+	// every event are stored at once regardless.
 	PersistEvery time.Duration
+
+	loop portLoop
+}
+
+// portLoop is the runner's state for one port between polls.
+type portLoop struct {
+	begun     bool
+	ref       time.Time // wall and monotonic at the start, to measure a clock jump
+	believed  bool
+	pending   []Event   // events not yet committed
+	stored    time.Time // when the session was last stored
+	lastOrder string
 }
 
 // Runner polls ports, steps their machines and commits the results.
@@ -78,7 +89,7 @@ func (r *Runner) Restore(ports []*Port) error {
 		known[p.Key] = true
 		if s, ok := open[p.Key]; ok {
 			p.Machine.Restore(s)
-			r.log.Info().Str("port", p.Key).Str("order", s.Order).Int64("quantity_wh", s.Quantity).Msg("open session restored")
+			r.log.Info().Str("port", p.Key).Str("order", s.Order).Int64("quantity_wh", s.QuantityWh()).Msg("open session restored")
 		}
 	}
 	for k, s := range open {
@@ -89,53 +100,61 @@ func (r *Runner) Restore(ports []*Port) error {
 	return nil
 }
 
-// Run polls one port until ctx ends. Records and the session are committed
-// together; a failed commit is retried each poll with nothing dropped.
+// Run polls one port until ctx ends.
 func (r *Runner) Run(ctx context.Context, p *Port) {
-	log := r.log.With().Str("port", p.Key).Logger()
-	ref := time.Now() // wall and monotonic, to measure a clock jump
-	believed := r.clock.Believed(ref)
-	if !believed {
-		log.Warn().Time("clock", ref).Msg("clock not believed yet: session times stay provisional until it is")
-		p.Machine.ClockUnsettled()
-	}
-	var pending []uploader.Record
-	var stored time.Time // when the session was last stored
-	lastOrder := ""
 	t := time.NewTicker(p.Interval)
 	defer t.Stop()
 	for {
-		now := time.Now()
-		dirty := false
-		if !believed && r.clock.Believed(now) {
-			believed = true
-			jump := now.Round(0).Sub(ref.Round(0)) - now.Sub(ref)
-			log.Info().Dur("jump", jump).Msg("clock believed now")
-			dirty = p.Machine.ClockSettled(jump)
-		}
-		reading, err := p.Poller.Poll(ctx, now)
-		if ctx.Err() != nil {
-			return
-		}
-		recs, changed := p.Machine.Step(reading, err, now)
-		pending = append(pending, recs...)
-		sess, order := p.Machine.Session(), ""
-		if sess != nil {
-			order = sess.Order
-		}
-		due := now.Sub(stored) >= p.PersistEvery
-		if len(pending) > 0 || dirty || order != lastOrder || (changed && due) {
-			if cerr := r.store.Commit(p.Key, sess, pending); cerr != nil {
-				log.Error().Err(cerr).Int("records_waiting", len(pending)).Msg("commit failed; will retry")
-			} else {
-				pending, stored, lastOrder = nil, now, order
-			}
-		}
-		r.observe(p.Key, p.Machine.State(), p.Machine.Session(), reading, err)
+		r.Step(ctx, p, time.Now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// Step polls the port once as of now, steps its machine and commits the
+// session with its events in one transaction; a failed commit is retried on
+// the next step with nothing dropped. Run calls it on every tick; a
+// simulation calls it with simulated time.
+func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
+	l := &p.loop
+	log := r.log.With().Str("port", p.Key).Logger()
+	if !l.begun {
+		l.begun, l.ref, l.believed = true, now, r.clock.Believed(now)
+		if !l.believed {
+			log.Warn().Time("clock", now).Msg("clock not believed yet: session times stay provisional until it is")
+			p.Machine.ClockUnsettled()
+		}
+		if s := p.Machine.Session(); s != nil {
+			l.lastOrder = s.Order
+		}
+	}
+	dirty := false
+	if !l.believed && r.clock.Believed(now) {
+		l.believed = true
+		jump := now.Round(0).Sub(l.ref.Round(0)) - now.Sub(l.ref)
+		log.Info().Dur("jump", jump).Msg("clock believed now")
+		dirty = p.Machine.ClockSettled(jump)
+	}
+	reading, err := p.Poller.Poll(ctx, now)
+	if ctx.Err() != nil {
+		return
+	}
+	evs, changed := p.Machine.Step(reading, err, now)
+	l.pending = append(l.pending, evs...)
+	sess, order := p.Machine.Session(), ""
+	if sess != nil {
+		order = sess.Order
+	}
+	due := now.Sub(l.stored) >= p.PersistEvery
+	if len(l.pending) > 0 || dirty || order != l.lastOrder || (changed && due) {
+		if cerr := r.store.Commit(p.Key, sess, l.pending); cerr != nil {
+			log.Error().Err(cerr).Int("events_waiting", len(l.pending)).Msg("commit failed; will retry")
+		} else {
+			l.pending, l.stored, l.lastOrder = nil, now, order
+		}
+	}
+	r.observe(p.Key, p.Machine.State(), p.Machine.Session(), reading, err)
 }

@@ -53,16 +53,17 @@ func newBench(t *testing.T, persistEvery time.Duration) *bench {
 	require.NoError(t, err)
 	tr, err := session.NewTariff("", []session.PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1", Service: "1"}})
 	require.NoError(t, err)
-	store, err := session.NewStore(db, box, tr.Loc, "")
+	sink := &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{"D/1": {DeviceNo: "D", PortNo: "1", EnergyCode: "CN_AC"}}, LocalUserID: "u"}
+	store, err := session.NewStore(db, sink, tr.Loc, "")
 	require.NoError(t, err)
-	m := session.NewMachine(session.PortConfig{DeviceNo: "D", PortNo: "1", EnergyCode: "CN_AC", Mobile: "u", ProgressInterval: time.Hour},
+	m := session.NewMachine(session.PortConfig{ProgressInterval: time.Hour},
 		tr, store.NextOrder, zerolog.Nop())
 	port := &session.Port{Key: "D/1", Machine: m, Poller: meter.NewPoller(bus, 1, prof, meter.Ratios{}),
 		Interval: 20 * time.Millisecond, PersistEvery: persistEvery}
 	b := &bench{pile: pile, store: store, box: box, port: port}
 	b.run = session.NewRunner(store, session.Clock{}, func(_ string, _ session.PortState, s *session.Session, _ meter.Reading, _ error) {
 		if s != nil {
-			b.live.Store(s.Quantity) // on the runner's goroutine: the machine is never touched from the test's
+			b.live.Store(s.QuantityWh()) // on the runner's goroutine: the machine is never touched from the test's
 		}
 	}, zerolog.Nop())
 	return b
@@ -82,7 +83,7 @@ func (b *bench) stored(t *testing.T) *session.Session {
 }
 
 func (b *bench) setEnergy(t *testing.T, st meter.Status, wh int64) {
-	require.NoError(t, b.pile.Update(func(r *meter.Reading) { r.Status, r.EnergyWh = st, wh }))
+	require.NoError(t, b.pile.Update(func(r *meter.Reading) { r.Status = st; r.SetEnergyMWh(wh * 1000) }))
 }
 
 func TestRunnerStoresEveryReadingByDefault(t *testing.T) {
@@ -91,8 +92,8 @@ func TestRunnerStoresEveryReadingByDefault(t *testing.T) {
 	b.setEnergy(t, meter.StatusCharging, 1000)
 	require.Eventually(t, func() bool { return b.stored(t) != nil }, 5*time.Second, 10*time.Millisecond)
 	b.setEnergy(t, meter.StatusCharging, 1042)
-	require.Eventually(t, func() bool { s := b.stored(t); return s != nil && s.LastWh == 1042 }, 5*time.Second, 10*time.Millisecond)
-	assert.EqualValues(t, 42, b.stored(t).Quantity)
+	require.Eventually(t, func() bool { s := b.stored(t); return s != nil && s.Energy.LastMWh == 1042_000 }, 5*time.Second, 10*time.Millisecond)
+	assert.EqualValues(t, 42, b.stored(t).QuantityWh())
 }
 
 func TestRunnerPersistIntervalBatchesReadingsNotRecords(t *testing.T) {
@@ -103,7 +104,7 @@ func TestRunnerPersistIntervalBatchesReadingsNotRecords(t *testing.T) {
 	order := b.stored(t).Order
 	b.setEnergy(t, meter.StatusCharging, 1042)
 	require.Eventually(t, func() bool { return b.live.Load() == 42 }, 5*time.Second, 10*time.Millisecond)
-	assert.EqualValues(t, 0, b.stored(t).Quantity, "a plain reading waits for the interval")
+	assert.EqualValues(t, 0, b.stored(t).QuantityWh(), "a plain reading waits for the interval")
 	b.setEnergy(t, meter.StatusFinished, 1050)
 	require.Eventually(t, func() bool { return b.stored(t) == nil }, 5*time.Second, 10*time.Millisecond, "closing is stored at once")
 	pending, _, _, err := b.box.List(false)

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
-
-	"pilebridge/uploader"
 )
 
 var (
@@ -17,23 +15,24 @@ var (
 	keyOrderSeq    = []byte("order_seq")
 )
 
-// Outbox takes records inside the transaction that stores the session, so a
-// closed session and its bill are committed together or not at all.
-type Outbox interface {
-	EnqueueTx(tx *bbolt.Tx, r uploader.Record) error
+// Sink takes a port's events inside the transaction that stores its
+// session, so a closed session and its bill are committed together or not
+// at all. The uploader's outbox is one.
+type Sink interface {
+	EnqueueTx(tx *bbolt.Tx, port string, e Event) error
 	Notify()
 }
 
 // Store keeps open sessions in bbolt.
 type Store struct {
 	db     *bbolt.DB
-	outbox Outbox
+	outbox Sink
 	loc    *time.Location
 	node   string
 }
 
 // NewStore creates the buckets. node is put in order numbers (board id).
-func NewStore(db *bbolt.DB, outbox Outbox, loc *time.Location, node string) (*Store, error) {
+func NewStore(db *bbolt.DB, outbox Sink, loc *time.Location, node string) (*Store, error) {
 	err := db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketSessions, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -48,9 +47,9 @@ func NewStore(db *bbolt.DB, outbox Outbox, loc *time.Location, node string) (*St
 	return &Store{db: db, outbox: outbox, loc: loc, node: node}, nil
 }
 
-// Commit stores the port's session (nil: it closed) and enqueues records, in
-// one fsynced transaction.
-func (s *Store) Commit(port string, sess *Session, recs []uploader.Record) error {
+// Commit stores the port's session (nil: it closed) and enqueues its events,
+// in one fsynced transaction.
+func (s *Store) Commit(port string, sess *Session, recs []Event) error {
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		if sess == nil {
@@ -67,7 +66,7 @@ func (s *Store) Commit(port string, sess *Session, recs []uploader.Record) error
 			}
 		}
 		for _, r := range recs {
-			if err := s.outbox.EnqueueTx(tx, r); err != nil {
+			if err := s.outbox.EnqueueTx(tx, port, r); err != nil {
 				return err
 			}
 		}

@@ -1,4 +1,4 @@
-package session
+package session_test
 
 import (
 	"path/filepath"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/bbolt"
 
+	"pilebridge/session"
 	"pilebridge/uploader"
 )
 
@@ -20,7 +21,8 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
 	require.NoError(t, err)
 	loc, _ := time.LoadLocation("Asia/Shanghai")
-	st, err := NewStore(db, box, loc, "B2")
+	sink := &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{"D1/1": {DeviceNo: "D1", PortNo: "1", EnergyCode: "CN_AC"}}, LocalUserID: "u"}
+	st, err := session.NewStore(db, sink, loc, "B2")
 	require.NoError(t, err)
 
 	seen := map[string]bool{}
@@ -32,7 +34,8 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 		assert.LessOrEqual(t, len(o), 32)
 		assert.Regexp(t, `^20260314120000B2\d{6}$`, o)
 	}
-	s := &Session{Order: "X1", Quantity: 42, Periods: map[string]*Billed{"flat@00:00": {Type: "flat", Wh: 42}}}
+	s := &session.Session{Order: "X1", Periods: map[string]*session.Billed{"flat@00:00": {Type: "flat", MWh: 42_000}}}
+	s.Energy.CountedMWh = 42_000
 	require.NoError(t, st.Commit("D1/1", s, nil))
 	require.NoError(t, db.Close())
 
@@ -41,19 +44,22 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	box, _ = uploader.NewOutbox(db, 0, zerolog.Nop())
-	st, _ = NewStore(db, box, loc, "B2")
+	sink.Outbox = box
+	st, _ = session.NewStore(db, sink, loc, "B2")
 	open, err := st.Open()
 	require.NoError(t, err)
 	require.Contains(t, open, "D1/1")
-	assert.EqualValues(t, 42, open["D1/1"].Quantity)
+	assert.EqualValues(t, 42, open["D1/1"].QuantityWh())
 	o, _ := st.NextOrder(time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC))
 	assert.False(t, seen[o])
 
-	require.NoError(t, st.Commit("D1/1", nil, []uploader.Record{{Kind: uploader.KindFinal, Order: "X1", QuantityWh: 42}}))
+	require.NoError(t, st.Commit("D1/1", nil, []session.Event{{Kind: session.EventClosed, Reason: session.ReasonCompleted, Order: "X1", QuantityWh: 42}}))
 	open, _ = st.Open()
 	assert.Empty(t, open)
 	pending, _, _, err := box.List(false)
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
 	assert.EqualValues(t, 42, pending[0].Record.QuantityWh)
+	assert.Equal(t, uploader.StateFinished, pending[0].Record.State)
+	assert.Equal(t, "D1", pending[0].Record.DeviceNo)
 }

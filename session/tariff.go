@@ -5,6 +5,7 @@ package session
 
 import (
 	"fmt"
+	"math/bits"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,11 +53,9 @@ type Tariff struct {
 
 // PeriodSpec is one period as configured: "HH:MM" bounds, prices as text.
 type PeriodSpec struct {
-	Start       string `yaml:"start"`
-	End         string `yaml:"end"`
-	Type        string `yaml:"type"`
-	Electricity string `yaml:"electricity"`
-	Service     string `yaml:"service"`
+	Start, End           string
+	Type                 string
+	Electricity, Service string
 }
 
 var periodTypes = map[string]bool{"sharp": true, "peak": true, "flat": true, "valley": true}
@@ -138,36 +137,58 @@ func parseClock(s string) (int, error) {
 
 func clock(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
 
-// periodAt returns the period in force at t and when it ends.
+// periodAt returns the period in force at the wall-clock time of at, and
+// the next instant at which it may change: the period's end on the wall
+// clock, or an earlier change of the zone's offset (daylight saving), after
+// which the wall clock is read again. The returned instant is always after
+// at, so a loop over it advances.
 func (t *Tariff) periodAt(at time.Time) (Period, time.Time) {
 	lt := at.In(t.Loc)
-	y, mo, d := lt.Date()
-	midnight := time.Date(y, mo, d, 0, 0, 0, 0, t.Loc)
-	min := int(lt.Sub(midnight) / time.Minute)
-	for _, p := range t.Periods {
-		if min >= p.Start && min < p.End {
-			end := time.Date(y, mo, d, p.End/60, p.End%60, 0, 0, t.Loc)
-			return p, end
-		}
+	sec := lt.Hour()*3600 + lt.Minute()*60 + lt.Second()
+	p := t.find(sec / 60)
+	next := at.Add(time.Duration(p.End*60-sec)*time.Second - time.Duration(lt.Nanosecond()))
+	_, off := lt.Zone()
+	if _, o := next.In(t.Loc).Zone(); o != off {
+		next = t.offsetChange(at, next, off)
 	}
-	p := t.Periods[len(t.Periods)-1] // unreachable for a validated tariff
-	return p, time.Date(y, mo, d+1, 0, 0, 0, 0, t.Loc)
+	return p, next
 }
 
-// Split attributes wh, which flowed evenly over [from, to), to the periods by
-// the time spent in each. The parts sum to wh exactly.
-func (t *Tariff) Split(from, to time.Time, wh int64) []Part {
-	if wh == 0 {
+// find is the period holding minute-of-day min.
+func (t *Tariff) find(min int) Period {
+	for _, p := range t.Periods {
+		if min >= p.Start && min < p.End {
+			return p
+		}
+	}
+	return t.Periods[len(t.Periods)-1] // unreachable: validation covers [0, 1440)
+}
+
+// offsetChange finds, to the second, the first instant in (lo, hi] at which
+// the zone's offset is no longer off; lo has offset off and hi does not.
+func (t *Tariff) offsetChange(lo, hi time.Time, off int) time.Time {
+	for hi.Sub(lo) > time.Second {
+		mid := lo.Add(hi.Sub(lo) / 2)
+		if _, o := mid.In(t.Loc).Zone(); o == off {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi
+}
+
+// Split attributes amount (any unit: mWh in sessions), which flowed evenly
+// over [from, to), to the periods by the time spent in each. The parts sum
+// to amount exactly.
+func (t *Tariff) Split(from, to time.Time, amount int64) []Part {
+	if amount == 0 {
 		return nil
 	}
-	if !to.After(from) {
+	total := to.Sub(from).Milliseconds() // ms keep amount × elapsed far from overflow
+	if total <= 0 {
 		p, _ := t.periodAt(to)
-		return []Part{{Period: p, Wh: wh}}
-	}
-	total := to.Sub(from).Milliseconds() // ms keep wh × elapsed far from overflow
-	if total == 0 {
-		p, _ := t.periodAt(to)
-		return []Part{{Period: p, Wh: wh}}
+		return []Part{{Period: p, Amount: amount}}
 	}
 	var parts []Part
 	var given int64
@@ -176,14 +197,14 @@ func (t *Tariff) Split(from, to time.Time, wh int64) []Part {
 		if end.After(to) {
 			end = to
 		}
-		share := wh * end.Sub(from).Milliseconds() / total // cumulative, so rounding never drifts
+		share := mulDiv(amount, end.Sub(from).Milliseconds(), total) // cumulative, so rounding never drifts
 		if end.Equal(to) {
-			share = wh
+			share = amount
 		}
 		if n := len(parts); n > 0 && parts[n-1].Period.Key() == p.Key() {
-			parts[n-1].Wh += share - given
+			parts[n-1].Amount += share - given
 		} else if share-given != 0 {
-			parts = append(parts, Part{Period: p, Wh: share - given})
+			parts = append(parts, Part{Period: p, Amount: share - given})
 		}
 		given = share
 		at = end
@@ -191,10 +212,20 @@ func (t *Tariff) Split(from, to time.Time, wh int64) []Part {
 	return parts
 }
 
-// Part is energy attributed to one period.
+// mulDiv is a × b / c for 0 ≤ b ≤ c, without overflowing a × b.
+func mulDiv(a, b, c int64) int64 {
+	if a < 0 {
+		return -mulDiv(-a, b, c)
+	}
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	q, _ := bits.Div64(hi, lo, uint64(c)) // hi < c since b ≤ c
+	return int64(q)
+}
+
+// Part is an amount attributed to one period.
 type Part struct {
 	Period Period
-	Wh     int64
+	Amount int64
 }
 
 // Fen converts Σ Wh × price (0.0001 yuan/kWh, so units of 1e-5 fen) to fen,

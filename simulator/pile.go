@@ -17,10 +17,10 @@ type Pile struct {
 	ratios  meter.Ratios
 	bank    *Bank
 
-	mu      sync.Mutex
-	r       meter.Reading
-	milliWh int64 // energy below 1 Wh, so slow charging still counts
-	last    time.Time
+	mu   sync.Mutex
+	r    meter.Reading // r.EnergyMWh is the truth; the registers show it truncated to their step
+	frac int64         // energy below 1 mWh, in W·µs, so slow charging still counts
+	last time.Time
 }
 
 // NewPile writes an idle device into bank.
@@ -31,7 +31,8 @@ func NewPile(p *meter.Profile, ratios meter.Ratios, bank *Bank, energyWh int64) 
 	for _, b := range p.Blocks() {
 		bank.Set(b.FC, b.Addr, make([]uint16, b.Count))
 	}
-	pl.r = meter.Reading{EnergyWh: energyWh, Status: meter.StatusIdle, VoltageDV: 2200}
+	pl.r = meter.Reading{Status: meter.StatusIdle, VoltageDV: 2200}
+	pl.r.SetEnergyMWh(energyWh * 1000)
 	return pl, pl.publishLocked()
 }
 
@@ -46,9 +47,10 @@ func (p *Pile) advanceLocked(now time.Time) {
 	if dt <= 0 || p.r.PowerW <= 0 {
 		return
 	}
-	p.milliWh += p.r.PowerW * dt.Microseconds() / 3600_000
-	p.r.EnergyWh += p.milliWh / 1000
-	p.milliWh %= 1000
+	// W × µs = 1e-6 J; 1 mWh = 3.6 J = 3.6e6 W·µs
+	p.frac += p.r.PowerW * dt.Microseconds()
+	p.r.SetEnergyMWh(p.r.EnergyMWh + p.frac/3_600_000)
+	p.frac %= 3_600_000
 }
 
 // Update changes the device under its lock and publishes the registers.
@@ -69,6 +71,34 @@ func (p *Pile) Reading() meter.Reading {
 	defer p.mu.Unlock()
 	p.advanceLocked(time.Now())
 	return p.r
+}
+
+// MeterWh is what the device's energy register shows, in Wh: the truth
+// truncated to the register's step, as read back from its registers.
+func (p *Pile) MeterWh() (int64, error) {
+	p.mu.Lock()
+	p.advanceLocked(time.Now())
+	err := p.publishLocked()
+	p.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	data := make([][]byte, len(p.profile.Blocks()))
+	for i, b := range p.profile.Blocks() {
+		words, ok := p.bank.Get(b.FC, b.Addr, b.Count)
+		if !ok {
+			return 0, fmt.Errorf("registers %d+%d not set", b.Addr, b.Count)
+		}
+		data[i] = make([]byte, 2*len(words))
+		for k, w := range words {
+			data[i][2*k], data[i][2*k+1] = byte(w>>8), byte(w)
+		}
+	}
+	r, err := p.profile.Decode(data, p.ratios, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	return r.EnergyMWh / 1000, nil
 }
 
 // Script is one scripted session: idle, plug in, start, charge, stop.
@@ -93,7 +123,11 @@ func (p *Pile) Run(ctx context.Context, s Script) error {
 	phases := []phase{
 		{s.Idle, func(r *meter.Reading) { *r = idle(*r) }},
 		{s.Plugged, func(r *meter.Reading) { r.Status = meter.StatusPlugged; r.VIN = s.VIN }},
-		{s.Starting, func(r *meter.Reading) { r.Status = meter.StatusStarting; setSOC(r, s.SOC) }},
+		{s.Starting, func(r *meter.Reading) {
+			r.Status = meter.StatusStarting
+			r.SessionCount = (r.SessionCount + 1) & 0xFFFFFFFF
+			setSOC(r, s.SOC)
+		}},
 	}
 	if s.FailStart {
 		phases = append(phases, phase{s.Finished, func(r *meter.Reading) { r.Status = meter.StatusStartFailed; r.StopCode = s.StopCode }})
@@ -148,7 +182,9 @@ func (p *Pile) hold(ctx context.Context, ph phase) error {
 }
 
 func idle(r meter.Reading) meter.Reading {
-	return meter.Reading{EnergyWh: r.EnergyWh, VoltageDV: r.VoltageDV, Status: meter.StatusIdle}
+	out := meter.Reading{VoltageDV: r.VoltageDV, Status: meter.StatusIdle, SessionCount: r.SessionCount}
+	out.SetEnergyMWh(r.EnergyMWh)
+	return out
 }
 
 func setSOC(r *meter.Reading, soc int) {

@@ -92,11 +92,11 @@ func TestOutboxAcrossKillAndCLI(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.charging(ctx)
-	start := s.pile.Reading().EnergyWh
+	start := s.meterWh()
 	s.set(meter.StatusCharging, 60000, 0)
 	time.Sleep(1500 * time.Millisecond)
 	s.set(meter.StatusFinished, 0, 3)
-	delta := s.pile.Reading().EnergyWh - start
+	delta := s.meterWh() - start
 
 	// while it runs, the CLI goes through the daemon
 	var out string

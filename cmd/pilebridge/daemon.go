@@ -54,6 +54,9 @@ func load(path string) (*config.Config, *meter.Registry, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if _, err := newTariff(cfg); err != nil {
+		return nil, nil, &config.Error{File: path, Key: "tariff", Msg: err.Error()}
+	}
 	for i, p := range cfg.Piles {
 		for j, pt := range p.Ports {
 			if _, err := reg.Get(pt.Profile); err != nil {
@@ -62,6 +65,15 @@ func load(path string) (*config.Config, *meter.Registry, error) {
 		}
 	}
 	return cfg, reg, nil
+}
+
+// newTariff builds the configured tariff.
+func newTariff(cfg *config.Config) (*session.Tariff, error) {
+	specs := make([]session.PeriodSpec, len(cfg.Tariff.Periods))
+	for i, p := range cfg.Tariff.Periods {
+		specs[i] = session.PeriodSpec{Start: p.Start, End: p.End, Type: p.Type, Electricity: p.Electricity, Service: p.Service}
+	}
+	return session.NewTariff(cfg.Tariff.TimeZone, specs)
 }
 
 func cmdCheck(args []string, stdout io.Writer) error {
@@ -128,7 +140,7 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 		db.Close()
 		return nil, err
 	}
-	tariff, err := session.NewTariff(cfg.Tariff.TimeZone, cfg.Tariff.Periods)
+	tariff, err := newTariff(cfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -136,7 +148,9 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 	if err != nil {
 		return fail(err)
 	}
-	store, err := session.NewStore(db, a.outbox, tariff.Loc, cfg.NodeID)
+	sink := &uploader.Translator{Outbox: a.outbox, Ports: map[string]uploader.Port{}, LocalUserID: cfg.LocalUserID,
+		WantsPlate: cfg.ParkingReduction, Log: log.With().Str("part", "outbox").Logger()}
+	store, err := session.NewStore(db, sink, tariff.Loc, cfg.NodeID)
 	if err != nil {
 		return fail(err)
 	}
@@ -186,15 +200,14 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 			prof, _ := reg.Get(pt.Profile)
 			ratios := meter.Ratios{PT: pt.PT, CT: pt.CT}
 			key := p.DeviceNo + "/" + pt.PortNo
+			sink.Ports[key] = uploader.Port{DeviceNo: p.DeviceNo, DeviceType: p.DeviceType, PortNo: pt.PortNo, EnergyCode: p.EnergyCode}
 			pc := session.PortConfig{
-				DeviceNo: p.DeviceNo, DeviceType: p.DeviceType, PortNo: pt.PortNo, EnergyCode: p.EnergyCode,
 				RatedPowerW: p.RatedPowerW, ProgressInterval: cfg.Platform.ProgressInterval,
 				StartTimeout: cfg.Session.StartTimeout, OfflineAfter: cfg.Session.OfflineAfter,
 				OfflineClose: cfg.Session.OfflineClose, HoldPolls: cfg.Session.HoldPolls,
 				StartPowerW: pt.MeterOnly.StartPowerW, StartFor: pt.MeterOnly.StartFor,
 				StopPowerW: pt.MeterOnly.StopPowerW, StopFor: pt.MeterOnly.StopFor,
-				Mobile: cfg.LocalUserID, Plates: cfg.Plates, WantsPlate: cfg.ParkingReduction,
-				WrapWh: prof.EnergyWrapWh(ratios),
+				Plates: cfg.Plates, WrapMWh: prof.EnergyWrapMWh(ratios),
 			}
 			plog := log.With().Str("port", key).Logger()
 			a.ports = append(a.ports, &session.Port{

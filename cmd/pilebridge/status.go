@@ -64,7 +64,7 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 	}
 	v.Order, v.QuantityWh = "", 0
 	if sess != nil {
-		v.Order, v.QuantityWh = sess.Order, sess.Quantity
+		v.Order, v.QuantityWh = sess.Order, sess.QuantityWh()
 	}
 	dev := s.deviceLocked(v.Pile)
 	s.mu.Unlock()

@@ -137,7 +137,7 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			out[jsonName(n)] = fieldValue(r, n)
 		}
 		if r.Quantised() {
-			out["energy_step_wh"] = r.EnergyStepWh
+			out["energy_step_wh"] = r.EnergyStepWh()
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)
@@ -149,7 +149,7 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(tw, "%s\t%v\t%s\n", n, fieldValue(r, n), p.UnitOf(n))
 	}
 	if r.Quantised() {
-		fmt.Fprintf(tw, "note\tenergy register resolves only %d Wh\t\n", r.EnergyStepWh)
+		fmt.Fprintf(tw, "note\tenergy register resolves only %d Wh\t\n", r.EnergyStepWh())
 	}
 	return tw.Flush()
 }

@@ -77,7 +77,10 @@ func cmdDemo(ctx context.Context, args []string, out io.Writer, log zerolog.Logg
 	if err != nil {
 		return err
 	}
-	startWh := piles[0].Reading().EnergyWh
+	startWh, err := piles[0].MeterWh()
+	if err != nil {
+		return err
+	}
 
 	cmd := exec.CommandContext(ctx, *bridge, "run", "--config", *cfgPath)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -122,7 +125,11 @@ wait:
 	if final == nil {
 		return fmt.Errorf("no final bill within %s", *limit)
 	}
-	delta := piles[0].Reading().EnergyWh - startWh
+	endWh, err := piles[0].MeterWh()
+	if err != nil {
+		return err
+	}
+	delta := endWh - startWh
 	fmt.Fprintf(out, "\nfinal bill: order %v, quantity %v Wh (simulator delta %d Wh), energy %v fen, service %v fen, state %v (%v), %v → %v, vin %v, plate %v\n",
 		final["order"], final["quantity"], delta, final["energy_value"], final["fee_value"], final["state"], final["state_desc"],
 		final["start_time"], final["end_time"], final["vin"], final["plate"])

@@ -67,7 +67,8 @@ func TestEveryMistakeNamesItsKey(t *testing.T) {
 		{"slave: 1", "slave: 1, ct: 50000", "piles[0].ports[0].pt"},
 		{`[{port_no: "1", slave: 1, profile: ref-ac}]`, `[{port_no: "1", slave: 1, profile: ref-ac}, {port_no: "2", slave: 1, profile: ref-ac}]`, "piles[0].ports[1].slave"},
 		{"profile: ref-ac", "profile: ref-ac, pollinterval: 1s", "pollinterval: unknown key"},
-		{"data_dir: /tmp/d\n", "data_dir: /tmp/d\ntariff: {periods: [{start: '00:00', end: '12:00', type: flat, electricity: '1', service: '1'}]}\n", "tariff"},
+		{"    bus: l1\n", "    bus: l1\n    rated_power_w: 9223372036854775807\n", "piles[0].rated_power_w"},
+		{"    bus: l1\n", "    bus: l1\n    rated_power_w: -1\n", "piles[0].rated_power_w"},
 		{"data_dir: /tmp/d\n", "data_dir: /tmp/d\nnode_id: 'a b'\n", "node_id"},
 		{"data_dir: /tmp/d\n", "data_dir: /tmp/d\nclock: {min_date: yesterday}\n", "clock.min_date"},
 	}

@@ -1,0 +1,67 @@
+package session
+
+import (
+	"sort"
+	"time"
+)
+
+// Billed is energy in one tariff period, at the prices of that period.
+type Billed struct {
+	Type        string `json:"type"`
+	MWh         int64  `json:"mwh"`
+	Electricity Price  `json:"electricity"`
+	Service     Price  `json:"service"`
+}
+
+// Bill is a session's quantity and fees, built from its periods.
+type Bill struct {
+	QuantityWh int64
+	EnergyFen  int64
+	ServiceFen int64
+	Periods    []PeriodWh
+}
+
+// PeriodWh is one period's whole Wh in a bill.
+type PeriodWh struct {
+	Key string
+	Wh  int64
+}
+
+// BuildBill rounds the periods' mWh to Wh once: cumulatively, in key order,
+// so that Σ period Wh = round(Σ mWh) exactly, then prices each period's Wh
+// and rounds the sum to fen once (docs/billing.md, "Quantity" and "Fees").
+func BuildBill(periods map[string]*Billed) Bill {
+	keys := make([]string, 0, len(periods))
+	for k := range periods {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b Bill
+	var cum, given, e, v int64
+	for _, k := range keys {
+		p := periods[k]
+		cum += p.MWh
+		wh := roundMWh(cum) - given
+		given += wh
+		e += wh * int64(p.Electricity)
+		v += wh * int64(p.Service)
+		b.Periods = append(b.Periods, PeriodWh{Key: k, Wh: wh})
+	}
+	b.QuantityWh, b.EnergyFen, b.ServiceFen = given, Fen(e), Fen(v)
+	return b
+}
+
+// roundMWh is mWh to Wh, half up (energy is never negative).
+func roundMWh(mwh int64) int64 { return (mwh + 500) / 1000 }
+
+// book attributes mWh that flowed evenly over [from, to) to tariff periods.
+func book(periods map[string]*Billed, t *Tariff, from, to time.Time, mwh int64) {
+	for _, p := range t.Split(from, to, mwh) {
+		b := periods[p.Period.Key()]
+		if b == nil {
+			b = &Billed{Type: p.Period.Type, Electricity: p.Period.Electricity, Service: p.Period.Service}
+			periods[p.Period.Key()] = b
+		}
+		b.MWh += p.Amount
+	}
+}
