@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,7 +54,7 @@ type Machine struct {
 	closedOn      meter.Status // status when the last session closed: no new one until it changes
 	closedCount   int64        // and the pile's session counter then
 	closedSet     bool
-	resets        int64 // meter resets/swaps seen, for the metric
+	resets        atomic.Int64 // meter resets/swaps seen, read by the metrics scrape
 }
 
 // NewMachine builds a port's machine. orders issues order numbers.
@@ -122,8 +123,9 @@ func (m *Machine) State() PortState { return m.state }
 // Session is the open session, or nil.
 func (m *Machine) Session() *Session { return m.sess }
 
-// MeterResets counts the meter resets or swaps this port has seen.
-func (m *Machine) MeterResets() int64 { return m.resets }
+// MeterResets counts the meter resets or swaps this port has seen since the
+// daemon started. Safe to call from any goroutine.
+func (m *Machine) MeterResets() int64 { return m.resets.Load() }
 
 // Step advances the machine with one poll. err is the poll's failure, if any.
 // changed says the session must be stored again.
@@ -415,7 +417,7 @@ func (m *Machine) accept(r meter.Reading) bool {
 		}
 		return true
 	case Reset:
-		m.resets++
+		m.resets.Add(1)
 		m.log.Warn().Str("order", s.Order).Int64("old_register_mwh", st.LostFrom).Int64("new_register_mwh", st.LostTo).
 			Str("why", st.Why).Int64("counted_mwh", s.Energy.CountedMWh).
 			Msg("meter reset or swapped: counting on from the new register; energy between the two registers is not known")

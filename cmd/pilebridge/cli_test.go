@@ -187,6 +187,7 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 	assert.Contains(t, metrics, `pilebridge_modbus_exchanges_total{bus="l1",outcome="ok",slave="3"}`)
 	assert.Contains(t, metrics, `pilebridge_uploads_total{outcome="parked"}`)
 	assert.Contains(t, metrics, `pilebridge_port_state{port="E2E01/1",state="finished"}`)
+	assert.Contains(t, metrics, `pilebridge_meter_resets_total{port="E2E01/1"} 0`)
 
 	// device/sync saw the port charging, then occupied (finished, still plugged)
 	var states []int

@@ -198,10 +198,11 @@ var (
 	mUploads   = prometheus.NewDesc("pilebridge_uploads_total", "Upload attempts by outcome.", []string{"outcome"}, nil)
 	mQuantity  = prometheus.NewDesc("pilebridge_session_quantity_wh", "Energy of the open session.", []string{"port"}, nil)
 	mPortState = prometheus.NewDesc("pilebridge_port_state", "1 for the port's present state.", []string{"port", "state"}, nil)
+	mResets    = prometheus.NewDesc("pilebridge_meter_resets_total", "Meter resets or swaps found in open sessions (energy between the two registers is not billed).", []string{"port"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mExchanges, mLatency, mPending, mUploads, mQuantity, mPortState} {
+	for _, d := range []*prometheus.Desc{mExchanges, mLatency, mPending, mUploads, mQuantity, mPortState, mResets} {
 		ch <- d
 	}
 }
@@ -222,6 +223,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Delivered), "delivered")
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Parked), "parked")
+	for _, p := range c.a.ports {
+		ch <- prometheus.MustNewConstMetric(mResets, prometheus.CounterValue, float64(p.Machine.MeterResets()), p.Key)
+	}
 	for _, v := range c.a.status.snapshot() {
 		ch <- prometheus.MustNewConstMetric(mQuantity, prometheus.GaugeValue, float64(v.QuantityWh), v.Key)
 		ch <- prometheus.MustNewConstMetric(mPortState, prometheus.GaugeValue, 1, v.Key, string(v.State))
