@@ -21,6 +21,68 @@ type Pile struct {
 	r    meter.Reading // r.EnergyMWh is the truth; the registers show it truncated to their step
 	frac int64         // energy below 1 mWh, in W·µs, so slow charging still counts
 	last time.Time
+
+	logging bool
+	seq     int64
+	log     []LogEntry
+}
+
+// LogEntry is one thing that happened to the device, in its own order: a
+// read of its registers, or a change noted by a script. MWh is the energy
+// its meter counted at that moment.
+type LogEntry struct {
+	Seq    int64
+	At     time.Time
+	Kind   string // "read", or the script's note
+	MWh    int64
+	Status meter.Status
+}
+
+// LogReads starts logging every register read (Get) with the energy at
+// that instant, for tests that compare bills with ground truth.
+func (p *Pile) LogReads() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.logging = true
+}
+
+// Log is a copy of the log so far.
+func (p *Pile) Log() []LogEntry {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]LogEntry(nil), p.log...)
+}
+
+func (p *Pile) noteLocked(kind string) int64 {
+	p.seq++
+	if p.logging {
+		p.log = append(p.log, LogEntry{Seq: p.seq, At: time.Now(), Kind: kind, MWh: p.r.EnergyMWh, Status: p.r.Status})
+	}
+	return p.seq
+}
+
+// Get serves a register read with the energy integrated up to this instant
+// (a Slave's Source): the read and its log entry are one atomic step.
+func (p *Pile) Get(fc uint8, addr, n uint16) ([]uint16, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.advanceLocked(time.Now())
+	if err := p.publishLocked(); err != nil {
+		return nil, false
+	}
+	p.noteLocked("read")
+	return p.bank.Get(fc, addr, n)
+}
+
+// Change applies f and notes it in the log under one lock: no read can fall
+// between the change and its note.
+func (p *Pile) Change(note string, f func(r *meter.Reading)) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.advanceLocked(time.Now())
+	f(&p.r)
+	seq := p.noteLocked(note)
+	return seq, p.publishLocked()
 }
 
 // NewPile writes an idle device into bank.

@@ -36,10 +36,18 @@ type Fault struct {
 	Code  byte
 }
 
+// RegisterSource answers register reads; a Bank is one. A Pile is another
+// that logs what it served (Pile.LogReads).
+type RegisterSource interface {
+	Get(fc uint8, addr, n uint16) ([]uint16, bool)
+}
+
 // Slave is one simulated device on the line.
 type Slave struct {
 	ID   uint8
 	Bank *Bank
+	// Source, if set, answers reads instead of Bank (writes still go to Bank).
+	Source RegisterSource
 
 	mu    sync.Mutex
 	fault *Fault
@@ -127,7 +135,11 @@ func (s *Server) answer(sl *Slave, pdu []byte, f *Fault) []byte {
 		if n < 1 || n > 125 {
 			return exc(3)
 		}
-		words, ok := sl.Bank.Get(fc, addr, n)
+		var src RegisterSource = sl.Bank
+		if sl.Source != nil {
+			src = sl.Source
+		}
+		words, ok := src.Get(fc, addr, n)
 		if !ok {
 			return exc(2)
 		}

@@ -1,0 +1,47 @@
+package billcheck
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func at(s int) time.Time { return time.Date(2026, 1, 1, 0, 0, s, 0, time.UTC) }
+
+// Hand-worked: a pile session seen throughout, one whose end was missed
+// (the next began while the bridge was down), and one never seen.
+func TestExpectedByHand(t *testing.T) {
+	r := Rules{Pile: true, Shows: Step(10_000)}
+	sessions := []Session{
+		{StartSeq: 10, ChargeSeq: 12, EndSeq: 20, EndMWh: 1_055_000},
+		{StartSeq: 30, ChargeSeq: 32, EndSeq: 40, EndMWh: 2_000_000},
+		{StartSeq: 50, ChargeSeq: 52, EndSeq: 60, EndMWh: 3_000_000},
+	}
+	reads := []Read{
+		{Seq: 11, MWh: 1_000_000}, {Seq: 15, MWh: 1_030_000}, {Seq: 21, MWh: 1_055_000}, // seen after its end
+		{Seq: 31, MWh: 1_500_000}, {Seq: 35, MWh: 1_720_000}, // then down until after 60
+		{Seq: 61, MWh: 3_000_000},
+	}
+	wh, seen := r.Expected(sessions, reads, []int64{36})
+	assert.Equal(t, []bool{true, true, false}, seen)
+	assert.Equal(t, int64(50), wh[0], "1 050 000 - 1 000 000 on a 10 Wh register")
+	assert.Equal(t, int64(220), wh[1], "to its last reading: the next session's energy is mixed in")
+}
+
+// Meter-only: the baseline is the last low reading before the rise, unless
+// a restart fell inside the start window.
+func TestMeterOnlyBaseline(t *testing.T) {
+	r := Rules{Shows: Step(1000), StartFor: 3 * time.Second, MaxGap: 30 * time.Second}
+	s := []Session{{StartSeq: 10, ChargeSeq: 10, EndSeq: 30, EndMWh: 50_000}}
+	reads := []Read{{Seq: 9, At: at(9), MWh: 0}, {Seq: 11, At: at(11), MWh: 2_000}, {Seq: 14, At: at(14), MWh: 8_000}, {Seq: 29, At: at(29), MWh: 50_000}}
+	wh, _ := r.Expected(s, reads, nil)
+	assert.Equal(t, []int64{50}, wh)
+	wh, _ = r.Expected(s, reads, []int64{12}) // restarted after the first high reading
+	assert.Equal(t, []int64{42}, wh, "counted from the first reading after the restart")
+}
+
+func TestRegisters(t *testing.T) {
+	assert.EqualValues(t, 1_230_000, Step(10_000)(1_239_999))
+	assert.EqualValues(t, 100_000_000_000, Float32KWh(1)(100_000_003_000), "float32 at 100 000 kWh steps 7.8 Wh")
+}
