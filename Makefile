@@ -1,11 +1,13 @@
 # pilebridge — see README.md
+SHELL     := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 GO        ?= go
 PKGS      := ./...
 RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./cmd/...
 LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-race test-arm cross demo bench lint clean soak-model
+.PHONY: all build test test-race test-arm cross demo bench lint clean soak soak-model
 
 all: lint test build
 
@@ -20,7 +22,14 @@ build:
 # race pass skips them with -short.
 test: lint
 	$(GO) test -count=1 ./meter/... ./internal/... ./session/...
+	PILEBRIDGE_SOAK=60s $(GO) test -count=1 -run '^TestSoak$$' -v ./cmd/pilebridge/ | grep -Ev '^=== RUN'
 	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS)
+
+# The real daemon under random kill -9, against simulated piles and a
+# failing platform; prints sessions, kills and bills exact/wrong/lost.
+SOAK ?= 10m
+soak:
+	PILEBRIDGE_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/pilebridge/ | grep -Ev '^=== RUN'
 
 # More random timelines through the session engine: make soak-model SEED=7 N=2000
 SEED ?= 1
