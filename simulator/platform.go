@@ -353,7 +353,9 @@ func checkDevice(m map[string]any) (string, string) {
 		{"state_desc", "string", false, nil},
 		{"energy_code", "string", true, []string{"CN_AC", "CN_DC"}},
 		{"port", "array", true, nil},
-		{"metadata", "object", false, nil},
+		// The documentation marks these optional; some deployments answer
+		// 400 without them, so the stand-in is that strict.
+		{"metadata", "object", true, nil},
 	})
 	if msg != "" {
 		return msg, f
@@ -367,7 +369,7 @@ func checkDevice(m map[string]any) (string, string) {
 			{"no", "string", true, nil},
 			{"state", "int32", true, []string{"1", "2", "3", "-1"}},
 			{"state_desc", "string", false, nil},
-			{"alias", "string", false, nil},
+			{"alias", "string", true, nil},
 			{"space_status", "int32", false, []string{"-1", "1", "2"}},
 		}); msg != "" {
 			return fmt.Sprintf("port[%d]: %s", i, msg), "port." + f

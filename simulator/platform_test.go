@@ -69,11 +69,16 @@ func TestStandInJudgesLikeThePlatform(t *testing.T) {
 	assert.Len(t, p.Received(PathReplenish), 1, "nothing rejected was recorded")
 
 	dev := map[string]any{"app_id": "op1", "timestamp": now.UnixMilli(), "sign_type": "MD5", "station_uuid": "st",
-		"no": "D1", "name": "n", "type": 0, "state": 1, "energy_code": "CN_DC",
-		"port": []any{map[string]any{"no": "1", "state": 2}}}
+		"no": "D1", "name": "n", "type": 0, "state": 1, "energy_code": "CN_DC", "metadata": map[string]any{},
+		"port": []any{map[string]any{"no": "1", "state": 2, "alias": "1"}}}
 	assert.Equal(t, "1001", post(t, p, PathDevice, dev, "sec").Code)
-	dev["port"] = []any{map[string]any{"no": "1", "state": 9}}
+	dev["port"] = []any{map[string]any{"no": "1", "state": 9, "alias": "1"}}
 	assert.Equal(t, "400", post(t, p, PathDevice, dev, "sec").Code)
+	dev["port"] = []any{map[string]any{"no": "1", "state": 2}}
+	assert.Equal(t, "400", post(t, p, PathDevice, dev, "sec").Code, "every port needs an alias")
+	dev["port"] = []any{map[string]any{"no": "1", "state": 2, "alias": "1"}}
+	delete(dev, "metadata")
+	assert.Equal(t, "400", post(t, p, PathDevice, dev, "sec").Code, "metadata is required")
 }
 
 func TestStandInFaultsTargetAPath(t *testing.T) {
@@ -81,7 +86,7 @@ func TestStandInFaultsTargetAPath(t *testing.T) {
 	p.Inject(PlatformFault{Path: PathReplenish, Kind: "1500", Count: 2})
 	now := time.Now()
 	dev := map[string]any{"app_id": "op1", "timestamp": now.UnixMilli(), "sign_type": "MD5", "station_uuid": "st",
-		"no": "D1", "name": "n", "type": 0, "state": 1, "energy_code": "CN_DC", "port": []any{}}
+		"no": "D1", "name": "n", "type": 0, "state": 1, "energy_code": "CN_DC", "port": []any{}, "metadata": map[string]any{}}
 	assert.Equal(t, "1001", post(t, p, PathDevice, dev, "sec").Code, "other paths unaffected")
 	assert.Equal(t, "1500", post(t, p, PathReplenish, validBody(now), "sec").Code)
 	assert.Equal(t, "1500", post(t, p, PathReplenish, validBody(now), "sec").Code)

@@ -27,7 +27,7 @@ type PortStatus struct {
 	No        string `json:"no"`
 	State     int    `json:"state"`
 	StateDesc string `json:"state_desc,omitempty"`
-	Alias     string `json:"alias,omitempty"`
+	Alias     string `json:"alias"`
 }
 
 // DeviceStatus is one pile's device/sync report.
@@ -39,7 +39,7 @@ type DeviceStatus struct {
 	StateDesc  string            `json:"state_desc,omitempty"`
 	EnergyCode string            `json:"energy_code"`
 	Port       []PortStatus      `json:"port"`
-	Metadata   map[string]string `json:"metadata,omitempty"`
+	Metadata   map[string]string `json:"metadata"` // always sent: a platform that requires it answers 400 otherwise
 }
 
 type deviceBody struct {

@@ -169,6 +169,39 @@ func (o *Outbox) Notify() {
 	}
 }
 
+// Counts is what the outbox holds, read from the store: it survives a
+// restart, so a parked bill is never out of sight.
+type Counts struct {
+	Pending, Parked             int64
+	OldestPending, OldestParked time.Time // zero when none
+}
+
+// Counts reads the pending and parked totals and the oldest of each.
+func (o *Outbox) Counts() (c Counts, err error) {
+	err = o.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketOutMeta).Get(keyCount); len(v) == 8 {
+			c.Pending = int64(binary.BigEndian.Uint64(v))
+		}
+		parked := tx.Bucket(bucketParked)
+		c.Parked = int64(parked.Stats().KeyN)
+		oldest := func(b *bbolt.Bucket) (time.Time, error) {
+			_, v := b.Cursor().First() // keys are enqueue sequence numbers
+			if v == nil {
+				return time.Time{}, nil
+			}
+			var e Entry
+			err := json.Unmarshal(v, &e)
+			return e.EnqueuedAt, err
+		}
+		if c.OldestPending, err = oldest(tx.Bucket(bucketOutbox)); err != nil {
+			return err
+		}
+		c.OldestParked, err = oldest(parked)
+		return err
+	})
+	return c, err
+}
+
 // List returns entries: pending, parked, and (all) recently delivered.
 func (o *Outbox) List(all bool) (pending, parked, delivered []Entry, err error) {
 	err = o.db.View(func(tx *bbolt.Tx) error {

@@ -73,13 +73,14 @@ func (s *Sender) Stats() SenderStats {
 	return st
 }
 
-// backoff is exponential with ±50 % jitter, capped.
+// backoff is exponential, capped at MaxBackoff, with jitter below the
+// step: a wait in [d/2, d]. retry_max is a ceiling, never exceeded.
 func (s *Sender) backoff(n int) time.Duration {
 	d := s.cfg.BaseBackoff << min(max(n-1, 0), 20)
 	if d > s.cfg.MaxBackoff || d <= 0 {
 		d = s.cfg.MaxBackoff
 	}
-	return d/2 + time.Duration(rand.Int64N(int64(d)))
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // Run delivers until ctx ends.
@@ -97,6 +98,11 @@ func (s *Sender) Run(ctx context.Context) {
 				s.log.Error().Err(err).Msg("outbox unreadable")
 				wake = now.Add(5 * time.Second)
 			}
+		}
+		if s.platformFails > 0 && len(batch) > 1 {
+			// the platform is down: one probe per backoff round, not one
+			// request per order; the rest follow once it answers
+			batch = batch[:1]
 		}
 		if len(batch) == 0 {
 			t := time.NewTimer(time.Until(wake))

@@ -170,6 +170,23 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 		o, _, _ := runCLI(t, "outbox", "list", "--config", s.config)
 		return strings.Contains(o, "parked") && strings.Contains(o, "final")
 	})
+	// after a restart the parked bill is still in sight: /status, /metrics, the log
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	b = s.startBridge()
+	var counts struct {
+		Parked       int64   `json:"outbox_parked"`
+		OldestParked *string `json:"outbox_oldest_parked"`
+	}
+	s.waitFor("the restarted daemon's status", 10*time.Second, func() bool {
+		return getJSON("http://"+listen+"/status", &counts) == nil
+	})
+	assert.Positive(t, counts.Parked, "parked counted from the store after a restart")
+	assert.NotNil(t, counts.OldestParked)
+	log, _ := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
+	assert.Contains(t, string(log), `"parked":`, "the startup log warns of parked records")
+	_, errs, code := runCLI(t, "outbox", "retry", "NO-SUCH-ORDER", "--config", s.config)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `no parked record of order "NO-SUCH-ORDER"`)
 
 	var st struct {
 		Ports []struct {
@@ -188,6 +205,8 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 	assert.Contains(t, metrics, `pilebridge_uploads_total{outcome="parked"}`)
 	assert.Contains(t, metrics, `pilebridge_port_state{port="E2E01/1",state="finished"}`)
 	assert.Contains(t, metrics, `pilebridge_meter_resets_total{port="E2E01/1"} 0`)
+	assert.Regexp(t, `pilebridge_outbox_records\{state="parked"\} [1-9]`, metrics)
+	assert.Contains(t, metrics, `pilebridge_outbox_oldest_age_seconds{state="parked"}`)
 
 	// device/sync saw the port charging, then occupied (finished, still plugged)
 	var states []int

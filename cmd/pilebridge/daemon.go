@@ -229,8 +229,16 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 }
 
 func (a *app) run(ctx context.Context) error {
+	counts, err := a.outbox.Counts()
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
 	a.log.Info().Str("version", version).Str("station", a.cfg.StationUUID).Str("platform", a.cfg.Platform.BaseURL).
-		Int("buses", len(a.buses)).Int("ports", len(a.ports)).Int64("outbox_pending", a.outbox.Pending()).Msg("pilebridge starting")
+		Int("buses", len(a.buses)).Int("ports", len(a.ports)).Int64("outbox_pending", counts.Pending).Msg("pilebridge starting")
+	if counts.Parked > 0 {
+		a.log.Warn().Int64("parked", counts.Parked).Time("oldest_parked", counts.OldestParked).
+			Msg("records rejected by the platform are parked: fix the cause, then `pilebridge outbox retry --parked`")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

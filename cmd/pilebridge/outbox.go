@@ -58,6 +58,9 @@ func cmdOutbox(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if order != "" && res.Requeued == 0 && res.Dropped == 0 {
+			return fmt.Errorf("outbox retry: no parked record of order %q (see `pilebridge outbox list`)", order)
+		}
 		fmt.Fprintf(stdout, "requeued %d record(s)", res.Requeued)
 		if res.Dropped > 0 {
 			fmt.Fprintf(stdout, "; dropped %d progress record(s) of orders already billed", res.Dropped)

@@ -87,7 +87,8 @@ var portDescs = map[session.PortState]string{
 func (s *statusBoard) deviceLocked(deviceNo string) uploader.DeviceStatus {
 	p := s.piles[deviceNo]
 	dev := uploader.DeviceStatus{No: p.DeviceNo, Name: p.Name, Type: p.DeviceType, EnergyCode: p.EnergyCode,
-		State: uploader.DeviceAvailable, StateDesc: "可用"}
+		State: uploader.DeviceAvailable, StateDesc: "可用", Metadata: map[string]string{
+			"DEVICE_SOFTWARE_VERSION": version, "DEVICE_PROTOCOL_VERSION": "modbus"}}
 	if dev.Name == "" {
 		dev.Name = p.DeviceNo
 	}
@@ -98,7 +99,11 @@ func (s *statusBoard) deviceLocked(deviceNo string) uploader.DeviceStatus {
 		if v.State == session.Faulted && v.FaultText != "" {
 			desc = v.FaultText
 		}
-		dev.Port = append(dev.Port, uploader.PortStatus{No: pt.PortNo, State: portStates[v.State], StateDesc: desc, Alias: pt.Alias})
+		alias := pt.Alias
+		if alias == "" {
+			alias = pt.PortNo // the platform wants one for every port
+		}
+		dev.Port = append(dev.Port, uploader.PortStatus{No: pt.PortNo, State: portStates[v.State], StateDesc: desc, Alias: alias})
 		switch v.State {
 		case session.Offline:
 			offline++
@@ -113,7 +118,7 @@ func (s *statusBoard) deviceLocked(deviceNo string) uploader.DeviceStatus {
 		dev.State, dev.StateDesc = uploader.DeviceFault, "故障"
 	}
 	if p.RatedPowerW > 0 {
-		dev.Metadata = map[string]string{"DEVICE_CHARGE_POWER": strconv.FormatInt(p.RatedPowerW*10000, 10)}
+		dev.Metadata["DEVICE_CHARGE_POWER"] = strconv.FormatInt(p.RatedPowerW*10000, 10)
 	}
 	return dev
 }
@@ -145,9 +150,16 @@ func (a *app) handler() http.Handler {
 		for name, b := range a.buses {
 			buses[name] = b.Stats()
 		}
+		counts, err := a.outbox.Counts()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		writeJSON(w, map[string]any{
 			"version": version, "ports": a.status.snapshot(), "buses": buses,
-			"outbox_pending": a.outbox.Pending(), "uploads": a.sender.Stats(),
+			"outbox_pending": counts.Pending, "outbox_parked": counts.Parked,
+			"outbox_oldest_pending": optTime(counts.OldestPending), "outbox_oldest_parked": optTime(counts.OldestParked),
+			"uploads": a.sender.Stats(),
 		})
 	})
 	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
@@ -188,6 +200,14 @@ type outboxListing struct {
 	Delivered []uploader.Entry `json:"delivered,omitempty"`
 }
 
+// optTime is t, or nil when unset (never 0001-01-01).
+func optTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
+}
+
 // collector reads the live counters at scrape time.
 type collector struct{ a *app }
 
@@ -195,6 +215,8 @@ var (
 	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges by outcome.", []string{"bus", "slave", "outcome"}, nil)
 	mLatency   = prometheus.NewDesc("pilebridge_modbus_last_latency_seconds", "Latency of the last good exchange.", []string{"bus", "slave"}, nil)
 	mPending   = prometheus.NewDesc("pilebridge_outbox_pending", "Records waiting for delivery.", nil, nil)
+	mRecords   = prometheus.NewDesc("pilebridge_outbox_records", "Records in the outbox, read from the store: pending delivery, or parked (rejected by the platform, waiting for `outbox retry`).", []string{"state"}, nil)
+	mOldest    = prometheus.NewDesc("pilebridge_outbox_oldest_age_seconds", "Age of the oldest record in each state (0 when none).", []string{"state"}, nil)
 	mUploads   = prometheus.NewDesc("pilebridge_uploads_total", "Upload attempts by outcome.", []string{"outcome"}, nil)
 	mQuantity  = prometheus.NewDesc("pilebridge_session_quantity_wh", "Energy of the open session.", []string{"port"}, nil)
 	mPortState = prometheus.NewDesc("pilebridge_port_state", "1 for the port's present state.", []string{"port", "state"}, nil)
@@ -202,7 +224,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mExchanges, mLatency, mPending, mUploads, mQuantity, mPortState, mResets} {
+	for _, d := range []*prometheus.Desc{mExchanges, mLatency, mPending, mRecords, mOldest, mUploads, mQuantity, mPortState, mResets} {
 		ch <- d
 	}
 }
@@ -219,6 +241,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(c.a.outbox.Pending()))
+	if counts, err := c.a.outbox.Counts(); err == nil {
+		age := func(t time.Time) float64 {
+			if t.IsZero() {
+				return 0
+			}
+			return time.Since(t).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(mRecords, prometheus.GaugeValue, float64(counts.Pending), "pending")
+		ch <- prometheus.MustNewConstMetric(mRecords, prometheus.GaugeValue, float64(counts.Parked), "parked")
+		ch <- prometheus.MustNewConstMetric(mOldest, prometheus.GaugeValue, age(counts.OldestPending), "pending")
+		ch <- prometheus.MustNewConstMetric(mOldest, prometheus.GaugeValue, age(counts.OldestParked), "parked")
+	}
 	st := c.a.sender.Stats()
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Delivered), "delivered")
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Failed), "failed")
