@@ -45,24 +45,30 @@ type app struct {
 }
 
 // load checks the config and every profile it names; nothing is opened.
+// `check` and `run` both call it: the daemon accepts exactly what check does.
 func load(path string) (*config.Config, *meter.Registry, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
+	var errs config.Errors
+	if _, err := newTariff(cfg); err != nil {
+		errs = append(errs, &config.Error{File: path, Key: "tariff", Msg: err.Error()})
+	}
 	reg, err := meter.LoadRegistry(cfg.ProfilesDir)
 	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := newTariff(cfg); err != nil {
-		return nil, nil, &config.Error{File: path, Key: "tariff", Msg: err.Error()}
+		errs = append(errs, &config.Error{File: path, Key: "profiles_dir", Msg: err.Error()})
+		return nil, nil, errs
 	}
 	for i, p := range cfg.Piles {
 		for j, pt := range p.Ports {
 			if _, err := reg.Get(pt.Profile); err != nil {
-				return nil, nil, &config.Error{File: path, Key: fmt.Sprintf("piles[%d].ports[%d].profile", i, j), Msg: err.Error()}
+				errs = append(errs, &config.Error{File: path, Key: fmt.Sprintf("piles[%d].ports[%d].profile", i, j), Msg: err.Error()})
 			}
 		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errs
 	}
 	return cfg, reg, nil
 }
@@ -88,6 +94,9 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	n := 0
 	for _, p := range cfg.Piles {
 		n += len(p.Ports)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "config ok: %d buses, %d piles, %d ports, %d profiles\n", len(cfg.Buses), len(cfg.Piles), n, len(reg.Names()))
 	return nil
@@ -120,6 +129,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn().Str("config", *path).Msg(w)
 	}
 	a, err := build(cfg, reg, log)
 	if err != nil {

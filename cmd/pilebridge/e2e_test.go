@@ -309,9 +309,28 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 	for doc, want := range cases {
 		p := filepath.Join(dir, "c.yaml")
 		require.NoError(t, os.WriteFile(p, []byte(doc), 0o600))
-		out, err := exec.Command(bridgeBin, "run", "--config", p).CombinedOutput()
-		require.Error(t, err)
-		assert.Contains(t, string(out), want)
-		assert.NotContains(t, string(out), "app_secret: s")
+		for _, cmd := range []string{"run", "check"} {
+			out, err := exec.Command(bridgeBin, cmd, "--config", p).CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, cmd)
+			assert.Equal(t, 78, ee.ExitCode(), "%s exits EX_CONFIG so systemd does not restart-loop", cmd)
+			assert.Contains(t, string(out), want, cmd)
+			assert.NotContains(t, string(out), "app_secret: s")
+		}
 	}
+}
+
+// check and run accept and refuse the same files: check is the daemon's
+// own validation, warnings included.
+func TestCheckWarnsOfAReadableSecret(t *testing.T) {
+	s := newStation(t, "")
+	secret := filepath.Join(s.dir, "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("e2e-secret\n"), 0o644))
+	data, err := os.ReadFile(s.config)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(s.config, bytes.Replace(data, []byte("app_secret: e2e-secret"), []byte("app_secret_file: "+secret), 1), 0o600))
+	out, err := exec.Command(bridgeBin, "check", "--config", s.config).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "warning: platform.app_secret_file "+secret+" has mode 0644")
+	assert.NotContains(t, string(out), "e2e-secret")
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"pilebridge/internal/config"
 )
 
 var version = "dev"
@@ -69,10 +71,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		fmt.Fprintln(stderr, "pilebridge:", err)
+		var ce config.Errors
+		var one *config.Error
+		if errors.As(err, &ce) || errors.As(err, &one) {
+			return exConfig
+		}
 		return 1
 	}
 	return 0
 }
+
+// exConfig is sysexits' EX_CONFIG: the unit's RestartPreventExitStatus
+// keeps systemd from restarting a daemon whose config is wrong.
+const exConfig = 78
 
 // newLogger writes JSON, or readable lines when stderr is a terminal.
 func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {

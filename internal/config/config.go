@@ -6,12 +6,19 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 )
 
 // Config is the whole file.
@@ -32,6 +39,10 @@ type Config struct {
 	Plates           map[string]string `yaml:"plates"`
 	Buses            []Bus             `yaml:"buses"`
 	Piles            []Pile            `yaml:"piles"`
+
+	// Warnings are things that work but should not stay so (a secret file
+	// others can read); the daemon logs them and check prints them.
+	Warnings []string `yaml:"-"`
 }
 
 // Log configures logging.
@@ -148,6 +159,17 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("config %s: %s: %s", e.File, e.Key, e.Msg) }
 
+// Errors is every mistake found in one file, reported at once.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Load reads, defaults and validates a config file.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -157,29 +179,127 @@ func Load(path string) (*Config, error) {
 	return Parse(data, path)
 }
 
-var lineRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+var (
+	unknownRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+	dupRe     = regexp.MustCompile(`line (\d+): mapping key "([^"]+)" already defined at line (\d+)`)
+	typeRe    = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
+)
 
 // Parse is Load on bytes; name is used in errors.
 func Parse(data []byte, name string) (*Config, error) {
-	var c Config
+	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		msg := err.Error()
-		if m := lineRe.FindStringSubmatch(msg); m != nil {
-			return nil, &Error{File: name, Key: m[2], Msg: "unknown key (line " + m[1] + ")"}
+	if err := dec.Decode(&root); err != nil {
+		if m := dupRe.FindStringSubmatch(err.Error()); m != nil {
+			return nil, Errors{{File: name, Key: m[2], Msg: fmt.Sprintf("given twice (lines %s and %s)", m[3], m[1])}}
 		}
-		return nil, &Error{File: name, Key: "(yaml)", Msg: strings.TrimPrefix(msg, "yaml: ")}
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{File: name, Key: "(file)", Msg: "empty: want at least station_uuid, data_dir, platform, buses and piles (see configs/example.yaml)"}}
+		}
+		return nil, Errors{{File: name, Key: "(yaml)", Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, Errors{{File: name, Key: "(file)", Msg: fmt.Sprintf("a second YAML document at line %d: one file holds one config", extra.Line)}}
+	}
+	var c Config
+	var errs Errors
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	if err := strict.Decode(&c); err != nil {
+		paths := keyPaths(&root)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			if m := dupRe.FindStringSubmatch(err.Error()); m != nil {
+				return nil, Errors{{File: name, Key: m[2], Msg: fmt.Sprintf("given twice (lines %s and %s)", m[3], m[1])}}
+			}
+			return nil, Errors{{File: name, Key: "(yaml)", Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+		}
+		for _, m := range te.Errors {
+			errs = append(errs, typeError(name, m, paths))
+		}
+		return nil, errs
 	}
 	c.defaults()
-	if err := c.validate(); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			ce.File = name
-		}
-		return nil, err
+	errs = c.validate()
+	for _, e := range errs {
+		e.File = name
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return &c, nil
+}
+
+// keyPaths maps each line of the file to the dotted key paths whose values
+// start there, for naming keys in YAML type errors.
+func keyPaths(root *yaml.Node) map[int][]pathAt {
+	out := map[int][]pathAt{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, k := range n.Content {
+				walk(k, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				v := n.Content[i+1]
+				out[v.Line] = append(out[v.Line], pathAt{p, v.Value})
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, v := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				out[v.Line] = append(out[v.Line], pathAt{p, v.Value})
+				walk(v, p)
+			}
+		}
+	}
+	walk(root, "")
+	return out
+}
+
+type pathAt struct{ path, value string }
+
+// typeError names the key of one YAML type error.
+func typeError(file, msg string, paths map[int][]pathAt) *Error {
+	if m := dupRe.FindStringSubmatch(msg); m != nil {
+		return &Error{File: file, Key: m[2], Msg: fmt.Sprintf("given twice (lines %s and %s)", m[3], m[1])}
+	}
+	if m := unknownRe.FindStringSubmatch(msg); m != nil {
+		return &Error{File: file, Key: m[2], Msg: "unknown key (line " + m[1] + ")"}
+	}
+	m := typeRe.FindStringSubmatch(msg)
+	if m == nil {
+		return &Error{File: file, Key: "(yaml)", Msg: msg}
+	}
+	line, _ := strconv.Atoi(m[1])
+	key := "line " + m[1]
+	for _, p := range paths[line] {
+		if p.value == m[3] {
+			key = p.path
+			break
+		}
+	}
+	want := map[string]string{
+		"time.Duration": "want a duration such as 500ms, 30s or 2m",
+		"int":           "want a whole number", "int64": "want a whole number", "bool": "want true or false",
+		"string": "want text", "uint8": "want a whole number",
+	}[m[4]]
+	if want == "" {
+		want = "want " + strings.TrimPrefix(m[4], "config.")
+	}
+	if strings.HasPrefix(m[4], "[]") {
+		want = "want a list"
+	} else if strings.HasPrefix(m[4], "config.") || strings.HasPrefix(m[4], "map[") {
+		want = "want a mapping (key: value)"
+	}
+	return &Error{File: file, Key: key, Msg: fmt.Sprintf("%s: %s", m[3], want)}
 }
 
 func (c *Config) defaults() {
@@ -253,146 +373,333 @@ func (c *Config) defaults() {
 	}
 }
 
-func bad(key, format string, args ...any) error {
-	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+// checker collects every mistake in a file.
+type checker struct{ errs Errors }
+
+func (ck *checker) bad(key, format string, args ...any) {
+	ck.errs = append(ck.errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (c *Config) validate() error {
+var nodeIDRe = regexp.MustCompile(`^[0-9A-Za-z]*$`)
+
+func (c *Config) validate() Errors {
+	ck := &checker{}
 	if c.StationUUID == "" {
-		return bad("station_uuid", "required: the station number from the P云 console")
+		ck.bad("station_uuid", "required: the station number from the P云 console")
 	}
-	if c.DataDir == "" {
-		return bad("data_dir", "required: where sessions and the outbox are kept (e.g. /var/lib/pilebridge)")
-	}
-	if len(c.NodeID) > 8 || !regexp.MustCompile(`^[0-9A-Za-z]*$`).MatchString(c.NodeID) {
-		return bad("node_id", "%q: up to 8 letters or digits", c.NodeID)
+	c.checkDataDir(ck)
+	if len(c.NodeID) > 8 || !nodeIDRe.MatchString(c.NodeID) {
+		ck.bad("node_id", "%q: up to 8 letters or digits", c.NodeID)
 	}
 	if _, err := time.Parse("2006-01-02", c.Clock.MinDate); err != nil {
-		return bad("clock.min_date", "%q: want YYYY-MM-DD", c.Clock.MinDate)
+		ck.bad("clock.min_date", "%q: want YYYY-MM-DD", c.Clock.MinDate)
 	}
 	switch c.Log.Format {
 	case "json", "console", "auto":
 	default:
-		return bad("log.format", "%q: want json, console or auto", c.Log.Format)
+		ck.bad("log.format", "%q: want json, console or auto", c.Log.Format)
 	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		ck.bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+			ck.bad("listen", "%q: want host:port, e.g. 127.0.0.1:8080", c.Listen)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			ck.bad("listen", "%q: port %q: want 1..65535", c.Listen, port)
+		}
+	}
+	if c.PollInterval < 100*time.Millisecond {
+		ck.bad("poll_interval", "%v: at least 100ms", c.PollInterval)
+	}
+	c.checkPlatform(ck)
+	c.checkSession(ck)
+	buses := c.checkBuses(ck)
+	c.checkPiles(ck, buses)
+	return ck.errs
+}
+
+func (c *Config) checkDataDir(ck *checker) {
+	if c.DataDir == "" {
+		ck.bad("data_dir", "required: where sessions and the outbox are kept (e.g. /var/lib/pilebridge)")
+		return
+	}
+	st, err := os.Stat(c.DataDir)
+	switch {
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR):
+		// created at start: the nearest existing ancestor must be a
+		// writable directory
+		parent, isDir := nearestExisting(c.DataDir)
+		switch {
+		case parent != "" && !isDir:
+			ck.bad("data_dir", "%s cannot be created: %s is a file", c.DataDir, parent)
+		case parent != "" && unix.Access(parent, unix.W_OK) != nil:
+			ck.bad("data_dir", "%s does not exist and %s is not writable", c.DataDir, parent)
+		}
+	case err != nil:
+		ck.bad("data_dir", "%s: %v", c.DataDir, err)
+	case !st.IsDir():
+		ck.bad("data_dir", "%s is a file: want a directory", c.DataDir)
+	case unix.Access(c.DataDir, unix.W_OK) != nil:
+		ck.bad("data_dir", "%s is not writable by this user", c.DataDir)
+	}
+}
+
+// nearestExisting is the closest existing ancestor of path, and whether it
+// is a directory.
+func nearestExisting(path string) (string, bool) {
+	for dir := filepath.Dir(filepath.Clean(path)); ; dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil {
+			return dir, st.IsDir()
+		}
+		if dir == "/" || dir == "." {
+			return "", false
+		}
+	}
+}
+
+func (c *Config) checkPlatform(ck *checker) {
 	p := c.Platform
-	if !strings.HasPrefix(p.BaseURL, "https://") && !strings.HasPrefix(p.BaseURL, "http://") {
-		return bad("platform.base_url", "%q: want https://api.4pyun.com, https://dev-api.4pyun.com or a stand-in URL", p.BaseURL)
+	u, err := url.Parse(p.BaseURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "" {
+		ck.bad("platform.base_url", "%q: want https://api.4pyun.com, https://dev-api.4pyun.com or a stand-in URL", p.BaseURL)
 	}
 	if p.AppID == "" {
-		return bad("platform.app_id", "required")
+		ck.bad("platform.app_id", "required")
 	}
-	if (p.AppSecret == "") == (p.AppSecretFile == "") {
-		return bad("platform.app_secret", "give exactly one of app_secret or app_secret_file")
-	}
-	if p.AppSecretFile != "" {
+	switch {
+	case (p.AppSecret == "") == (p.AppSecretFile == ""):
+		ck.bad("platform.app_secret", "give exactly one of app_secret or app_secret_file")
+	case p.AppSecretFile != "":
 		b, err := os.ReadFile(p.AppSecretFile)
+		if errors.Is(err, os.ErrNotExist) {
+			ck.bad("platform.app_secret_file", "%s does not exist (on the board: the app secret alone, owned root:pilebridge, mode 0640)", p.AppSecretFile)
+			break
+		}
 		if err != nil {
-			return bad("platform.app_secret_file", "%v", err)
+			ck.bad("platform.app_secret_file", "%v", err)
+			break
 		}
 		c.Platform.AppSecret = strings.TrimSpace(string(b))
 		if c.Platform.AppSecret == "" {
-			return bad("platform.app_secret_file", "%s is empty", p.AppSecretFile)
+			ck.bad("platform.app_secret_file", "%s is empty", p.AppSecretFile)
+		}
+		if w := secretModeWarning(p.AppSecretFile); w != "" {
+			c.Warnings = append(c.Warnings, w)
 		}
 	}
-	if c.Session.PersistInterval < 0 || c.Session.PersistInterval > 10*time.Minute {
-		return bad("session.persist_interval", "%v: want 0 (every reading) up to 10m", c.Session.PersistInterval)
+	for key, d := range map[string]time.Duration{"platform.progress_interval": p.ProgressInterval,
+		"platform.device_sync_interval": p.DeviceSyncInterval, "platform.timeout": p.Timeout,
+		"platform.retry_base": p.RetryBase, "platform.retry_max": p.RetryMax} {
+		if d < 0 {
+			ck.bad(key, "%v: must not be negative", d)
+		}
 	}
 	if p.ProgressInterval < time.Second {
-		return bad("platform.progress_interval", "%v: at least 1s", p.ProgressInterval)
+		ck.bad("platform.progress_interval", "%v: at least 1s", p.ProgressInterval)
 	}
-	buses := map[string]bool{}
+	if p.RetryBase > p.RetryMax {
+		ck.bad("platform.retry_base", "%v is more than retry_max %v", p.RetryBase, p.RetryMax)
+	}
+	if p.OutboxMaxRecords < 1 {
+		ck.bad("platform.outbox_max_records", "%d: at least 1", p.OutboxMaxRecords)
+	}
+}
+
+func (c *Config) checkSession(ck *checker) {
+	s := c.Session
+	for key, d := range map[string]time.Duration{"session.start_timeout": s.StartTimeout,
+		"session.offline_after": s.OfflineAfter, "session.offline_close": s.OfflineClose} {
+		if d < 0 {
+			ck.bad(key, "%v: must not be negative", d)
+		}
+	}
+	if s.PersistInterval < 0 || s.PersistInterval > 10*time.Minute {
+		ck.bad("session.persist_interval", "%v: want 0 (every reading) up to 10m", s.PersistInterval)
+	}
+	if s.HoldPolls < 0 {
+		ck.bad("session.hold_polls", "%d: at least 1 (0: the default, 3)", s.HoldPolls)
+	}
+}
+
+// checkBuses returns the names of the valid buses.
+func (c *Config) checkBuses(ck *checker) map[string]bool {
+	buses, devices := map[string]bool{}, map[string]string{}
 	for i, b := range c.Buses {
 		key := fmt.Sprintf("buses[%d]", i)
-		if b.Name == "" {
-			return bad(key+".name", "required")
+		switch {
+		case b.Name == "":
+			ck.bad(key+".name", "required")
+		case buses[b.Name]:
+			ck.bad(key+".name", "%q used twice", b.Name)
+		default:
+			buses[b.Name] = true
 		}
-		if buses[b.Name] {
-			return bad(key+".name", "%q used twice", b.Name)
-		}
-		buses[b.Name] = true
-		if b.Device == "" {
-			return bad(key+".device", "required: a serial path (/dev/ttyUSB0, /dev/serial/by-id/...) or tcp://host:port or rtuovertcp://host:port")
+		if dev, err := checkDevice(b.Device); err != nil {
+			ck.bad(key+".device", "%q: %v", b.Device, err)
+		} else if other, dup := devices[dev]; dup {
+			ck.bad(key+".device", "%q is the same line as %s: one bus per line", b.Device, other)
+		} else {
+			devices[dev] = key
 		}
 		switch strings.ToUpper(b.Parity) {
 		case "N", "E", "O":
 		default:
-			return bad(key+".parity", "%q: want N, E or O", b.Parity)
+			ck.bad(key+".parity", "%q: want N, E or O", b.Parity)
 		}
 		if b.StopBits != 1 && b.StopBits != 2 {
-			return bad(key+".stop_bits", "%d: want 1 or 2", b.StopBits)
+			ck.bad(key+".stop_bits", "%d: want 1 or 2", b.StopBits)
 		}
 		if b.DataBits != 7 && b.DataBits != 8 {
-			return bad(key+".data_bits", "%d: want 8 (or 7)", b.DataBits)
+			ck.bad(key+".data_bits", "%d: want 8 (or 7)", b.DataBits)
 		}
 		if b.Baud < 300 || b.Baud > 921600 {
-			return bad(key+".baud", "%d: want 300..921600", b.Baud)
+			ck.bad(key+".baud", "%d: want 300..921600", b.Baud)
 		}
 		if b.Timeout < 10*time.Millisecond || b.Timeout > 10*time.Second {
-			return bad(key+".timeout", "%v: want 10ms..10s", b.Timeout)
+			ck.bad(key+".timeout", "%v: want 10ms..10s", b.Timeout)
 		}
 		if b.Retries < 0 || b.Retries > 5 {
-			return bad(key+".retries", "%d: want 0..5", b.Retries)
+			ck.bad(key+".retries", "%d: want 0..5", b.Retries)
+		}
+		if b.SwitchGap < 0 || b.SwitchGap > time.Second {
+			ck.bad(key+".switch_gap", "%v: want 0..1s", b.SwitchGap)
 		}
 	}
+	return buses
+}
+
+// checkDevice validates a bus device and returns what identifies its line:
+// the resolved path of a serial device (so a /dev/serial/by-id link and its
+// target are one line), or the host:port of a gateway.
+func checkDevice(dev string) (string, error) {
+	if dev == "" {
+		return "", errors.New("required: a serial path (/dev/ttyUSB0, /dev/serial/by-id/...) or tcp://host:port or rtuovertcp://host:port")
+	}
+	if scheme, rest, ok := strings.Cut(dev, "://"); ok {
+		if scheme != "tcp" && scheme != "rtuovertcp" {
+			return "", fmt.Errorf("unknown scheme %q: want a serial path, tcp://host:port or rtuovertcp://host:port", scheme)
+		}
+		host, port, err := net.SplitHostPort(rest)
+		if err != nil || host == "" {
+			return "", errors.New("want host:port after the scheme, e.g. tcp://192.168.1.50:502")
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("port %q: want 1..65535", port)
+		}
+		return strings.ToLower(rest), nil
+	}
+	if !strings.HasPrefix(dev, "/") {
+		return "", errors.New("want an absolute serial path (/dev/ttyUSB0, /dev/serial/by-id/...) or tcp://host:port")
+	}
+	if real, err := filepath.EvalSymlinks(dev); err == nil {
+		return real, nil
+	}
+	return filepath.Clean(dev), nil // not present here (a board's path): compared as written
+}
+
+// secretModeWarning warns when the secret file can be read by others, or by
+// a group the service does not run in.
+func secretModeWarning(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	mode := st.Mode().Perm()
+	if mode&0o004 != 0 {
+		return fmt.Sprintf("platform.app_secret_file %s has mode %04o: anyone on the board can read the app secret; chmod 640 and chown root:pilebridge", path, mode)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if mode&0o040 == 0 || !ok {
+		return ""
+	}
+	if int(sys.Gid) == os.Getegid() {
+		return ""
+	}
+	groups, _ := os.Getgroups()
+	for _, g := range groups {
+		if g == int(sys.Gid) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("platform.app_secret_file %s has mode %04o and group %d, which this service does not run in: that group can read the app secret; chown root:pilebridge", path, mode, sys.Gid)
+}
+
+func (c *Config) checkPiles(ck *checker, buses map[string]bool) {
 	devices, slaves := map[string]bool{}, map[string]string{}
 	for i, pl := range c.Piles {
 		key := fmt.Sprintf("piles[%d]", i)
-		if pl.DeviceNo == "" {
-			return bad(key+".device_no", "required")
+		switch {
+		case pl.DeviceNo == "":
+			ck.bad(key+".device_no", "required")
+		case devices[pl.DeviceNo]:
+			ck.bad(key+".device_no", "%q used twice", pl.DeviceNo)
+		default:
+			devices[pl.DeviceNo] = true
 		}
-		if devices[pl.DeviceNo] {
-			return bad(key+".device_no", "%q used twice", pl.DeviceNo)
-		}
-		devices[pl.DeviceNo] = true
 		if pl.DeviceType != 0 && pl.DeviceType != 1 {
-			return bad(key+".device_type", "%d: want 0 (car) or 1 (two-wheeler)", pl.DeviceType)
+			ck.bad(key+".device_type", "%d: want 0 (car) or 1 (two-wheeler)", pl.DeviceType)
 		}
 		if pl.EnergyCode != "CN_AC" && pl.EnergyCode != "CN_DC" {
-			return bad(key+".energy_code", "%q: want CN_AC or CN_DC", pl.EnergyCode)
+			ck.bad(key+".energy_code", "%q: want CN_AC or CN_DC", pl.EnergyCode)
 		}
 		if !buses[pl.Bus] {
-			return bad(key+".bus", "%q is not a configured bus", pl.Bus)
+			ck.bad(key+".bus", "%q is not a configured bus", pl.Bus)
 		}
 		if pl.RatedPowerW < 0 || pl.RatedPowerW > MaxRatedPowerW {
-			return bad(key+".rated_power_w", "%d: want 0 (no plausibility check) up to %d W", pl.RatedPowerW, MaxRatedPowerW)
+			ck.bad(key+".rated_power_w", "%d: want 0 (no plausibility check) up to %d W", pl.RatedPowerW, MaxRatedPowerW)
 		}
 		if len(pl.Ports) == 0 {
-			return bad(key+".ports", "at least one port")
+			ck.bad(key+".ports", "at least one port")
 		}
 		ports := map[string]bool{}
 		for j, pt := range pl.Ports {
 			pk := fmt.Sprintf("%s.ports[%d]", key, j)
-			if pt.PortNo == "" {
-				return bad(pk+".port_no", "required")
+			switch {
+			case pt.PortNo == "":
+				ck.bad(pk+".port_no", "required")
+			case ports[pt.PortNo]:
+				ck.bad(pk+".port_no", "%q used twice on this pile", pt.PortNo)
+			default:
+				ports[pt.PortNo] = true
 			}
-			if ports[pt.PortNo] {
-				return bad(pk+".port_no", "%q used twice on this pile", pt.PortNo)
-			}
-			ports[pt.PortNo] = true
 			if pt.Slave < 1 || pt.Slave > 247 {
-				return bad(pk+".slave", "%d: want 1..247", pt.Slave)
+				ck.bad(pk+".slave", "%d: want 1..247", pt.Slave)
+			} else {
+				sk := fmt.Sprintf("%s/%d", pl.Bus, pt.Slave)
+				if other, dup := slaves[sk]; dup {
+					ck.bad(pk+".slave", "slave %d on bus %s is also %s", pt.Slave, pl.Bus, other)
+				}
+				slaves[sk] = pk
 			}
-			sk := fmt.Sprintf("%s/%d", pl.Bus, pt.Slave)
-			if other, dup := slaves[sk]; dup {
-				return bad(pk+".slave", "slave %d on bus %s is also %s", pt.Slave, pl.Bus, other)
-			}
-			slaves[sk] = pk
 			if pt.Profile == "" {
-				return bad(pk+".profile", "required (see `pilebridge profiles`)")
+				ck.bad(pk+".profile", "required (see `pilebridge profiles`)")
 			}
 			if pt.PT < 1 || pt.CT < 1 || pt.PT > 10000 || pt.CT > 10000 {
-				return bad(pk+".pt", "pt and ct must be 1..10000 (a ratio such as 400/5 is ct: 80)")
+				ck.bad(pk+".pt", "pt and ct must be 1..10000 (a ratio such as 400/5 is ct: 80)")
 			}
 			if pt.PollInterval < 100*time.Millisecond {
-				return bad(pk+".poll_interval", "%v: at least 100ms", pt.PollInterval)
+				ck.bad(pk+".poll_interval", "%v: at least 100ms", pt.PollInterval)
+			}
+			if pt.Timeout < 0 || pt.Timeout > 10*time.Second {
+				ck.bad(pk+".timeout", "%v: want 10ms..10s (0: the bus's)", pt.Timeout)
 			}
 			if pt.Retries != nil && (*pt.Retries < 0 || *pt.Retries > 5) {
-				return bad(pk+".retries", "%d: want 0..5", *pt.Retries)
+				ck.bad(pk+".retries", "%d: want 0..5", *pt.Retries)
+			}
+			m := pt.MeterOnly
+			if m.StartPowerW < 0 || m.StopPowerW < 0 {
+				ck.bad(pk+".meter_only", "powers must not be negative")
+			} else if m.StartPowerW <= m.StopPowerW {
+				ck.bad(pk+".meter_only.start_power_w", "%d: must be above stop_power_w %d, or a session would start and stop on the same power", m.StartPowerW, m.StopPowerW)
+			}
+			if m.StartFor < 0 || m.StopFor < 0 {
+				ck.bad(pk+".meter_only", "start_for and stop_for must not be negative")
 			}
 		}
 	}
-	return nil
 }
 
 // MinDate is clock.min_date parsed.

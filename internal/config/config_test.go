@@ -81,3 +81,111 @@ func TestEveryMistakeNamesItsKey(t *testing.T) {
 		assert.NotContains(t, err.Error(), "sec\"", "no secret in errors")
 	}
 }
+
+// Mistakes the daemon used to accept (or die on later), each named by key,
+// together with the earlier table: more than 45 malformed configs.
+func TestMoreMistakesNameTheirKey(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	cases := []struct{ old, new, key string }{
+		{"device: /dev/ttyUSB0", "device: 'tcp://10.0.0.5'", "buses[0].device"},
+		{"device: /dev/ttyUSB0", "device: 'tcp://:502'", "buses[0].device"},
+		{"device: /dev/ttyUSB0", "device: 'tcp://gw:99999'", "buses[0].device"},
+		{"device: /dev/ttyUSB0", "device: 'serial:///dev/ttyUSB0'", "buses[0].device"},
+		{"device: /dev/ttyUSB0", "device: ttyUSB0", "buses[0].device"},
+		{"device: /dev/ttyUSB0}]", "device: /dev/ttyUSB0}, {name: l2, device: /dev/ttyUSB0}]", "buses[1].device"},
+		{"device: /dev/ttyUSB0}]", "device: /dev/ttyUSB0}, {name: l2, device: '/dev/../dev/ttyUSB0'}]", "buses[1].device"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, switch_gap: -1s", "buses[0].switch_gap"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, retries: 9", "buses[0].retries"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, data_bits: 5", "buses[0].data_bits"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, timeout: 500", "buses[0].timeout"},
+		{"station_uuid: s\n", "station_uuid: s\nlog: {level: loud}\n", "log.level"},
+		{"station_uuid: s\n", "station_uuid: s\nlog: {format: xml}\n", "log.format"},
+		{"station_uuid: s\n", "station_uuid: s\nlisten: 8080\n", "listen"},
+		{"station_uuid: s\n", "station_uuid: s\nlisten: 'localhost:http-alt'\n", "listen"},
+		{"data_dir: /tmp/d\n", "data_dir: " + file + "\n", "data_dir"},
+		{"data_dir: /tmp/d\n", "data_dir: " + file + "/data\n", "data_dir"},
+		{"https://api.4pyun.com", "https://", "platform.base_url"},
+		{"https://api.4pyun.com", "ftp://api.4pyun.com", "platform.base_url"},
+		{"https://api.4pyun.com", "'https:// api'", "platform.base_url"},
+		{"app_id: a", "app_id: ''", "platform.app_id"},
+		{"app_secret: sec", "app_secret_file: /nonexistent/secret", "platform.app_secret_file"},
+		{"app_id: a", "app_id: a, timeout: 500", "platform.timeout"},
+		{"app_id: a", "app_id: a, timeout: -1s", "platform.timeout"},
+		{"app_id: a", "app_id: a, retry_base: 10m, retry_max: 1m", "platform.retry_base"},
+		{"app_id: a", "app_id: a, outbox_max_records: -5", "platform.outbox_max_records"},
+		{"app_id: a", "app_id: a, progress_interval: 100ms", "platform.progress_interval"},
+		{"app_id: a", "app_id: a, device_sync_interval: -1m", "platform.device_sync_interval"},
+		{"app_id: a", "app_id: a, outbox_max_records: many", "platform.outbox_max_records"},
+		{"station_uuid: s\n", "station_uuid: s\nsession: {hold_polls: -1}\n", "session.hold_polls"},
+		{"station_uuid: s\n", "station_uuid: s\nsession: {offline_close: -1h}\n", "session.offline_close"},
+		{"station_uuid: s\n", "station_uuid: s\nsession: {start_timeout: -2m}\n", "session.start_timeout"},
+		{"station_uuid: s\n", "station_uuid: s\nsession: {persist_interval: 1h}\n", "session.persist_interval"},
+		{"station_uuid: s\n", "station_uuid: s\nsession: {offline_after: 30}\n", "session.offline_after"},
+		{"station_uuid: s\n", "station_uuid: s\npoll_interval: 10ms\n", "poll_interval"},
+		{"station_uuid: s\n", "station_uuid: s\nparking_reduction: maybe\n", "parking_reduction"},
+		{"buses: [{name: l1, device: /dev/ttyUSB0}]", "buses: 3", "buses"},
+		{"station_uuid: s\n", "station_uuid: s\nnode_id: x\nnode_id: y\n", "node_id"},
+		{"profile: ref-ac}", "profile: ref-ac, meter_only: {start_power_w: 100, stop_power_w: 500}}", "piles[0].ports[0].meter_only.start_power_w"},
+		{"profile: ref-ac}", "profile: ref-ac, meter_only: {start_power_w: 200, stop_power_w: 200}}", "piles[0].ports[0].meter_only.start_power_w"},
+		{"profile: ref-ac}", "profile: ref-ac, meter_only: {stop_for: -1s}}", "piles[0].ports[0].meter_only"},
+		{"profile: ref-ac}", "profile: ref-ac, timeout: 1m}", "piles[0].ports[0].timeout"},
+		{"slave: 1, profile: ref-ac}", "slave: x, profile: ref-ac}", "piles[0].ports[0].slave"},
+		{"    energy_code: CN_AC\n", "    energy_code: CN_AC\n    device_type: 2\n", "piles[0].device_type"},
+		{"  - device_no: P1\n", "  - device_no: ''\n", "piles[0].device_no"},
+		{`ports: [{port_no: "1", slave: 1, profile: ref-ac}]`, "ports: []", "piles[0].ports"},
+		{`port_no: "1", `, "", "piles[0].ports[0].port_no"},
+	}
+	require.GreaterOrEqual(t, len(cases), 45)
+	for _, c := range cases {
+		doc := strings.Replace(base, c.old, c.new, 1)
+		require.NotEqual(t, base, doc, c.key)
+		_, err := Parse([]byte(doc), "c.yaml")
+		require.Error(t, err, "%s\n%s", c.key, doc)
+		assert.Contains(t, err.Error(), "c.yaml: "+c.key+":", "%s", doc)
+		assert.NotContains(t, err.Error(), "sec\"", "no secret in errors")
+	}
+}
+
+// Every mistake in a file is reported at once, not one per run of check.
+func TestAllMistakesAtOnce(t *testing.T) {
+	doc := strings.NewReplacer("station_uuid: s\n", "", "slave: 1", "slave: 0", "energy_code: CN_AC", "energy_code: AC").Replace(base)
+	_, err := Parse([]byte(doc), "c.yaml")
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	var keys []string
+	for _, e := range errs {
+		keys = append(keys, e.Key)
+	}
+	assert.ElementsMatch(t, []string{"station_uuid", "piles[0].energy_code", "piles[0].ports[0].slave"}, keys)
+}
+
+func TestFileShapeMistakes(t *testing.T) {
+	for doc, want := range map[string]string{
+		"":                              "(file): empty",
+		"# only a comment\n":            "(file): empty",
+		base + "---\nstation_uuid: t\n": "(file): a second YAML document at line",
+		"station_uuid: [\n":             "(yaml)",
+		"platform: {timeout: 500}\n":    "platform.timeout: 500: want a duration such as 500ms",
+	} {
+		_, err := Parse([]byte(doc), "c.yaml")
+		require.Error(t, err, doc)
+		assert.Contains(t, err.Error(), want, doc)
+	}
+}
+
+// A secret file others can read is accepted with a loud warning.
+func TestSecretFileModeWarning(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret"), 0o644))
+	doc := strings.Replace(base, "app_secret: sec", "app_secret_file: "+secret, 1)
+	c, err := Parse([]byte(doc), "c.yaml")
+	require.NoError(t, err)
+	require.Len(t, c.Warnings, 1)
+	assert.Contains(t, c.Warnings[0], secret)
+	assert.Contains(t, c.Warnings[0], "0644")
+	require.NoError(t, os.Chmod(secret, 0o600))
+	c, err = Parse([]byte(doc), "c.yaml")
+	require.NoError(t, err)
+	assert.Empty(t, c.Warnings)
+}
