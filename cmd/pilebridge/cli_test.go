@@ -233,3 +233,59 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 	require.NoError(t, b.stop(syscall.SIGTERM))
 	assert.Len(t, s.bills(), 1, "only the bill: no stale progress after it")
 }
+
+// The local API refuses what a web page in the operator's browser could
+// send: another Host (DNS rebinding), another Origin, a POST without the
+// token.
+func TestLocalAPIRefusals(t *testing.T) {
+	listen := freeAddr(t)
+	s := newStation(t, "listen: "+listen+"\nlisten_hosts: [pilebridge.local]\n")
+	b := s.startBridge()
+	defer b.stop(syscall.SIGTERM)
+	tokenFile := filepath.Join(s.dir, "data", "listen_token")
+	s.waitFor("the API token", 10*time.Second, func() bool { _, err := os.Stat(tokenFile); return err == nil })
+	st, err := os.Stat(tokenFile)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	tok, err := os.ReadFile(tokenFile)
+	require.NoError(t, err)
+	do := func(method, path, host, origin, token string) int {
+		req, err := http.NewRequest(method, "http://"+listen+path, nil)
+		require.NoError(t, err)
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		var code int
+		s.waitFor("an answer", 5*time.Second, func() bool {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			code = resp.StatusCode
+			return true
+		})
+		return code
+	}
+	good := strings.TrimSpace(string(tok))
+	_, port, _ := net.SplitHostPort(listen)
+	assert.Equal(t, 200, do("GET", "/status", "", "", ""), "the board's own address")
+	assert.Equal(t, 200, do("GET", "/outbox", "localhost:"+port, "", ""))
+	assert.Equal(t, 200, do("GET", "/outbox", "pilebridge.local:"+port, "", ""), "a configured name")
+	assert.Equal(t, 421, do("GET", "/outbox", "evil.example:"+port, "", ""), "DNS rebinding: VIN and plates stay home")
+	assert.Equal(t, 421, do("POST", "/outbox/retry?parked=1", "evil.example", "", good))
+	assert.Equal(t, 401, do("POST", "/outbox/retry?parked=1", "", "", ""), "no token")
+	assert.Equal(t, 401, do("POST", "/outbox/retry?parked=1", "", "", "wrong-token-wrong-token"))
+	assert.Equal(t, 403, do("POST", "/outbox/retry?parked=1", "", "http://evil.example", good), "cross-site POST")
+	assert.Equal(t, 200, do("POST", "/outbox/retry?parked=1", "", "http://"+listen, good), "same origin with the token")
+	assert.Equal(t, 200, do("POST", "/outbox/retry?parked=1", "", "", good), "the CLI: no Origin, the token")
+	out, errs, code := runCLI(t, "outbox", "retry", "--parked", "--config", s.config)
+	assert.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "requeued 0 record(s)", "the CLI reads the token through the daemon")
+}

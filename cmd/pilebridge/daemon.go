@@ -274,7 +274,14 @@ func (a *app) run(ctx context.Context) error {
 			wg.Wait()
 			return fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
 		}
-		srv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+		token, err := ensureToken(a.cfg)
+		if err != nil {
+			ln.Close()
+			cancel()
+			wg.Wait()
+			return err
+		}
+		srv = &http.Server{Handler: newGuard(a.cfg, token, a.handler()), ReadHeaderTimeout: 5 * time.Second}
 		goRun(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error().Err(err).Msg("status server")

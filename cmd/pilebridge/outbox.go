@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"text/tabwriter"
@@ -91,7 +92,14 @@ func daemonURL(cfg *config.Config, path string) (string, error) {
 	if cfg.Listen == "" {
 		return "", fmt.Errorf("the daemon holds the database and has no listen address: stop it, or set listen in the config")
 	}
-	return "http://" + cfg.Listen + path, nil
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return "", fmt.Errorf("listen %q: %w", cfg.Listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every address: ask on loopback
+	}
+	return "http://" + net.JoinHostPort(host, port) + path, nil
 }
 
 func outboxList(cfg *config.Config, all bool) (outboxListing, error) {
@@ -142,7 +150,16 @@ func outboxRetry(cfg *config.Config, order string) (requeueResult, error) {
 	} else {
 		q.Set("parked", "1")
 	}
-	resp, err := http.Post(u+q.Encode(), "text/plain", nil)
+	tok, err := readToken(cfg)
+	if err != nil {
+		return res, err
+	}
+	req, err := http.NewRequest(http.MethodPost, u+q.Encode(), nil)
+	if err != nil {
+		return res, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return res, fmt.Errorf("ask the running daemon: %w", err)
 	}

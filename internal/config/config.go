@@ -31,6 +31,8 @@ type Config struct {
 	ProfilesDir      string            `yaml:"profiles_dir"`
 	PollInterval     time.Duration     `yaml:"poll_interval"`
 	Listen           string            `yaml:"listen"`
+	ListenHosts      []string          `yaml:"listen_hosts"`      // Host names the local API answers besides IPs and localhost
+	ListenTokenFile  string            `yaml:"listen_token_file"` // bearer token for its POSTs (default: data_dir/listen_token)
 	Log              Log               `yaml:"log"`
 	Clock            Clock             `yaml:"clock"`
 	Platform         Platform          `yaml:"platform"`

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"pilebridge/internal/config"
+)
+
+// The local API (listen) serves VIN, plate and mobile, and can requeue the
+// outbox. A web page in the operator's browser can reach it too: by a
+// cross-site POST, or by DNS rebinding (a name of the attacker's that
+// resolves to the board). guard refuses both:
+//   - a Host that is not an IP literal, localhost or a configured name
+//     (listen_hosts) is refused with 421: a rebinding page sends its own name;
+//   - a POST whose Origin is another site is refused with 403;
+//   - a POST needs the bearer token (listen_token_file, created 0600 in
+//     data_dir when unset), which the CLI reads from the same file.
+
+// tokenPath is where the local API's bearer token is kept.
+func tokenPath(cfg *config.Config) string {
+	if cfg.ListenTokenFile != "" {
+		return cfg.ListenTokenFile
+	}
+	return filepath.Join(cfg.DataDir, "listen_token")
+}
+
+// ensureToken reads the token, creating it (0600) if the file is missing.
+func ensureToken(cfg *config.Config) (string, error) {
+	path := tokenPath(cfg)
+	if b, err := os.ReadFile(path); err == nil {
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < 16 {
+			return "", fmt.Errorf("listen_token_file %s: want at least 16 characters", path)
+		}
+		return tok, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("listen_token_file: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return "", fmt.Errorf("listen_token_file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("listen_token_file: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("listen_token_file: %w", err)
+	}
+	return tok, f.Close()
+}
+
+// readToken is the CLI's side: the token the daemon created.
+func readToken(cfg *config.Config) (string, error) {
+	b, err := os.ReadFile(tokenPath(cfg))
+	if err != nil {
+		return "", fmt.Errorf("the daemon's API token: %w (run as the service user or root)", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+type guard struct {
+	names map[string]bool // allowed Host names besides IP literals
+	token string
+	next  http.Handler
+}
+
+func newGuard(cfg *config.Config, token string, next http.Handler) *guard {
+	g := &guard{names: map[string]bool{"localhost": true}, token: token, next: next}
+	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil && h != "" {
+		g.names[strings.ToLower(h)] = true
+	}
+	for _, h := range cfg.ListenHosts {
+		g.names[strings.ToLower(h)] = true
+	}
+	return g
+}
+
+func (g *guard) allowedHost(hostport string) bool {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	h = strings.ToLower(strings.TrimSuffix(strings.Trim(h, "[]"), "."))
+	return net.ParseIP(h) != nil || g.names[h]
+}
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.allowedHost(r.Host) {
+		http.Error(w, fmt.Sprintf("host %q is not this board's: add it to listen_hosts", r.Host), http.StatusMisdirectedRequest)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			if err != nil || !g.allowedHost(u.Host) || u.Host != r.Host {
+				http.Error(w, "cross-site request refused", http.StatusForbidden)
+				return
+			}
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(g.token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pilebridge"`)
+			http.Error(w, "a bearer token is needed (listen_token_file)", http.StatusUnauthorized)
+			return
+		}
+	}
+	g.next.ServeHTTP(w, r)
+}
