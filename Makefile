@@ -7,7 +7,7 @@ RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./cmd/...
 LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-race test-arm cross demo bench lint clean soak soak-model
+.PHONY: all build test test-race test-arm cross demo bench lint clean soak soak-model fuzz
 
 all: lint test build
 
@@ -30,6 +30,17 @@ test: lint
 SOAK ?= 10m
 soak:
 	PILEBRIDGE_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/pilebridge/ | grep -Ev '^=== RUN'
+
+# Each fuzz target for FUZZTIME (make test runs their seed corpora). A
+# crasher lands in the package's testdata/fuzz and stays a regression test.
+FUZZTIME ?= 60s
+FUZZ := ./driver:FuzzRTUReply ./driver:FuzzMBAPReply ./meter:FuzzProfileDecodeEncode \
+	./internal/config:FuzzParse ./uploader:FuzzParseAnswer ./session:FuzzMachine
+fuzz:
+	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) 2>&1 | tail -n 3 || exit 1; \
+	done
 
 # More random timelines through the session engine: make soak-model SEED=7 N=2000
 SEED ?= 1

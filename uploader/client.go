@@ -200,23 +200,29 @@ func (c *Client) Post(ctx context.Context, path string, body []byte) (Response, 
 	if err != nil {
 		return Response{}, &CallError{Outcome: RetryPlatform, Status: resp.StatusCode, Err: fmt.Errorf("read answer of %s: %w", path, err)}
 	}
+	return parseAnswer(path, resp.StatusCode, raw)
+}
+
+// parseAnswer classifies the platform's answer: its body decides, whatever
+// the HTTP status (FACTS: the platform sends a body even when it is not 200).
+func parseAnswer(path string, status int, raw []byte) (Response, error) {
 	var out Response
 	if err := json.Unmarshal(raw, &out); err != nil || out.Code == "" {
-		snippet := string(raw)
+		snippet := []rune(string(raw))
 		if len(snippet) > 80 {
 			snippet = snippet[:80]
 		}
-		return Response{}, &CallError{Outcome: RetryPlatform, Status: resp.StatusCode, Err: fmt.Errorf("unreadable answer from %s: %q", path, snippet)}
+		return Response{}, &CallError{Outcome: RetryPlatform, Status: status, Err: fmt.Errorf("unreadable answer from %s: %q", path, string(snippet))}
 	}
 	switch {
 	case out.Code == "1001":
 		return out, nil
 	case out.Code == "400" || out.Code == "401" || out.Code == "403":
-		return out, &CallError{Outcome: Rejected, Status: resp.StatusCode, Resp: out}
-	case out.Code == "1500" || resp.StatusCode >= 500:
-		return out, &CallError{Outcome: RetryPlatform, Status: resp.StatusCode, Resp: out}
+		return out, &CallError{Outcome: Rejected, Status: status, Resp: out}
+	case out.Code == "1500" || status >= 500:
+		return out, &CallError{Outcome: RetryPlatform, Status: status, Resp: out}
 	default:
-		return out, &CallError{Outcome: RetryRecord, Status: resp.StatusCode, Resp: out}
+		return out, &CallError{Outcome: RetryRecord, Status: status, Resp: out}
 	}
 }
 

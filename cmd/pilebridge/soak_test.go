@@ -228,7 +228,8 @@ func (s *soak) script(ctx context.Context, p *soakPort, n int) {
 			w := s.randInt(p.minW, p.maxW)
 			ss.chargeSeq, _ = s.change(p, "charge", func(r *meter.Reading) { r.Status, r.PowerW = meter.StatusCharging, w })
 			ss.chargeAt = time.Now()
-			time.Sleep(s.randDur(3*time.Second, 10*time.Second))
+			// longer than the longest downtime: a real session outlasts a restart
+			time.Sleep(s.randDur(5*time.Second, 10*time.Second))
 			ss.endSeq, ss.endMWh = s.change(p, "end", func(r *meter.Reading) { r.Status, r.PowerW, r.StopCode = meter.StatusFinished, 0, 1 })
 			ss.endedAt = time.Now()
 			time.Sleep(s.randDur(500*time.Millisecond, 2*time.Second))
@@ -240,7 +241,7 @@ func (s *soak) script(ctx context.Context, p *soakPort, n int) {
 			w := s.randInt(p.minW, p.maxW)
 			ss.startSeq, _ = s.change(p, "rise", func(r *meter.Reading) { r.PowerW = w })
 			ss.chargeSeq, ss.startAt, ss.chargeAt = ss.startSeq, time.Now(), time.Now()
-			time.Sleep(s.randDur(3*time.Second, 10*time.Second))
+			time.Sleep(s.randDur(5*time.Second, 10*time.Second))
 			ss.endSeq, ss.endMWh = s.change(p, "fall", func(r *meter.Reading) { r.PowerW = 0 })
 			ss.endedAt = time.Now()
 		}
