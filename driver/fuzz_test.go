@@ -83,3 +83,25 @@ func FuzzMBAPReply(f *testing.F) {
 		}
 	})
 }
+
+// A whole frame from another slave ahead of the addressed slave's reply is
+// skipped and counted on the line; the reply after it is taken.
+func TestStrayFrameIsSkipped(t *testing.T) {
+	stray := AppendCRC([]byte{2, 3, 2, 0x12, 0x34})
+	own := AppendCRC([]byte{1, 3, 2, 0, 42})
+	tr := &transport{framing: framingRTU, log: zerolog.Nop(), link: &byteLink{bytes.NewReader(append(stray, own...))}}
+	tr.deadline = time.Now().Add(time.Second)
+	resp, err := tr.readRTU(readReq(1, 3, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(resp, own) || tr.strays.Load() != 1 {
+		t.Fatalf("got % x, %d strays", resp, tr.strays.Load())
+	}
+	// garbage from another address is still an error of the exchange
+	tr = &transport{framing: framingRTU, log: zerolog.Nop(), link: &byteLink{bytes.NewReader([]byte{2, 0x99, 1, 2, 3, 4, 5})}}
+	tr.deadline = time.Now().Add(time.Second)
+	if _, err := tr.readRTU(readReq(1, 3, 0, 1)); err == nil {
+		t.Fatal("garbage accepted")
+	}
+}

@@ -56,6 +56,19 @@ func (b *Bus) record(slave uint8, lat time.Duration, err error) {
 	})
 }
 
+// LineStats counts what happened on the line that belongs to no slave.
+type LineStats struct {
+	// StrayFrames are whole, valid frames from a slave other than the one
+	// addressed (a late reply to an earlier exchange): skipped, and not
+	// counted against the slave that was addressed.
+	StrayFrames uint64 `json:"stray_frames"`
+}
+
+// LineStats returns the line's counters.
+func (b *Bus) LineStats() LineStats {
+	return LineStats{StrayFrames: b.tr.strays.Load()}
+}
+
 // Stats returns a copy of every slave's counters.
 func (b *Bus) Stats() map[uint8]SlaveStats {
 	b.statsMu.Lock()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,9 +37,14 @@ type transport struct {
 	buf        [260]byte
 
 	// After a timeout the slave may still answer. Until quarantineUntil the
-	// line is drained, so that late reply is never taken for the next one's.
+	// line is drained before that same slave is addressed again, so its late
+	// reply is never taken for the next one's. Another slave is addressed
+	// after the usual silence: the late reply, if it lands in that exchange,
+	// has the wrong address and is skipped as a stray frame.
 	quarantineUntil time.Time
+	quarantineSlave byte
 	lateWindow      time.Duration // set by the bus per exchange
+	strays          atomic.Uint64 // stray frames skipped (read by LineStats)
 }
 
 const (
@@ -114,7 +120,10 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 	if t.framing == framingMBAP {
 		t.quarantineUntil = time.Time{} // transaction ids tell late replies apart
 	}
-	if !t.quarantineUntil.IsZero() {
+	if !t.quarantineUntil.IsZero() && time.Now().After(t.quarantineUntil) {
+		t.quarantineUntil = time.Time{}
+	}
+	if !t.quarantineUntil.IsZero() && req[0] == t.quarantineSlave {
 		t.drainLate()
 		if t.link == nil {
 			return nil, fmt.Errorf("%w: lost while draining a late reply", ErrLineDown)
@@ -146,7 +155,7 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 	}
 	t.lastIO = time.Now()
 	if errors.Is(err, ErrTimeout) || isTruncated(err) {
-		t.quarantineUntil = t.lastIO.Add(t.lateWindow)
+		t.quarantineUntil, t.quarantineSlave = t.lastIO.Add(t.lateWindow), req[0]
 	}
 	return resp, err
 }
@@ -232,21 +241,53 @@ func (t *transport) readRTU(req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	have, err := t.fill(0, 2)
-	if err != nil {
-		return nil, err
+	for {
+		have, err := t.fill(0, 3)
+		if err != nil {
+			return nil, err
+		}
+		if t.buf[0] != req[0] {
+			// A frame from another slave: a late reply to an earlier
+			// exchange. Skip it whole if it is one; the addressed slave's
+			// own reply may follow within the deadline.
+			if n := strayLen(t.buf[:3]); n > 0 {
+				if _, err := t.fill(have, n); err == nil && CRC16(t.buf[:n-2]) == uint16(t.buf[n-2])|uint16(t.buf[n-1])<<8 {
+					t.strays.Add(1)
+					continue
+				}
+			}
+			// not a whole frame: noise, or a reply that is truly wrong
+		}
+		n := want
+		if t.buf[1] == req[1]|0x80 {
+			n = 5 // an exception reply
+		}
+		if t.buf[0] != req[0] {
+			n = have
+		}
+		if _, err := t.fill(have, n); err != nil {
+			return nil, err
+		}
+		resp := clone(t.buf[:n])
+		if err := checkRTUReply(req, resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
-	if t.buf[1] == req[1]|0x80 {
-		want = 5 // an exception reply
+}
+
+// strayLen is the length of the reply frame that starts with head (address,
+// function, first data byte), or 0 when it cannot be a reply.
+func strayLen(head []byte) int {
+	switch fc := head[1]; {
+	case fc&0x80 != 0 && fc&0x7f >= 1 && fc&0x7f <= 16:
+		return 5
+	case fc == 1 || fc == 2 || fc == 3 || fc == 4:
+		return 5 + int(head[2])
+	case fc == 5 || fc == 6 || fc == 15 || fc == 16:
+		return 8
 	}
-	if _, err := t.fill(have, want); err != nil {
-		return nil, err
-	}
-	resp := clone(t.buf[:want])
-	if err := checkRTUReply(req, resp); err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return 0
 }
 
 // readMBAP reads Modbus TCP replies until the one with our transaction id;

@@ -96,6 +96,7 @@ type Server struct {
 	mu     sync.Mutex
 	slaves map[uint8]*Slave
 	hangup func() // set by the line the server is attached to
+	wmu    sync.Mutex // one frame at a time on the line: a late reply is written whole
 }
 
 // NewServer returns a server with no slaves.
@@ -287,7 +288,14 @@ func (s *Server) handleRTU(w io.Writer, req []byte) error {
 	if f != nil {
 		switch f.Kind {
 		case FaultLate:
-			time.Sleep(f.Delay)
+			// the slave answers after Delay while the line goes on: the master
+			// has moved on, and the reply lands in another exchange
+			time.AfterFunc(f.Delay, func() {
+				s.wmu.Lock()
+				defer s.wmu.Unlock()
+				_, _ = w.Write(resp)
+			})
+			return nil
 		case FaultBadCRC:
 			resp[len(resp)-1] ^= 0x5A
 		case FaultTruncated:
@@ -296,6 +304,8 @@ func (s *Server) handleRTU(w io.Writer, req []byte) error {
 			resp = append(resp, 0xDE, 0xAD, 0xBE, 0xEF)
 		}
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	_, err := w.Write(resp)
 	return err
 }

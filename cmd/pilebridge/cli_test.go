@@ -205,6 +205,7 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 	assert.Contains(t, metrics, `pilebridge_uploads_total{outcome="parked"}`)
 	assert.Contains(t, metrics, `pilebridge_port_state{port="E2E01/1",state="finished"}`)
 	assert.Contains(t, metrics, `pilebridge_meter_resets_total{port="E2E01/1"} 0`)
+	assert.Contains(t, metrics, `pilebridge_modbus_stray_frames_total{bus="l1"} 0`)
 	assert.Regexp(t, `pilebridge_outbox_records\{state="parked"\} [1-9]`, metrics)
 	assert.Contains(t, metrics, `pilebridge_outbox_oldest_age_seconds{state="parked"}`)
 

@@ -213,6 +213,7 @@ type collector struct{ a *app }
 
 var (
 	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges by outcome.", []string{"bus", "slave", "outcome"}, nil)
+	mStrays    = prometheus.NewDesc("pilebridge_modbus_stray_frames_total", "Whole frames from a slave other than the one addressed (late replies), skipped.", []string{"bus"}, nil)
 	mLatency   = prometheus.NewDesc("pilebridge_modbus_last_latency_seconds", "Latency of the last good exchange.", []string{"bus", "slave"}, nil)
 	mPending   = prometheus.NewDesc("pilebridge_outbox_pending", "Records waiting for delivery.", nil, nil)
 	mRecords   = prometheus.NewDesc("pilebridge_outbox_records", "Records in the outbox, read from the store: pending delivery, or parked (rejected by the platform, waiting for `outbox retry`).", []string{"state"}, nil)
@@ -224,13 +225,14 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mExchanges, mLatency, mPending, mRecords, mOldest, mUploads, mQuantity, mPortState, mResets} {
+	for _, d := range []*prometheus.Desc{mExchanges, mStrays, mLatency, mPending, mRecords, mOldest, mUploads, mQuantity, mPortState, mResets} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for name, b := range c.a.buses {
+		ch <- prometheus.MustNewConstMetric(mStrays, prometheus.CounterValue, float64(b.LineStats().StrayFrames), name)
 		for id, s := range b.Stats() {
 			sl := strconv.Itoa(int(id))
 			for outcome, v := range map[string]uint64{"ok": s.OK, "timeout": s.Timeouts, "crc": s.CRCErrors,
