@@ -95,7 +95,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	slaves map[uint8]*Slave
-	hangup func() // set by the line the server is attached to
+	hangup func()     // set by the line the server is attached to
 	wmu    sync.Mutex // one frame at a time on the line: a late reply is written whole
 }
 
