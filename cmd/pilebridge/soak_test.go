@@ -138,7 +138,7 @@ func newSoak(t *testing.T, seed uint64) *soak {
 		sl.Source = p
 		s.ports = append(s.ports, &soakPort{key: d.deviceNo + "/1", profile: d.profile, pile: p, isPile: d.isPile,
 			minW: d.minW, maxW: d.maxW,
-			rules: billcheck.Rules{Pile: d.isPile, WrapMWh: d.wrap, Shows: d.shows, StartFor: time.Second, MaxGap: 2 * time.Second}})
+			rules: billcheck.Rules{Pile: d.isPile, WrapMWh: d.wrap, Shows: d.shows, StartFor: time.Second, MaxGap: 5 * time.Second}})
 		port := fmt.Sprintf(`{port_no: "1", slave: %d, profile: %s, poll_interval: 200ms`, d.slave, d.profile)
 		if !d.isPile {
 			port += `, meter_only: {start_power_w: 500, start_for: 1s, stop_power_w: 100, stop_for: 2s}`
@@ -180,7 +180,7 @@ tariff:
   periods:
     - {start: "00:00", end: "12:00", type: valley, electricity: "0.3123", service: "0.4"}
     - {start: "12:00", end: "24:00", type: peak, electricity: "1.0511", service: "0.8"}
-session: {offline_after: 2s, hold_polls: 3}
+session: {offline_after: 5s, hold_polls: 3}
 buses:
   - {name: l1, device: %s, baud: 115200, timeout: 200ms, retries: 1}
   - {name: g1, device: "tcp://%s", timeout: 200ms, retries: 1}
@@ -462,6 +462,7 @@ func (s *soak) analyse() soakResult {
 			default:
 				res.wrong++
 				res.notes = append(res.notes, fmt.Sprintf("%s session %d (%s, order %s): billed %d Wh, expected one of %v", p.key, i, x.vin, match[0].Order, match[0].Quantity, keys(candidates[i])))
+				res.notes = append(res.notes, s.evidence(p, x, match[0].Order, log)...)
 			}
 		}
 		for _, o := range orders {
@@ -472,6 +473,25 @@ func (s *soak) analyse() soakResult {
 		}
 	}
 	return res
+}
+
+// evidence is what the bridge logged of an order, and what the pile lived
+// around the session: the reads (with what its meter held), edges and kills.
+func (s *soak) evidence(p *soakPort, x soakSession, order string, log []simulator.LogEntry) []string {
+	var out []string
+	if data, err := os.ReadFile(filepath.Join(s.dir, "bridge.log")); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, order) {
+				out = append(out, "    bridge: "+line)
+			}
+		}
+	}
+	for _, e := range log {
+		if e.Seq >= x.startSeq-12 && e.Seq <= x.endSeq+3 && (e.Kind != "read" || e.Seq <= x.startSeq+15 || e.Seq >= x.endSeq-3) {
+			out = append(out, fmt.Sprintf("    pile: seq %d %s %s %d mWh", e.Seq, e.At.Format("15:04:05.000"), e.Kind, e.MWh))
+		}
+	}
+	return out
 }
 
 // candidates are the bills the rules allow for each session. A kill can
