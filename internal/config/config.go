@@ -382,6 +382,18 @@ func (ck *checker) bad(key, format string, args ...any) {
 	ck.errs = append(ck.errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
+// unique checks that a name is given and not given twice in its list.
+func (ck *checker) unique(key, name string, seen map[string]bool, where string) {
+	switch {
+	case name == "":
+		ck.bad(key, "required")
+	case seen[name]:
+		ck.bad(key, "%q used twice%s", name, where)
+	default:
+		seen[name] = true
+	}
+}
+
 var nodeIDRe = regexp.MustCompile(`^[0-9A-Za-z]*$`)
 
 func (c *Config) validate() Errors {
@@ -531,14 +543,7 @@ func (c *Config) checkBuses(ck *checker) map[string]bool {
 	buses, devices := map[string]bool{}, map[string]string{}
 	for i, b := range c.Buses {
 		key := fmt.Sprintf("buses[%d]", i)
-		switch {
-		case b.Name == "":
-			ck.bad(key+".name", "required")
-		case buses[b.Name]:
-			ck.bad(key+".name", "%q used twice", b.Name)
-		default:
-			buses[b.Name] = true
-		}
+		ck.unique(key+".name", b.Name, buses, "")
 		if dev, err := checkDevice(b.Device); err != nil {
 			ck.bad(key+".device", "%q: %v", b.Device, err)
 		} else if other, dup := devices[dev]; dup {
@@ -633,14 +638,7 @@ func (c *Config) checkPiles(ck *checker, buses map[string]bool) {
 	devices, slaves := map[string]bool{}, map[string]string{}
 	for i, pl := range c.Piles {
 		key := fmt.Sprintf("piles[%d]", i)
-		switch {
-		case pl.DeviceNo == "":
-			ck.bad(key+".device_no", "required")
-		case devices[pl.DeviceNo]:
-			ck.bad(key+".device_no", "%q used twice", pl.DeviceNo)
-		default:
-			devices[pl.DeviceNo] = true
-		}
+		ck.unique(key+".device_no", pl.DeviceNo, devices, "")
 		if pl.DeviceType != 0 && pl.DeviceType != 1 {
 			ck.bad(key+".device_type", "%d: want 0 (car) or 1 (two-wheeler)", pl.DeviceType)
 		}
@@ -659,14 +657,7 @@ func (c *Config) checkPiles(ck *checker, buses map[string]bool) {
 		ports := map[string]bool{}
 		for j, pt := range pl.Ports {
 			pk := fmt.Sprintf("%s.ports[%d]", key, j)
-			switch {
-			case pt.PortNo == "":
-				ck.bad(pk+".port_no", "required")
-			case ports[pt.PortNo]:
-				ck.bad(pk+".port_no", "%q used twice on this pile", pt.PortNo)
-			default:
-				ports[pt.PortNo] = true
-			}
+			ck.unique(pk+".port_no", pt.PortNo, ports, " on this pile")
 			if pt.Slave < 1 || pt.Slave > 247 {
 				ck.bad(pk+".slave", "%d: want 1..247", pt.Slave)
 			} else {
