@@ -449,7 +449,8 @@ func (s *soak) analyse() soakResult {
 				res.notes = append(res.notes, fmt.Sprintf("%s session %d: never seen, yet billed as %s", p.key, i, match[0].Order))
 			case len(match) == 0:
 				res.lost++
-				res.notes = append(res.notes, fmt.Sprintf("%s session %d (%s): no bill; expected %v Wh", p.key, i, x.vin, candidates[i]))
+				res.notes = append(res.notes, fmt.Sprintf("%s session %d (%s): no bill; expected one of %v Wh", p.key, i, x.vin, keys(candidates[i])))
+				res.notes = append(res.notes, s.evidence(p, x, "", log)...)
 			case len(match) > 1:
 				res.duplicated++
 				res.notes = append(res.notes, fmt.Sprintf("%s session %d: %d orders", p.key, i, len(match)))
@@ -479,7 +480,7 @@ func (s *soak) analyse() soakResult {
 // around the session: the reads (with what its meter held), edges and kills.
 func (s *soak) evidence(p *soakPort, x soakSession, order string, log []simulator.LogEntry) []string {
 	var out []string
-	if data, err := os.ReadFile(filepath.Join(s.dir, "bridge.log")); err == nil {
+	if data, err := os.ReadFile(filepath.Join(s.dir, "bridge.log")); err == nil && order != "" {
 		for _, line := range strings.Split(string(data), "\n") {
 			if strings.Contains(line, order) {
 				out = append(out, "    bridge: "+line)
@@ -532,6 +533,15 @@ func (s *soak) candidates(p *soakPort, ss []billcheck.Session, reads []billcheck
 		if len(near) > 6 {
 			near = near[:6]
 		}
+		// Meter-only: start_for is timed by the bridge from when a poll
+		// began, here from when the pile served it, a few ms later; the
+		// boundary is only defined to within one poll.
+		rules := []billcheck.Rules{p.rules}
+		if !p.isPile {
+			late := p.rules
+			late.StartFor += 250 * time.Millisecond
+			rules = append(rules, late)
+		}
 		for mask := 0; mask < 1<<len(near); mask++ {
 			drop := map[int64]bool{}
 			for b, q := range near {
@@ -545,12 +555,14 @@ func (s *soak) candidates(p *soakPort, ss []billcheck.Session, reads []billcheck
 					kept = append(kept, r)
 				}
 			}
-			wh, seen := p.rules.Expected(ss, kept, p.restarts)
-			if seen[i] {
-				out[i][wh[i]] = true
-				seenAny[i] = true
-			} else {
-				unseenAny[i] = true
+			for _, rl := range rules {
+				wh, seen := rl.Expected(ss, kept, p.restarts)
+				if seen[i] {
+					out[i][wh[i]] = true
+					seenAny[i] = true
+				} else {
+					unseenAny[i] = true
+				}
 			}
 		}
 	}
