@@ -170,6 +170,7 @@ func (r *rig) start() {
 	// power-loss durability is the e2e tests' (cmd/pilebridge).
 	db, err := bbolt.Open(r.path, 0o600, &bbolt.Options{NoSync: true})
 	require.NoError(r.t, err)
+	db.MaxBatchDelay = time.Microsecond // one port, simulated time: nothing to wait for
 	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
 	require.NoError(r.t, err)
 	sink := &uploader.Translator{Outbox: box, LocalUserID: "local",

@@ -48,22 +48,27 @@ func NewStore(db *bbolt.DB, outbox Sink, loc *time.Location, node string) (*Stor
 }
 
 // Commit stores the port's session (nil: it closed) and enqueues its events,
-// in one fsynced transaction.
+// in one fsynced transaction, and returns only once that is on disk.
+// Commits from ports polled at about the same moment share one transaction
+// (bbolt's Batch): one fsync for many ports instead of one each. Batch may
+// run the function again if a shared transaction fails, so it only writes
+// to the transaction.
 func (s *Store) Commit(port string, sess *Session, recs []Event) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	var data []byte
+	if sess != nil {
+		var err error
+		if data, err = json.Marshal(sess); err != nil {
+			return fmt.Errorf("store session of port %s: %w", port, err)
+		}
+	}
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		if sess == nil {
 			if err := b.Delete([]byte(port)); err != nil {
 				return err
 			}
-		} else {
-			data, err := json.Marshal(sess)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(port), data); err != nil {
-				return err
-			}
+		} else if err := b.Put([]byte(port), data); err != nil {
+			return err
 		}
 		for _, r := range recs {
 			if err := s.outbox.EnqueueTx(tx, port, r); err != nil {

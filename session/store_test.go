@@ -1,7 +1,9 @@
 package session_test
 
 import (
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,4 +64,53 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 	assert.EqualValues(t, 42, pending[0].Record.QuantityWh)
 	assert.Equal(t, uploader.StateFinished, pending[0].Record.State)
 	assert.Equal(t, "D1", pending[0].Record.DeviceNo)
+}
+
+// Ports committing at the same moment share transactions; every session and
+// every event is on disk when Commit returns, and survives a reopen.
+func TestConcurrentCommitsAllLand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	require.NoError(t, err)
+	ports := map[string]uploader.Port{}
+	for i := 0; i < 64; i++ {
+		ports[fmt.Sprintf("P%d/1", i)] = uploader.Port{DeviceNo: fmt.Sprintf("P%d", i), PortNo: "1", EnergyCode: "CN_AC"}
+	}
+	st, err := session.NewStore(db, &uploader.Translator{Outbox: box, Ports: ports, LocalUserID: "u"}, time.UTC, "")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("P%d/1", i)
+			for k := 1; k <= 5; k++ {
+				s := &session.Session{Order: fmt.Sprintf("O%d", i), Periods: map[string]*session.Billed{}}
+				s.Energy.CountedMWh = int64(k * 1000)
+				var evs []session.Event
+				if k == 5 {
+					evs = []session.Event{{Kind: session.EventClosed, Reason: session.ReasonCompleted, Order: s.Order, QuantityWh: 5}}
+					s = nil // closed: removed with its bill in the same transaction
+				}
+				assert.NoError(t, st.Commit(key, s, evs))
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, db.Close())
+	db, err = bbolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	box, err = uploader.NewOutbox(db, 0, zerolog.Nop())
+	require.NoError(t, err)
+	st, err = session.NewStore(db, &uploader.Translator{Outbox: box, Ports: ports}, time.UTC, "")
+	require.NoError(t, err)
+	open, err := st.Open()
+	require.NoError(t, err)
+	assert.Empty(t, open, "every session closed")
+	pending, _, _, err := box.List(false)
+	require.NoError(t, err)
+	assert.Len(t, pending, 64, "every bill")
 }

@@ -62,7 +62,9 @@ func (p *Pile) noteLocked(kind string) int64 {
 }
 
 // Get serves a register read with the energy integrated up to this instant
-// (a Slave's Source): the read and its log entry are one atomic step.
+// (a Slave's Source): the read and its log entry are one atomic step. Only a
+// read that covers the energy register is logged: a profile read in several
+// blocks takes its energy from that one.
 func (p *Pile) Get(fc uint8, addr, n uint16) ([]uint16, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -70,7 +72,9 @@ func (p *Pile) Get(fc uint8, addr, n uint16) ([]uint16, bool) {
 	if err := p.publishLocked(); err != nil {
 		return nil, false
 	}
-	p.noteLocked("read")
+	if f := p.profile.Fields["energy"]; f != nil && f.FC == fc && f.Addr >= addr && uint32(f.Addr) < uint32(addr)+uint32(n) {
+		p.noteLocked("read")
+	}
 	return p.bank.Get(fc, addr, n)
 }
 
