@@ -93,6 +93,8 @@ func TestOutboxAcrossKillAndCLI(t *testing.T) {
 	defer cancel()
 	go s.charging(ctx)
 	start := s.meterWh()
+	s.set(meter.StatusStarting, 0, 0) // the session's first reading, before any energy flows
+	time.Sleep(500 * time.Millisecond)
 	s.set(meter.StatusCharging, 60000, 0)
 	time.Sleep(1500 * time.Millisecond)
 	s.set(meter.StatusFinished, 0, 3)
