@@ -43,5 +43,5 @@ func TestMeterOnlyBaseline(t *testing.T) {
 
 func TestRegisters(t *testing.T) {
 	assert.EqualValues(t, 1_230_000, Step(10_000)(1_239_999))
-	assert.EqualValues(t, 100_000_000_000, Float32KWh(1)(100_000_003_000), "float32 at 100 000 kWh steps 7.8 Wh")
+	assert.EqualValues(t, int64(100_000_000_000), Float32KWh(1)(100_000_003_000), "float32 at 100 000 kWh steps 7.8 Wh")
 }
