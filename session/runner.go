@@ -55,7 +55,8 @@ type Port struct {
 // portLoop is the runner's state for one port between polls.
 type portLoop struct {
 	begun     bool
-	ref       time.Time // wall and monotonic at the start, to measure a clock jump
+	log       zerolog.Logger // the runner's, with the port
+	ref       time.Time      // wall and monotonic at the start, to measure a clock jump
 	believed  bool
 	pending   []Event   // events not yet committed
 	stored    time.Time // when the session was last stored
@@ -120,11 +121,11 @@ func (r *Runner) Run(ctx context.Context, p *Port) {
 // simulation calls it with simulated time.
 func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	l := &p.loop
-	log := r.log.With().Str("port", p.Key).Logger()
 	if !l.begun {
 		l.begun, l.ref, l.believed = true, now, r.clock.Believed(now)
+		l.log = r.log.With().Str("port", p.Key).Logger() // once: Step is the poll loop
 		if !l.believed {
-			log.Warn().Time("clock", now).Msg("clock not believed yet: session times stay provisional until it is")
+			l.log.Warn().Time("clock", now).Msg("clock not believed yet: session times stay provisional until it is")
 			p.Machine.ClockUnsettled()
 		}
 		if s := p.Machine.Session(); s != nil {
@@ -135,7 +136,7 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	if !l.believed && r.clock.Believed(now) {
 		l.believed = true
 		jump := now.Round(0).Sub(l.ref.Round(0)) - now.Sub(l.ref)
-		log.Info().Dur("jump", jump).Msg("clock believed now")
+		l.log.Info().Dur("jump", jump).Msg("clock believed now")
 		dirty = p.Machine.ClockSettled(jump)
 	}
 	reading, err := p.Poller.Poll(ctx, now)
@@ -151,7 +152,7 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	due := now.Sub(l.stored) >= p.PersistEvery
 	if len(l.pending) > 0 || dirty || order != l.lastOrder || (changed && due) {
 		if cerr := r.store.Commit(p.Key, sess, l.pending); cerr != nil {
-			log.Error().Err(cerr).Int("events_waiting", len(l.pending)).Msg("commit failed; will retry")
+			l.log.Error().Err(cerr).Int("events_waiting", len(l.pending)).Msg("commit failed; will retry")
 		} else {
 			l.pending, l.stored, l.lastOrder = nil, now, order
 		}

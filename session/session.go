@@ -67,9 +67,6 @@ func (s *Session) Fees() (energyFen, serviceFen int64) {
 	return b.EnergyFen, b.ServiceFen
 }
 
-// LastIncrease is when the register last showed more energy.
-func (s *Session) LastIncrease() time.Time { return s.Energy.ChangedAt }
-
 // settle shifts the stamps made before the clock was believed by jump.
 func (s *Session) settle(jump time.Duration) {
 	if s.Provisional {

@@ -179,9 +179,7 @@ type Counts struct {
 // Counts reads the pending and parked totals and the oldest of each.
 func (o *Outbox) Counts() (c Counts, err error) {
 	err = o.db.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketOutMeta).Get(keyCount); len(v) == 8 {
-			c.Pending = int64(binary.BigEndian.Uint64(v))
-		}
+		c.Pending = pendingTx(tx)
 		parked := tx.Bucket(bucketParked)
 		c.Parked = int64(parked.Stats().KeyN)
 		oldest := func(b *bbolt.Bucket) (time.Time, error) {
@@ -315,10 +313,16 @@ func pruneClosed(b *bbolt.Bucket) error {
 // Pending counts the records waiting for delivery.
 func (o *Outbox) Pending() (n int64) {
 	_ = o.db.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketOutMeta).Get(keyCount); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
-		}
+		n = pendingTx(tx)
 		return nil
 	})
 	return n
+}
+
+// pendingTx is the pending count kept in the meta bucket.
+func pendingTx(tx *bbolt.Tx) int64 {
+	if v := tx.Bucket(bucketOutMeta).Get(keyCount); len(v) == 8 {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	return 0
 }
