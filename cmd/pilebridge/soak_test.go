@@ -534,13 +534,14 @@ func (s *soak) candidates(p *soakPort, ss []billcheck.Session, reads []billcheck
 			near = near[:6]
 		}
 		// Meter-only: start_for is timed by the bridge from when a poll
-		// began, here from when the pile served it, a few ms later; the
-		// boundary is only defined to within one poll.
+		// began, here from when the pile served it, a few ms later or
+		// earlier; the boundary is only defined to within a poll either way.
 		rules := []billcheck.Rules{p.rules}
 		if !p.isPile {
-			late := p.rules
+			early, late := p.rules, p.rules
+			early.StartFor -= 100 * time.Millisecond
 			late.StartFor += 250 * time.Millisecond
-			rules = append(rules, late)
+			rules = append(rules, early, late)
 		}
 		for mask := 0; mask < 1<<len(near); mask++ {
 			drop := map[int64]bool{}
