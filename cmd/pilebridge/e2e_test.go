@@ -245,6 +245,8 @@ func TestKillNineMidSession(t *testing.T) {
 	defer cancel()
 	go s.charging(ctx)
 	start := s.meterWh()
+	s.set(meter.StatusStarting, 0, 0) // the session's first reading, before any energy flows
+	time.Sleep(500 * time.Millisecond)
 	s.set(meter.StatusCharging, 90000, 0)
 	s.waitFor("charging seen", 10*time.Second, func() bool { return len(s.bills()) >= 2 })
 	_ = b.stop(syscall.SIGKILL)
