@@ -107,7 +107,9 @@ func openDB(dataDir string, wait time.Duration) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	path := filepath.Join(dataDir, "pilebridge.db")
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait})
+	opts := session.BoltOptions()
+	opts.Timeout = wait
+	db, err := bbolt.Open(path, 0o600, opts)
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("%s is in use (is the daemon running?): %w", path, err)
