@@ -32,6 +32,8 @@ type portView struct {
 	FaultText  string            `json:"fault,omitempty"`
 	Error      string            `json:"poll_error,omitempty"`
 	UpdatedAt  time.Time         `json:"updated_at"`
+
+	reported bool // its pile's device/sync report has seen this port
 }
 
 // statusBoard keeps the latest view of every port and feeds device/sync.
@@ -56,6 +58,7 @@ func (s *statusBoard) addPort(key string, p config.Pile, pt config.Port) {
 func (s *statusBoard) observe(key string, st session.PortState, sess *session.Session, r meter.Reading, err error) {
 	s.mu.Lock()
 	v := s.ports[key]
+	was, wasFault := v.State, v.FaultText
 	v.State, v.UpdatedAt, v.Error = st, time.Now().UTC(), ""
 	if err != nil {
 		v.Error = err.Error()
@@ -66,6 +69,11 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 	if sess != nil {
 		v.Order, v.QuantityWh = sess.Order, sess.QuantityWh()
 	}
+	if v.reported && v.State == was && v.FaultText == wasFault {
+		s.mu.Unlock() // the report depends on nothing else: build it only on a change
+		return
+	}
+	v.reported = true
 	dev := s.deviceLocked(v.Pile)
 	s.mu.Unlock()
 	s.devsync.Update(dev)
