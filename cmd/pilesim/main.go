@@ -28,6 +28,8 @@ usage:
   pilesim serve [--link PATH] [--tcp ADDR] [--rtutcp ADDR] [--profile NAME] [--slaves 1,2] [script flags]
   pilesim platform --listen ADDR --app-id ID --app-secret SECRET [--log FILE]
   pilesim demo --bridge BIN --config FILE     stand-in + simulator + bridge, one session, then exit
+  pilesim scale --bridge BIN [--lines 16] [--slaves 16] [--idle 45s] [--charge 45s]
+                                              the bridge at station size: CPU, RSS, device bytes, bills
 `
 
 func main() {
@@ -47,6 +49,8 @@ func main() {
 		err = cmdPlatform(ctx, args, log)
 	case "demo":
 		err = cmdDemo(ctx, args, os.Stdout, log)
+	case "scale":
+		err = cmdScale(ctx, args, os.Stdout, log)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

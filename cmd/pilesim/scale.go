@@ -1,0 +1,546 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"pilebridge/internal/blockdev"
+	"pilebridge/meter"
+	"pilebridge/simulator"
+)
+
+// The targets of issue 11, for this machine (docs/bench.md).
+const (
+	targetCPUPct      = 1.0
+	targetDeviceBps   = 300_000
+	targetRSSBytes    = 30_000_000
+	targetExchPerPoll = 1.00
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
+// on every Linux architecture the bridge runs on.
+const clockTicks = 100
+
+type scaleOpts struct {
+	bridge, profile, work      string
+	lines, slaves              int
+	poll, idle, charge, settle time.Duration
+	powerW                     int64
+}
+
+// cmdScale measures the bridge at station size: lines × slaves simulated
+// piles on Modbus TCP loopback lines, the platform stand-in, and the bridge
+// as a child with its data on a block device of its own. It measures an
+// idle phase and an all-charging phase, then stops every session and checks
+// each final bill against its meter.
+func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Logger) error {
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	var o scaleOpts
+	fs.StringVar(&o.bridge, "bridge", "./dist/pilebridge", "pilebridge binary")
+	fs.StringVar(&o.profile, "profile", "ref-ac", "profile of every pile")
+	fs.StringVar(&o.work, "work", "", "work directory (default: a new temporary one)")
+	fs.IntVar(&o.lines, "lines", 16, "Modbus TCP lines (gateways)")
+	fs.IntVar(&o.slaves, "slaves", 16, "piles per line")
+	fs.DurationVar(&o.poll, "poll", time.Second, "bridge poll_interval")
+	fs.DurationVar(&o.idle, "idle", 45*time.Second, "idle phase measured")
+	fs.DurationVar(&o.charge, "charge", 45*time.Second, "charging phase measured")
+	fs.DurationVar(&o.settle, "settle", 10*time.Second, "unmeasured time before each phase")
+	fs.Int64Var(&o.powerW, "power", 7000, "charging power per pile, W")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.lines < 1 || o.slaves < 1 || o.slaves > 247 {
+		return fmt.Errorf("scale: --lines ≥ 1 and 1 ≤ --slaves ≤ 247")
+	}
+	work := o.work
+	if work == "" {
+		var err error
+		if work, err = os.MkdirTemp("", "pilebridge-scale-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	}
+
+	// Storage: an ext4 image of its own, so the device's counters hold only
+	// the bridge's writes; without root, the device under work, shared.
+	dataDir, dev, devNote := filepath.Join(work, "data"), blockdev.Device{}, ""
+	if l, err := blockdev.MountLoop(ctx, work, 512); err == nil {
+		defer func() {
+			if err := l.Close(); err != nil {
+				log.Error().Err(err).Msg("unmount the bench image")
+			}
+		}()
+		dataDir, dev, devNote = filepath.Join(l.Dir, "data"), l.Device, "ext4 image on "+l.Device.Name+", journal included"
+	} else if dev, err = blockdev.Of(work); err == nil {
+		devNote = dev.Name + ", shared with the rest of the machine (no loop device: " + err.Error() + ")"
+	} else {
+		devNote = "not measured: " + err.Error()
+	}
+
+	rig, err := newScaleRig(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer rig.close()
+
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(work, "bridge.yaml")
+	if err := os.WriteFile(cfgPath, rig.config(dataDir, listen, o.poll), 0o600); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(work, "bridge.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(o.bridge, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start bridge: %w", err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	ports := o.lines * o.slaves
+	fmt.Fprintf(out, "scale: %d lines × %d piles = %d ports over Modbus TCP loopback, %s, poll %s, bridge pid %d\n",
+		o.lines, o.slaves, ports, o.profile, o.poll, cmd.Process.Pid)
+	fmt.Fprintf(out, "scale: data on %s\n", devNote)
+
+	m := &meas{pid: cmd.Process.Pid, dev: dev, metrics: "http://" + listen + "/metrics", ports: ports}
+	if err := waitUntil(ctx, 30*time.Second, func() bool { n, _ := m.exchanges(); return n >= float64(ports) }); err != nil {
+		return fmt.Errorf("bridge did not poll every port: %w (log: %s)", err, logFile.Name())
+	}
+
+	if err := sleepCtx(ctx, o.settle); err != nil {
+		return err
+	}
+	idle, err := m.window(ctx, o.idle)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "scale: idle measured; starting %d sessions\n", ports)
+
+	if err := rig.startAll(ctx, o.powerW); err != nil {
+		return err
+	}
+	if err := sleepCtx(ctx, o.settle); err != nil {
+		return err
+	}
+	charging, err := m.window(ctx, o.charge)
+	if err != nil {
+		return err
+	}
+	rss, err := peakRSS(m.pid)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "scale: charging measured; stopping every session\n")
+	exact, err := rig.stopAll(ctx)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\n| phase | bridge CPU, %% of one core | device bytes/s | device KiB per port per reading | exchanges per pile per poll |\n|---|---|---|---|---|\n")
+	for _, r := range []struct {
+		name string
+		w    window
+	}{{"idle", idle}, {"all charging", charging}} {
+		perReading := "–"
+		if r.name != "idle" {
+			perReading = fmt.Sprintf("%.2f", r.w.deviceBps*o.poll.Seconds()/float64(ports)/1024)
+		}
+		fmt.Fprintf(out, "| %s | %.2f | %s | %s | %.2f |\n", r.name, r.w.cpuPct, bytesPerSec(r.w.deviceBps, dev), perReading, r.w.exchPerPoll(o.poll))
+	}
+	fmt.Fprintf(out, "\npeak RSS %.1f MB; bills: %d of %d finals equal to their meter's delta\n\n", float64(rss)/1e6, exact, ports)
+
+	var missed []string
+	check := func(ok bool, what string) {
+		verdict := "met"
+		if !ok {
+			verdict, missed = "MISSED", append(missed, what)
+		}
+		fmt.Fprintf(out, "target %-44s %s\n", what+":", verdict)
+	}
+	check(charging.cpuPct <= targetCPUPct, fmt.Sprintf("CPU all charging ≤ %.0f %%", targetCPUPct))
+	if dev.Name != "" {
+		check(charging.deviceBps <= targetDeviceBps, "device all charging ≤ 0.3 MB/s")
+	}
+	check(rss <= targetRSSBytes, "peak RSS ≤ 30 MB")
+	check(idle.exchPerPoll(o.poll) >= targetExchPerPoll-0.01 && charging.exchPerPoll(o.poll) >= targetExchPerPoll-0.01 &&
+		charging.exchPerPoll(o.poll) <= targetExchPerPoll+0.01, "exchanges per pile poll 1.00")
+	if exact != ports {
+		return fmt.Errorf("%d of %d bills differ from their meter", ports-exact, ports)
+	}
+	if len(missed) > 0 {
+		return fmt.Errorf("missed: %s", strings.Join(missed, "; "))
+	}
+	return nil
+}
+
+func bytesPerSec(v float64, dev blockdev.Device) string {
+	if dev.Name == "" {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// scaleRig is the simulated station: lines of piles and the stand-in.
+type scaleRig struct {
+	lines   []net.Listener
+	piles   [][]*simulator.Pile
+	startWh [][]int64
+	plat    *simulator.Platform
+	http    *http.Server
+	platURL string
+	profile string
+}
+
+func newScaleRig(ctx context.Context, o scaleOpts, log zerolog.Logger) (*scaleRig, error) {
+	reg, err := meter.LoadRegistry("")
+	if err != nil {
+		return nil, err
+	}
+	prof, err := reg.Get(o.profile)
+	if err != nil {
+		return nil, err
+	}
+	r := &scaleRig{profile: o.profile}
+	for i := 0; i < o.lines; i++ {
+		srv := simulator.NewServer(log.Level(zerolog.WarnLevel))
+		var row []*simulator.Pile
+		for s := 1; s <= o.slaves; s++ {
+			sl := srv.AddSlave(uint8(s))
+			p, err := simulator.NewPile(prof, meter.Ratios{}, sl.Bank, int64(100_000*(i+1)+s))
+			if err != nil {
+				return nil, err
+			}
+			sl.Source = p // energy integrated at the instant of each read
+			row = append(row, p)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+		go srv.ServeTCP(ln, false)
+		r.lines, r.piles = append(r.lines, ln), append(r.piles, row)
+	}
+	if r.plat, err = simulator.NewPlatform("op_scale", "scale-secret", ""); err != nil {
+		r.close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	r.http = &http.Server{Handler: r.plat, ReadHeaderTimeout: 5 * time.Second}
+	go r.http.Serve(ln)
+	r.platURL = "http://" + ln.Addr().String()
+	return r, nil
+}
+
+func (r *scaleRig) close() {
+	for _, ln := range r.lines {
+		ln.Close()
+	}
+	if r.http != nil {
+		r.http.Close()
+	}
+	if r.plat != nil {
+		r.plat.Close()
+	}
+}
+
+// config is the bridge's: one TCP bus per line, one pile of one port per
+// slave, the defaults for everything that is measured (persist_interval 0:
+// every reading stored).
+func (r *scaleRig) config(dataDir, listen string, poll time.Duration) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `station_uuid: scale-station
+data_dir: %s
+listen: %s
+poll_interval: %s
+log: {level: warn, format: json}
+platform:
+  base_url: %s
+  app_id: op_scale
+  app_secret: scale-secret
+tariff:
+  time_zone: Asia/Shanghai
+  periods:
+    - {start: "00:00", end: "24:00", type: flat, electricity: "0.6500", service: "0.6000"}
+buses:
+`, dataDir, listen, poll, r.platURL)
+	for i, ln := range r.lines {
+		fmt.Fprintf(&b, "  - {name: gw%02d, device: \"tcp://%s\", timeout: 500ms}\n", i+1, ln.Addr())
+	}
+	b.WriteString("piles:\n")
+	for i, row := range r.piles {
+		for s := range row {
+			fmt.Fprintf(&b, "  - {device_no: SCALE%02d%03d, energy_code: CN_AC, bus: gw%02d, rated_power_w: 22000, ports: [{port_no: \"1\", slave: %d, profile: %s}]}\n",
+				i+1, s+1, i+1, s+1, r.profile)
+		}
+	}
+	return b.Bytes()
+}
+
+func (r *scaleRig) each(f func(i, s int, p *simulator.Pile) error) error {
+	for i, row := range r.piles {
+		for s, p := range row {
+			if err := f(i, s, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startAll plugs every pile in, starts it and sets it charging.
+func (r *scaleRig) startAll(ctx context.Context, powerW int64) error {
+	r.startWh = make([][]int64, len(r.piles))
+	err := r.each(func(i, s int, p *simulator.Pile) error {
+		wh, err := p.MeterWh()
+		r.startWh[i] = append(r.startWh[i], wh)
+		if err != nil {
+			return err
+		}
+		return p.Update(func(m *meter.Reading) {
+			m.Status, m.VIN = meter.StatusPlugged, fmt.Sprintf("LSCALE%02d%03d000000", i+1, s+1)
+		})
+	})
+	if err != nil {
+		return err
+	}
+	steps := []func(m *meter.Reading){
+		func(m *meter.Reading) { m.Status, m.SessionCount = meter.StatusStarting, m.SessionCount+1 },
+		func(m *meter.Reading) {
+			m.Status, m.PowerW = meter.StatusCharging, powerW
+			m.CurrentCA = powerW * 1000 / max(m.VoltageDV, 1)
+		},
+	}
+	for _, step := range steps {
+		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+			return err
+		}
+		if err := r.each(func(_, _ int, p *simulator.Pile) error { return p.Update(step) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopAll finishes every session and waits for the finals; it returns how
+// many equal their meter's delta (what the register shows, truncated to its
+// step, end minus start).
+func (r *scaleRig) stopAll(ctx context.Context) (exact int, err error) {
+	if err := r.each(func(_, _ int, p *simulator.Pile) error {
+		return p.Update(func(m *meter.Reading) { m.Status, m.PowerW, m.CurrentCA, m.StopCode = meter.StatusFinished, 0, 0, 2 })
+	}); err != nil {
+		return 0, err
+	}
+	want := map[string]int64{}
+	if err := r.each(func(i, s int, p *simulator.Pile) error {
+		wh, err := p.MeterWh()
+		want[fmt.Sprintf("SCALE%02d%03d", i+1, s+1)] = wh - r.startWh[i][s]
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	finals := map[string]int64{}
+	err = waitUntil(ctx, 90*time.Second, func() bool {
+		for _, rec := range r.plat.Received(simulator.PathReplenish) {
+			var m struct {
+				DeviceNo string  `json:"device_no"`
+				State    int     `json:"state"`
+				Quantity float64 `json:"quantity"`
+			}
+			if json.Unmarshal(rec.Body, &m) == nil && m.State == 3 {
+				finals[m.DeviceNo] = int64(m.Quantity)
+			}
+		}
+		return len(finals) == len(want)
+	})
+	for dev, wh := range want {
+		if q, ok := finals[dev]; ok && q == wh {
+			exact++
+		}
+	}
+	if err != nil {
+		return exact, fmt.Errorf("%d of %d finals arrived: %w", len(finals), len(want), err)
+	}
+	return exact, nil
+}
+
+// meas reads the bridge's figures: CPU from /proc, exchanges from its
+// metrics, bytes from the block device.
+type meas struct {
+	pid     int
+	dev     blockdev.Device
+	metrics string
+	ports   int
+}
+
+type window struct {
+	seconds, cpuPct, deviceBps, exchPerPileSec float64
+}
+
+func (w window) exchPerPoll(poll time.Duration) float64 { return w.exchPerPileSec * poll.Seconds() }
+
+func (m *meas) window(ctx context.Context, d time.Duration) (window, error) {
+	cpu0, err := cpuTicks(m.pid)
+	if err != nil {
+		return window{}, err
+	}
+	ex0, err := m.exchanges()
+	if err != nil {
+		return window{}, err
+	}
+	var dev0 int64
+	if m.dev.Name != "" {
+		if dev0, err = m.dev.Written(); err != nil {
+			return window{}, err
+		}
+	}
+	t0 := time.Now()
+	if err := sleepCtx(ctx, d); err != nil {
+		return window{}, err
+	}
+	cpu1, err := cpuTicks(m.pid)
+	if err != nil {
+		return window{}, err
+	}
+	ex1, err := m.exchanges()
+	if err != nil {
+		return window{}, err
+	}
+	w := window{seconds: time.Since(t0).Seconds()}
+	if m.dev.Name != "" {
+		dev1, err := m.dev.Written()
+		if err != nil {
+			return window{}, err
+		}
+		w.deviceBps = float64(dev1-dev0) / w.seconds
+	}
+	w.cpuPct = 100 * float64(cpu1-cpu0) / clockTicks / w.seconds
+	w.exchPerPileSec = (ex1 - ex0) / float64(m.ports) / w.seconds
+	return w, nil
+}
+
+// exchanges sums pilebridge_modbus_exchanges_total with outcome="ok".
+func (m *meas) exchanges() (float64, error) {
+	resp, err := http.Get(m.metrics)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "pilebridge_modbus_exchanges_total{") || !strings.Contains(line, `outcome="ok"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		sum += v
+	}
+	return sum, sc.Err()
+}
+
+// cpuTicks is utime+stime of pid (fields 14 and 15 of /proc/PID/stat,
+// counted after the parenthesised command name, which may hold spaces).
+func cpuTicks(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return u + s, nil
+}
+
+// peakRSS is VmHWM of pid, in bytes.
+func peakRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmHWM %q: %w", v, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func waitUntil(ctx context.Context, limit time.Duration, ok func() bool) error {
+	end := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(end) {
+			return fmt.Errorf("not within %s", limit)
+		}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
