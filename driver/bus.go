@@ -126,7 +126,16 @@ func New(cfg Config, log zerolog.Logger) (*Bus, error) {
 		if p.Baud <= 0 {
 			return nil, fmt.Errorf("bus %s: baud %d must be positive", cfg.Name, p.Baud)
 		}
-		tr.open = func() (link, error) { return openSerial(p) }
+		tuner := newLatencyTuner()
+		tr.open = func() (link, error) {
+			// on every open: a replugged adapter starts at its default again
+			if did, err := tuner.tune(p.Device, p.LowLatency); err != nil {
+				b.log.Warn().Err(err).Str("device", p.Device).Str("low_latency", string(p.LowLatency)).Msg("low latency not set")
+			} else {
+				b.log.Info().Str("device", p.Device).Str("low_latency", string(p.LowLatency)).Str("result", did).Msg("low latency")
+			}
+			return openSerial(p)
+		}
 		tr.silence = silenceFor(p.Baud)
 	}
 	b.tr = tr

@@ -32,6 +32,8 @@ type SerialParams struct {
 	DataBits int
 	Parity   string // "N", "E" or "O"
 	StopBits int    // 1 or 2
+	// LowLatency: ask a USB adapter not to hold received bytes (latency.go).
+	LowLatency LowLatency
 }
 
 func (p SerialParams) mode() (*serial.Mode, error) {

@@ -181,7 +181,7 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 	for _, b := range cfg.Buses {
 		dc := driver.Config{
 			Name: b.Name, Device: b.Device,
-			Serial:  driver.SerialParams{Baud: b.Baud, DataBits: b.DataBits, Parity: b.Parity, StopBits: b.StopBits},
+			Serial:  driver.SerialParams{Baud: b.Baud, DataBits: b.DataBits, Parity: b.Parity, StopBits: b.StopBits, LowLatency: driver.LowLatency(b.LowLatency)},
 			Default: driver.SlavePolicy{Timeout: b.Timeout, Retries: b.Retries, SwitchGap: b.SwitchGap},
 			Slaves:  map[uint8]driver.SlavePolicy{},
 		}

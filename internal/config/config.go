@@ -116,6 +116,9 @@ type Bus struct {
 	Timeout   time.Duration `yaml:"timeout"`
 	Retries   int           `yaml:"retries"`
 	SwitchGap time.Duration `yaml:"switch_gap"`
+	// LowLatency: auto, on or off (driver.LowLatency). USB adapters with a
+	// latency timer hold received bytes up to 16 ms unless it is lowered.
+	LowLatency string `yaml:"low_latency"`
 }
 
 // Pile is one charging pile.
@@ -348,6 +351,9 @@ func (c *Config) defaults() {
 		if b.StopBits == 0 {
 			b.StopBits = 1
 		}
+		if b.LowLatency == "" {
+			b.LowLatency = "auto"
+		}
 		def(&b.Timeout, 500*time.Millisecond)
 	}
 	for i := range c.Piles {
@@ -573,6 +579,15 @@ func (c *Config) checkBuses(ck *checker) map[string]bool {
 		}
 		if b.SwitchGap < 0 || b.SwitchGap > time.Second {
 			ck.bad(key+".switch_gap", "%v: want 0..1s", b.SwitchGap)
+		}
+		switch b.LowLatency {
+		case "auto", "off":
+		case "on":
+			if strings.Contains(b.Device, "://") {
+				ck.bad(key+".low_latency", "on: applies to serial devices, not to %s", b.Device)
+			}
+		default:
+			ck.bad(key+".low_latency", "%q: want auto, on or off", b.LowLatency)
 		}
 	}
 	return buses

@@ -96,6 +96,8 @@ func TestMoreMistakesNameTheirKey(t *testing.T) {
 		{"device: /dev/ttyUSB0}]", "device: /dev/ttyUSB0}, {name: l2, device: /dev/ttyUSB0}]", "buses[1].device"},
 		{"device: /dev/ttyUSB0}]", "device: /dev/ttyUSB0}, {name: l2, device: '/dev/../dev/ttyUSB0'}]", "buses[1].device"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, switch_gap: -1s", "buses[0].switch_gap"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, low_latency: yes", "buses[0].low_latency"},
+		{"device: /dev/ttyUSB0", "device: 'tcp://10.0.0.5:502', low_latency: on", "buses[0].low_latency"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, retries: 9", "buses[0].retries"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, data_bits: 5", "buses[0].data_bits"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, timeout: 500", "buses[0].timeout"},
