@@ -51,6 +51,8 @@ func main() {
 		err = cmdDemo(ctx, args, os.Stdout, log)
 	case "scale":
 		err = cmdScale(ctx, args, os.Stdout, log)
+	case "floor": // run by scale
+		err = cmdFloor(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

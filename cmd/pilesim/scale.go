@@ -21,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"pilebridge/driver"
 	"pilebridge/internal/blockdev"
 	"pilebridge/meter"
 	"pilebridge/simulator"
@@ -118,10 +119,15 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start bridge: %w", err)
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
+	bridgeDone := false
+	stopBridge := func() {
+		if !bridgeDone {
+			bridgeDone = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+	}
+	defer stopBridge()
 	ports := o.lines * o.slaves
 	fmt.Fprintf(out, "scale: %d lines × %d piles = %d ports over Modbus TCP loopback, %s, poll %s, bridge pid %d\n",
 		o.lines, o.slaves, ports, o.profile, o.poll, cmd.Process.Pid)
@@ -160,6 +166,12 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 	if err != nil {
 		return err
 	}
+	stopBridge()
+	fmt.Fprintf(out, "scale: bridge stopped; measuring the I/O floor\n")
+	floor, err := rig.floor(ctx, o)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
 
 	fmt.Fprintf(out, "\n| phase | bridge CPU, %% of one core | device bytes/s | device KiB per port per reading | exchanges per pile per poll |\n|---|---|---|---|---|\n")
 	for _, r := range []struct {
@@ -172,7 +184,9 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 		}
 		fmt.Fprintf(out, "| %s | %.2f | %s | %s | %.2f |\n", r.name, r.w.cpuPct, bytesPerSec(r.w.deviceBps, dev), perReading, r.w.exchPerPoll(o.poll))
 	}
-	fmt.Fprintf(out, "\npeak RSS %.1f MB; bills: %d of %d finals equal to their meter's delta\n\n", float64(rss)/1e6, exact, ports)
+	fmt.Fprintf(out, "\npeak RSS %.1f MB; bills: %d of %d finals equal to their meter's delta\n", float64(rss)/1e6, exact, ports)
+	fmt.Fprintf(out, "I/O floor: %.2f %% of one core for the same reads on the same lines by a bare client (pilesim floor: no decoding, sessions, storage or metrics); the bridge above it: %.2f %% idle, %.2f %% charging\n\n",
+		floor, idle.cpuPct-floor, charging.cpuPct-floor)
 
 	var missed []string
 	check := func(ok bool, what string) {
@@ -205,6 +219,45 @@ func bytesPerSec(v float64, dev blockdev.Device) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
+// floor runs `pilesim floor` against the rig's lines for the idle window
+// and returns its CPU, % of one core.
+func (r *scaleRig) floor(ctx context.Context, o scaleOpts) (float64, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	args := []string{"floor", "--slaves", strconv.Itoa(o.slaves), "--fc", strconv.Itoa(int(r.block.FC)),
+		"--addr", strconv.Itoa(int(r.block.Addr)), "--qty", strconv.Itoa(int(r.block.Count)), "--interval", o.poll.String()}
+	for _, ln := range r.lines {
+		args = append(args, ln.Addr().String())
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	if err := sleepCtx(ctx, 3*time.Second); err != nil {
+		return 0, err
+	}
+	t0, err := cpuTicks(cmd.Process.Pid)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := sleepCtx(ctx, o.idle); err != nil {
+		return 0, err
+	}
+	t1, err := cpuTicks(cmd.Process.Pid)
+	if err != nil {
+		return 0, fmt.Errorf("the floor client stopped: %w", err)
+	}
+	return 100 * float64(t1-t0) / clockTicks / time.Since(start).Seconds(), nil
+}
+
 // scaleRig is the simulated station: lines of piles and the stand-in.
 type scaleRig struct {
 	lines   []net.Listener
@@ -214,6 +267,7 @@ type scaleRig struct {
 	http    *http.Server
 	platURL string
 	profile string
+	block   driver.Block // the profile's first read, for the floor
 }
 
 func newScaleRig(ctx context.Context, o scaleOpts, log zerolog.Logger) (*scaleRig, error) {
@@ -225,7 +279,10 @@ func newScaleRig(ctx context.Context, o scaleOpts, log zerolog.Logger) (*scaleRi
 	if err != nil {
 		return nil, err
 	}
-	r := &scaleRig{profile: o.profile}
+	if len(prof.Blocks()) == 0 {
+		return nil, fmt.Errorf("profile %s reads nothing", o.profile)
+	}
+	r := &scaleRig{profile: o.profile, block: prof.Blocks()[0]}
 	for i := 0; i < o.lines; i++ {
 		srv := simulator.NewServer(log.Level(zerolog.WarnLevel))
 		var row []*simulator.Pile
