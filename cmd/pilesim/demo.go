@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
 
 	"pilebridge/internal/config"
 	"pilebridge/simulator"
@@ -39,7 +41,20 @@ func cmdDemo(ctx context.Context, args []string, out io.Writer, log zerolog.Logg
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	// The demo runs in a directory of its own with free ports: the data_dir,
+	// listen address, stand-in and line of the config are replaced, so a
+	// real config's data (unsent bills) is never touched and two demos on
+	// one host do not collide.
+	work, err := os.MkdirTemp("", "pilebridge-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	cfgFile, err := demoConfig(*cfgPath, work)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		return err
 	}
@@ -49,9 +64,6 @@ func cmdDemo(ctx context.Context, args []string, out io.Writer, log zerolog.Logg
 	u, err := url.Parse(cfg.Platform.BaseURL)
 	if err != nil {
 		return fmt.Errorf("platform.base_url: %w", err)
-	}
-	if err := os.RemoveAll(cfg.DataDir); err != nil {
-		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *limit)
 	defer cancel()
@@ -82,7 +94,7 @@ func cmdDemo(ctx context.Context, args []string, out io.Writer, log zerolog.Logg
 		return err
 	}
 
-	cmd := exec.CommandContext(ctx, *bridge, "run", "--config", *cfgPath)
+	cmd := exec.CommandContext(ctx, *bridge, "run", "--config", cfgFile)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
@@ -138,4 +150,47 @@ wait:
 	}
 	fmt.Fprintln(out, "demo ok")
 	return nil
+}
+
+// demoConfig writes the config at path into work with its own data_dir,
+// listen address, stand-in address and serial line, and returns its path.
+func demoConfig(path, work string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	listen, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	stand, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	doc["data_dir"] = filepath.Join(work, "data")
+	doc["listen"] = listen
+	plat, _ := doc["platform"].(map[string]any)
+	if plat == nil {
+		return "", fmt.Errorf("%s: no platform section", path)
+	}
+	plat["base_url"] = "http://" + stand
+	buses, _ := doc["buses"].([]any)
+	if len(buses) == 0 {
+		return "", fmt.Errorf("%s: the demo needs one bus", path)
+	}
+	bus, _ := buses[0].(map[string]any)
+	if bus == nil {
+		return "", fmt.Errorf("%s: buses[0] is not a mapping", path)
+	}
+	bus["device"] = filepath.Join(work, "ttyV0")
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(work, "pilebridge.yaml")
+	return file, os.WriteFile(file, out, 0o600)
 }
