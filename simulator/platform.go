@@ -24,6 +24,7 @@ const (
 // PlatformFault makes the stand-in misbehave for the next N requests.
 type PlatformFault struct {
 	Path  string // only requests to this path ("" = any)
+	Match string // only requests whose body contains this ("" = any)
 	Kind  string // "1500", "500", "502", "slow", "garbage", "401"
 	Count int
 	Delay time.Duration // for slow
@@ -95,12 +96,12 @@ func (p *Platform) Received(path string) []Received {
 // Rejected counts requests answered with an error code.
 func (p *Platform) Rejected() int64 { return p.rejected.Load() }
 
-func (p *Platform) takeFault(path string) *PlatformFault {
+func (p *Platform) takeFault(path string, body []byte) *PlatformFault {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range p.faults {
 		f := &p.faults[i]
-		if f.Path != "" && f.Path != path {
+		if (f.Path != "" && f.Path != path) || (f.Match != "" && !bytes.Contains(body, []byte(f.Match))) {
 			continue
 		}
 		out := *f
@@ -164,7 +165,7 @@ func (p *Platform) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		p.write(w, http.StatusBadRequest, reply{Code: "400", Message: "unreadable body"})
 		return
 	}
-	if f := p.takeFault(req.URL.Path); f != nil {
+	if f := p.takeFault(req.URL.Path, body); f != nil {
 		switch f.Kind {
 		case "1500":
 			p.write(w, http.StatusOK, reply{Code: "1500", Message: "系统繁忙 (injected)"})

@@ -48,7 +48,7 @@ func NewOutbox(db *bbolt.DB, maxRecords int, log zerolog.Logger) (*Outbox, error
 		maxRecords = 100_000
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed} {
+		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed, bucketLedger} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -110,7 +110,8 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {
 			return err
 		}
 	}
-	data, err := json.Marshal(Entry{Seq: seq, Record: r, EnqueuedAt: time.Now().UTC()})
+	now := time.Now().UTC()
+	data, err := json.Marshal(Entry{Seq: seq, Record: r, EnqueuedAt: now})
 	if err != nil {
 		return err
 	}
@@ -122,8 +123,11 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {
 			return err
 		}
 	} else {
-		v := append(seqKey(seq), seqKey(uint64(time.Now().Unix()))...)
+		v := append(seqKey(seq), seqKey(uint64(now.Unix()))...)
 		if err := tx.Bucket(bucketClosed).Put([]byte(r.Order), v); err != nil {
+			return err
+		}
+		if err := ledgerPutTx(tx, LedgerEntry{Record: r, Status: LedgerPending, QueuedAt: now}); err != nil {
 			return err
 		}
 	}
@@ -241,6 +245,7 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 		parked, box, closed := tx.Bucket(bucketParked), tx.Bucket(bucketOutbox), tx.Bucket(bucketClosed)
 		type move struct {
 			key, val []byte
+			order    string
 			drop     bool
 		}
 		var moves []move
@@ -261,7 +266,7 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 			if err != nil {
 				return err
 			}
-			moves = append(moves, move{key: append([]byte(nil), k...), val: data})
+			moves = append(moves, move{key: append([]byte(nil), k...), val: data, order: e.Record.Order})
 			return nil
 		}); err != nil {
 			return err
@@ -275,6 +280,9 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 				continue
 			}
 			if err := box.Put(m.key, m.val); err != nil {
+				return err
+			}
+			if err := ledgerUpdateTx(tx, m.order, func(l *LedgerEntry) { l.Status, l.Reason = LedgerPending, "" }); err != nil {
 				return err
 			}
 			requeued++

@@ -114,11 +114,11 @@ func (s *Sender) Run(ctx context.Context) {
 			t.Stop()
 			continue
 		}
-		results := s.sendAll(ctx, batch)
+		results, answers := s.sendAll(ctx, batch)
 		if ctx.Err() != nil {
 			return // interrupted sends stay queued and go again after restart
 		}
-		if err := s.settle(batch, results); err != nil {
+		if err := s.settle(batch, results, answers); err != nil {
 			s.log.Error().Err(err).Msg("outbox update failed")
 			time.Sleep(time.Second)
 		}
@@ -154,8 +154,8 @@ func (s *Sender) pick(now time.Time) ([]Entry, time.Time, error) {
 	return batch, wake, err
 }
 
-func (s *Sender) sendAll(ctx context.Context, batch []Entry) []error {
-	results := make([]error, len(batch))
+func (s *Sender) sendAll(ctx context.Context, batch []Entry) ([]error, []Response) {
+	results, answers := make([]error, len(batch)), make([]Response, len(batch))
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
 	for w := 0; w < min(s.cfg.Workers, len(batch)); w++ {
@@ -167,17 +167,17 @@ func (s *Sender) sendAll(ctx context.Context, batch []Entry) []error {
 				if i >= len(batch) {
 					return
 				}
-				_, results[i] = s.out.SendRecord(ctx, batch[i].Record)
+				answers[i], results[i] = s.out.SendRecord(ctx, batch[i].Record)
 			}
 		}()
 	}
 	wg.Wait()
-	return results
+	return results, answers
 }
 
 // settle records the round's outcomes in one transaction; counters and
 // logs follow only once it is committed.
-func (s *Sender) settle(batch []Entry, results []error) error {
+func (s *Sender) settle(batch []Entry, results []error, answers []Response) error {
 	now := time.Now().UTC()
 	err := s.box.db.Update(func(tx *bbolt.Tx) error {
 		box := tx.Bucket(bucketOutbox)
@@ -197,6 +197,19 @@ func (s *Sender) settle(batch []Entry, results []error) error {
 				if err := moveOut(tx, dst, e, stillQueued); err != nil {
 					return err
 				}
+				if e.Record.Terminal() {
+					rejected, seqno := results[i] != nil, answers[i].Seqno
+					if err := ledgerUpdateTx(tx, e.Record.Order, func(l *LedgerEntry) {
+						l.Attempts, l.Reason = l.Attempts+1, e.LastError
+						if rejected {
+							l.Status = LedgerParked
+							return
+						}
+						l.Status, l.Seqno, l.DeliveredAt = LedgerDelivered, seqno, &now
+					}); err != nil {
+						return err
+					}
+				}
 				if stillQueued {
 					removed++
 				}
@@ -206,6 +219,11 @@ func (s *Sender) settle(batch []Entry, results []error) error {
 					e.NextAttempt = now.Add(s.backoff(e.Attempts))
 				}
 				batch[i].NextAttempt = e.NextAttempt
+				if e.Record.Terminal() {
+					if err := ledgerUpdateTx(tx, e.Record.Order, func(l *LedgerEntry) { l.Attempts, l.Reason = l.Attempts+1, e.LastError }); err != nil {
+						return err
+					}
+				}
 				if stillQueued {
 					data, err := json.Marshal(e)
 					if err != nil {

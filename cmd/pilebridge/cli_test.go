@@ -292,3 +292,34 @@ func TestLocalAPIRefusals(t *testing.T) {
 	assert.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "requeued 0 record(s)", "the CLI reads the token through the daemon")
 }
+
+// Every command's --help describes its flags on stdout and exits 0; no
+// config is needed for it.
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // part of a flag's or the command's description
+	}{
+		{[]string{"--help"}, "Each command's --help describes its flags"}, {[]string{"-h"}, "pilebridge check"}, {[]string{"help"}, "pilebridge sessions"},
+		{[]string{"run", "--help"}, "-config"}, {[]string{"check", "-h"}, "78 naming every mistake"}, {[]string{"scan", "--help"}, "Opens none"},
+		{[]string{"read", "--help"}, "serial path, tcp://host:port"}, {[]string{"profiles", "--help"}, "user profiles directory"},
+		{[]string{"outbox", "--help"}, "requeue every parked record"}, {[]string{"outbox", "list", "--help"}, "include recently delivered"},
+		{[]string{"outbox", "retry", "-h"}, "-parked"}, {[]string{"sessions", "--help"}, "in tariff.time_zone"},
+	} {
+		out, errs, code := runCLI(t, c.args...)
+		assert.Equal(t, 0, code, "%v: %s", c.args, errs)
+		assert.Contains(t, out, "usage", "%v", c.args)
+		assert.Contains(t, out, c.want, "%v", c.args)
+	}
+	out, _, code := runCLI(t, "read", "--help")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "serial path, tcp://host:port or rtuovertcp://host:port")
+	for _, v := range []string{"--version", "-version", "version"} {
+		out, _, code := runCLI(t, v)
+		assert.Equal(t, 0, code)
+		assert.True(t, strings.HasPrefix(out, "pilebridge "), "%s: %q", v, out)
+	}
+	_, errs, code := runCLI(t, "frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errs, `unknown command "frobnicate"`)
+}

@@ -17,14 +17,15 @@ import (
 	"go.etcd.io/bbolt"
 
 	"pilebridge/driver"
+	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
 	"pilebridge/meter"
 	"pilebridge/session"
 	"pilebridge/uploader"
 )
 
-func configFlag(name string, args []string) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func configFlag(name, synopsis, about string, out io.Writer) (*flag.FlagSet, *string) {
+	fs := cli.Flags(name, synopsis, about, out)
 	path := fs.String("config", "/etc/pilebridge/pilebridge.yaml", "config file")
 	return fs, path
 }
@@ -83,7 +84,8 @@ func newTariff(cfg *config.Config) (*session.Tariff, error) {
 }
 
 func cmdCheck(args []string, stdout io.Writer) error {
-	fs, path := configFlag("check", args)
+	fs, path := configFlag("check", "pilebridge check --config FILE",
+		"Validates the config and every profile it uses exactly as the daemon does, then exits: 0 when fine, 78 naming every mistake by key.", stdout)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -119,8 +121,9 @@ func openDB(dataDir string, wait time.Duration) (*bbolt.DB, error) {
 	return db, nil
 }
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs, path := configFlag("run", args)
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, path := configFlag("run", "pilebridge [run] --config FILE",
+		"Runs the daemon: polls every port, keeps sessions, uploads records to the platform.", stdout)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -265,6 +268,7 @@ func (a *app) run(ctx context.Context) error {
 	}
 	goRun(func() { a.sender.Run(ctx) })
 	goRun(func() { a.devsync.Run(ctx) })
+	goRun(func() { a.pruneLedger(ctx) })
 	for _, p := range a.ports {
 		goRun(func() { a.runner.Run(ctx, p) })
 	}

@@ -30,7 +30,11 @@ usage:
   pilebridge profiles [--dir DIR]       list meter and pile profiles and where each came from
   pilebridge outbox list [--all] --config FILE
   pilebridge outbox retry ORDER|--parked --config FILE
-  pilebridge version
+  pilebridge sessions [--since DATE] [--until DATE] [--csv|--json] --config FILE
+                                        closed sessions' bills and their delivery, for reconciliation
+  pilebridge version | --version
+
+Each command's --help describes its flags.
 `
 
 func main() {
@@ -39,7 +43,12 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+	switch {
+	case len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
+		cmd = "help"
+	case len(args) > 0 && (args[0] == "--version" || args[0] == "-version"):
+		cmd = "version"
+	case len(args) > 0 && args[0] != "" && args[0][0] != '-':
 		cmd, args = args[0], args[1:]
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -47,20 +56,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "run":
-		err = cmdRun(ctx, args, stderr)
+		err = cmdRun(ctx, args, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, stdout)
 	case "scan":
-		err = cmdScan(stdout)
+		err = cmdScan(args, stdout)
 	case "read":
 		err = cmdRead(ctx, args, stdout, stderr)
 	case "profiles":
 		err = cmdProfiles(args, stdout)
 	case "outbox":
 		err = cmdOutbox(args, stdout)
+	case "sessions":
+		err = cmdSessions(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "pilebridge", version)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "pilebridge: unknown command %q\n\n%s", cmd, usage)
@@ -68,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 2
+			return 0 // --help: the flag set printed the command's usage
 		}
 		fmt.Fprintln(stderr, "pilebridge:", err)
 		var ce config.Errors

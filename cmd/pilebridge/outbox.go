@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
 
+	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
 	"pilebridge/uploader"
 )
@@ -21,11 +23,19 @@ import (
 // cmdOutbox works on the database directly when the daemon is stopped, and
 // through the daemon's listen address while it runs (bbolt allows one writer).
 func cmdOutbox(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("outbox: want list or retry")
+	const about = "The records waiting for the platform. list: pending and parked records (--all: and the last delivered). retry: requeue a parked record, or all of them. Works on the database when the daemon is stopped, through its listen address while it runs."
+	if len(args) == 0 || cli.WantsHelp(args[:1]) {
+		fs, _ := configFlag("outbox", "pilebridge outbox list [--all] | retry ORDER|--parked  --config FILE", about, stdout)
+		fs.Bool("all", false, "list: include recently delivered records")
+		fs.Bool("parked", false, "retry: requeue every parked record")
+		fs.Usage()
+		if len(args) == 0 {
+			return fmt.Errorf("outbox: want list or retry")
+		}
+		return flag.ErrHelp
 	}
 	sub, args := args[0], args[1:]
-	fs, path := configFlag("outbox "+sub, args)
+	fs, path := configFlag("outbox "+sub, "pilebridge outbox "+sub+" ... --config FILE", about, stdout)
 	all := fs.Bool("all", false, "list: include recently delivered records")
 	parked := fs.Bool("parked", false, "retry: requeue every parked record")
 	// accept ORDER before or after the flags

@@ -170,6 +170,7 @@ func (a *app) handler() http.Handler {
 			"uploads": a.sender.Stats(),
 		})
 	})
+	mux.HandleFunc("GET /sessions", a.serveSessions)
 	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
 		pending, parked, delivered, err := a.outbox.List(r.URL.Query().Get("all") != "")
 		if err != nil {

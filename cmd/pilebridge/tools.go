@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
@@ -14,12 +13,18 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/driver"
+	"pilebridge/internal/cli"
 	"pilebridge/meter"
 )
 
 // cmdScan lists serial ports from sysfs without opening any, so a running
 // daemon's line settings are never disturbed.
-func cmdScan(stdout io.Writer) error {
+func cmdScan(args []string, stdout io.Writer) error {
+	fs := cli.Flags("scan", "pilebridge scan",
+		"Lists the serial ports of this board with their USB vendor and product ids, serial numbers and /dev/serial/by-id paths, from sysfs. Opens none.", stdout)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	ports, err := driver.ListPorts("/sys", "/dev")
 	if err != nil {
 		return fmt.Errorf("list serial ports: %w", err)
@@ -47,7 +52,8 @@ func dash(s string) string {
 }
 
 func cmdProfiles(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("profiles", flag.ContinueOnError)
+	fs := cli.Flags("profiles", "pilebridge profiles [--dir DIR]",
+		"Lists the meter and pile profiles, embedded and from the user directory, and where each came from.", stdout)
 	dir := fs.String("dir", "", "user profiles directory (profiles_dir)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,7 +73,8 @@ func cmdProfiles(args []string, stdout io.Writer) error {
 
 // cmdRead reads one device once and prints every field of its profile.
 func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("read", flag.ContinueOnError)
+	fs := cli.Flags("read", "pilebridge read --device DEV --profile NAME [--slave N] [--baud B --parity P --stop-bits S] [--json]",
+		"Reads one device once through a profile and prints every field in engineering units: for commissioning, before the daemon runs.", stdout)
 	device := fs.String("device", "", "serial path, tcp://host:port or rtuovertcp://host:port")
 	slave := fs.Int("slave", 0, "slave id (default: the profile's)")
 	profile := fs.String("profile", "", "profile name")

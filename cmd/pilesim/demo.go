@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
 
+	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
 	"pilebridge/simulator"
 )
@@ -26,7 +26,8 @@ import (
 // simulated pile in this process, the bridge as a child, until the final
 // bill arrives. It leaves nothing running.
 func cmdDemo(ctx context.Context, args []string, out io.Writer, log zerolog.Logger) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs := cli.Flags("demo", "pilesim demo [--bridge BIN] [--config FILE] [script flags]",
+		"The stand-in, a simulated pile and the bridge on this machine, one charging session, then exit; the bill is checked against the meter. Runs in a temporary directory of its own.", os.Stdout)
 	bridge := fs.String("bridge", "./dist/pilebridge", "pilebridge binary")
 	cfgPath := fs.String("config", "configs/demo.yaml", "bridge config")
 	limit := fs.Duration("timeout", 55*time.Second, "give up after this long")

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
+
+	"pilebridge/internal/cli"
 )
 
 // cmdFloor is the I/O skeleton of the bridge and nothing else, for `pilesim
@@ -15,7 +17,8 @@ import (
 // one per slave polling it every interval with the same Modbus TCP read,
 // the same deadlines; no decoding, sessions, storage or metrics.
 func cmdFloor(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+	fs := cli.Flags("floor", "pilesim floor [--slaves N] [--fc F] [--addr A] [--qty Q] [--interval D] ADDR...",
+		"A bare Modbus TCP client doing the bridge's reads and nothing else, for scale to measure the CPU floor of its setup.", os.Stdout)
 	slaves := fs.Int("slaves", 16, "slaves per line, ids 1..N")
 	fc := fs.Uint("fc", 3, "read function, 3 or 4")
 	addr := fs.Uint("addr", 0, "first register")

@@ -18,13 +18,14 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"pilebridge/internal/cli"
 	"pilebridge/meter"
 	"pilebridge/simulator"
 )
 
 const usage = `pilesim: simulated charging piles and P云 platform stand-in
 
-usage:
+usage (each command's --help describes its flags):
   pilesim serve [--link PATH] [--tcp ADDR] [--rtutcp ADDR] [--profile NAME] [--slaves 1,2] [script flags]
   pilesim platform --listen ADDR --app-id ID --app-secret SECRET [--log FILE]
   pilesim demo --bridge BIN --config FILE     stand-in + simulator + bridge, one session, then exit
@@ -38,7 +39,10 @@ func main() {
 	defer stop()
 	args := os.Args[1:]
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	switch {
+	case len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
+		cmd = "help"
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
 		cmd, args = args[0], args[1:]
 	}
 	var err error
@@ -53,13 +57,13 @@ func main() {
 		err = cmdScale(ctx, args, os.Stdout, log)
 	case "floor": // run by scale
 		err = cmdFloor(ctx, args)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Print(usage)
 		return
 	default:
 		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "pilesim:", err)
 		os.Exit(1)
 	}
@@ -207,7 +211,8 @@ func startSim(ctx context.Context, o serveOpts, log zerolog.Logger) (piles []*si
 }
 
 func cmdServe(ctx context.Context, args []string, log zerolog.Logger) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := cli.Flags("serve", "pilesim [serve] [--link PATH] [--tcp ADDR] [--rtutcp ADDR] [--profile NAME] [--slaves 1,2] [script flags]",
+		"Simulated piles or meters answering Modbus on a pseudo-terminal (--link) or TCP, playing a charging script, with faults on demand.", os.Stdout)
 	var o serveOpts
 	serveFlags(fs, &o)
 	if err := fs.Parse(args); err != nil {
@@ -236,7 +241,8 @@ func cmdServe(ctx context.Context, args []string, log zerolog.Logger) error {
 }
 
 func cmdPlatform(ctx context.Context, args []string, log zerolog.Logger) error {
-	fs := flag.NewFlagSet("platform", flag.ContinueOnError)
+	fs := cli.Flags("platform", "pilesim platform [--listen ADDR] [--app-id ID] [--app-secret SECRET] [--log FILE]",
+		"The P云 platform stand-in: checks signatures and fields as the platform does and answers like it.", os.Stdout)
 	listen := fs.String("listen", "127.0.0.1:18080", "address")
 	appID := fs.String("app-id", "op_demo", "accepted app_id")
 	secret := fs.String("app-secret", "demo-secret", "its secret")

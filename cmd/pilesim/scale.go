@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +22,7 @@ import (
 
 	"pilebridge/driver"
 	"pilebridge/internal/blockdev"
+	"pilebridge/internal/cli"
 	"pilebridge/meter"
 	"pilebridge/simulator"
 )
@@ -52,7 +52,8 @@ type scaleOpts struct {
 // idle phase and an all-charging phase, then stops every session and checks
 // each final bill against its meter.
 func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Logger) error {
-	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	fs := cli.Flags("scale", "pilesim scale [--bridge BIN] [--lines 16] [--slaves 16] [--idle 45s] [--charge 45s]",
+		"The bridge at station size over Modbus TCP loopback: CPU, peak RSS, bytes to the device and exchanges per poll, idle and all charging, against the targets in docs/bench.md; every bill checked.", os.Stdout)
 	var o scaleOpts
 	fs.StringVar(&o.bridge, "bridge", "./dist/pilebridge", "pilebridge binary")
 	fs.StringVar(&o.profile, "profile", "ref-ac", "profile of every pile")

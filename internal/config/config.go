@@ -30,6 +30,7 @@ type Config struct {
 	ParkingReduction bool              `yaml:"parking_reduction"`
 	ProfilesDir      string            `yaml:"profiles_dir"`
 	PollInterval     time.Duration     `yaml:"poll_interval"`
+	HistoryDays      int               `yaml:"history_days"` // closed sessions kept in the ledger (delivered ones; unsent bills are never dropped)
 	Listen           string            `yaml:"listen"`
 	ListenHosts      []string          `yaml:"listen_hosts"`      // Host names the local API answers besides IPs and localhost
 	ListenTokenFile  string            `yaml:"listen_token_file"` // bearer token for its POSTs (default: data_dir/listen_token)
@@ -326,6 +327,9 @@ func (c *Config) defaults() {
 		c.Clock.MinDate = "2025-01-01"
 	}
 	def(&c.PollInterval, time.Second)
+	if c.HistoryDays == 0 {
+		c.HistoryDays = 90
+	}
 	def(&c.Platform.ProgressInterval, time.Minute)
 	def(&c.Platform.DeviceSyncInterval, 5*time.Minute)
 	def(&c.Platform.Timeout, 10*time.Second)
@@ -433,6 +437,9 @@ func (c *Config) validate() Errors {
 	}
 	if c.PollInterval < 100*time.Millisecond {
 		ck.bad("poll_interval", "%v: at least 100ms", c.PollInterval)
+	}
+	if c.HistoryDays < 1 || c.HistoryDays > 3660 {
+		ck.bad("history_days", "%d: want 1..3660", c.HistoryDays)
 	}
 	c.checkPlatform(ck)
 	c.checkSession(ck)

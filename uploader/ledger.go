@@ -1,0 +1,136 @@
+package uploader
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// The ledger keeps every closed session's bill (final or start-failure
+// record) with its delivery status, for reconciliation with the platform's
+// own records. It is written in the transaction that queues the bill and in
+// the one that settles its delivery, so it never disagrees with the outbox.
+
+var bucketLedger = []byte("ledger") // order -> LedgerEntry
+
+// Delivery states of a bill in the ledger.
+const (
+	LedgerPending   = "pending"   // queued, not yet accepted
+	LedgerDelivered = "delivered" // the platform answered 1001
+	LedgerParked    = "parked"    // rejected; waiting for `outbox retry`
+)
+
+// LedgerEntry is one closed session's bill and where its delivery stands.
+type LedgerEntry struct {
+	Record      Record     `json:"record"`
+	Status      string     `json:"status"`
+	Seqno       string     `json:"seqno,omitempty"`  // the platform's id of the accepting answer
+	Reason      string     `json:"reason,omitempty"` // why it is parked, or the last failure
+	Attempts    int        `json:"attempts"`         // every delivery attempt, retries included
+	QueuedAt    time.Time  `json:"queued_at"`
+	DeliveredAt *time.Time `json:"delivered_at"`
+}
+
+func ledgerPutTx(tx *bbolt.Tx, e LedgerEntry) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketLedger).Put([]byte(e.Record.Order), data)
+}
+
+// ledgerUpdateTx applies f to the order's entry, if the ledger has it.
+func ledgerUpdateTx(tx *bbolt.Tx, order string, f func(*LedgerEntry)) error {
+	v := tx.Bucket(bucketLedger).Get([]byte(order))
+	if v == nil {
+		return nil // pruned, or queued by a version without a ledger
+	}
+	var e LedgerEntry
+	if err := json.Unmarshal(v, &e); err != nil {
+		return fmt.Errorf("ledger entry of order %s: %w", order, err)
+	}
+	f(&e)
+	return ledgerPutTx(tx, e)
+}
+
+// Ledger returns the bills of sessions that ended in [since, until) (zero
+// times: unbounded), by order.
+func (o *Outbox) Ledger(since, until time.Time) ([]LedgerEntry, error) {
+	out := []LedgerEntry{}
+	err := o.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
+			var e LedgerEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("ledger entry of order %s: %w", k, err)
+			}
+			end := e.Record.EndTime
+			if (!since.IsZero() && end.Before(since)) || (!until.IsZero() && !end.Before(until)) {
+				return nil
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// LedgerLast returns up to n bills, the most recently started first.
+func (o *Outbox) LedgerLast(n int) ([]LedgerEntry, error) {
+	out := []LedgerEntry{}
+	err := o.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketLedger).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
+			var e LedgerEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("ledger entry of order %s: %w", k, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PruneLedger drops bills of sessions that ended before cutoff. It reads in
+// one read-only transaction and deletes in small write transactions, so the
+// poll loop's commits never wait long behind it.
+func (o *Outbox) PruneLedger(ctx context.Context, cutoff time.Time) (int, error) {
+	var old [][]byte
+	err := o.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
+			var e LedgerEntry
+			if json.Unmarshal(v, &e) == nil && e.Record.EndTime.Before(cutoff) && e.Status != LedgerPending && e.Status != LedgerParked {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	const chunk = 256
+	n := 0
+	for len(old) > 0 {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		part := old[:min(chunk, len(old))]
+		old = old[len(part):]
+		if err := o.db.Update(func(tx *bbolt.Tx) error {
+			b := tx.Bucket(bucketLedger)
+			for _, k := range part {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return n, err
+		}
+		n += len(part)
+	}
+	return n, nil
+}

@@ -1,0 +1,110 @@
+package uploader_test
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/simulator"
+	"pilebridge/uploader"
+)
+
+func ledgerByOrder(t *testing.T, box *uploader.Outbox) map[string]uploader.LedgerEntry {
+	all, err := box.Ledger(time.Time{}, time.Time{})
+	require.NoError(t, err)
+	out := map[string]uploader.LedgerEntry{}
+	for _, e := range all {
+		out[e.Record.Order] = e
+	}
+	return out
+}
+
+// Every bill is in the ledger from the moment it is queued, with where its
+// delivery stands: delivered with the platform's seqno, parked with the
+// platform's reason, pending again after a retry. Progress records are not.
+func TestLedgerFollowsDelivery(t *testing.T) {
+	si := newStandIn(t)
+	path := filepath.Join(t.TempDir(), "db")
+	r := openRig(t, path, si.url(), 0)
+	require.NoError(t, r.box.Enqueue(rec("P", uploader.KindProgress, 1)))
+	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindFinal, 5)))
+	l := ledgerByOrder(t, r.box)
+	require.Len(t, l, 1, "only the bill")
+	assert.Equal(t, uploader.LedgerPending, l["A"].Status)
+	assert.Nil(t, l["A"].DeliveredAt)
+
+	r.start()
+	waitFor(t, "A delivered", func() bool { return ledgerByOrder(t, r.box)["A"].Status == uploader.LedgerDelivered })
+	a := ledgerByOrder(t, r.box)["A"]
+	assert.Regexp(t, regexp.MustCompile(`^\d{32}$`), a.Seqno, "the stand-in's answer id")
+	require.NotNil(t, a.DeliveredAt)
+	assert.EqualValues(t, 5, a.Record.QuantityWh)
+
+	si.plat.Inject(simulator.PlatformFault{Kind: "401", Count: 1})
+	require.NoError(t, r.box.Enqueue(rec("B", uploader.KindStartFailed, 0)))
+	waitFor(t, "B parked", func() bool { return ledgerByOrder(t, r.box)["B"].Status == uploader.LedgerParked })
+	assert.Contains(t, ledgerByOrder(t, r.box)["B"].Reason, "401")
+
+	n, _, err := r.box.Requeue("B")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	waitFor(t, "B delivered after the retry", func() bool { return ledgerByOrder(t, r.box)["B"].Status == uploader.LedgerDelivered })
+	b := ledgerByOrder(t, r.box)["B"]
+	assert.Empty(t, b.Reason)
+	assert.Equal(t, 2, b.Attempts)
+	r.stop()
+
+	// a new process finds the ledger as it was
+	r = openRig(t, path, si.url(), 0)
+	defer r.stop()
+	l = ledgerByOrder(t, r.box)
+	assert.Equal(t, uploader.LedgerDelivered, l["A"].Status)
+	assert.Equal(t, uploader.LedgerDelivered, l["B"].Status)
+}
+
+func TestLedgerRangeAndPrune(t *testing.T) {
+	si := newStandIn(t)
+	r := openRig(t, filepath.Join(t.TempDir(), "db"), si.url(), 0)
+	defer r.stop()
+	day := func(d int) time.Time { return time.Date(2026, 11, d, 12, 0, 0, 0, time.UTC) }
+	for i, d := range []int{1, 2, 3, 4} {
+		x := rec(string(rune('A'+i)), uploader.KindFinal, int64(d))
+		x.StartTime, x.EndTime = day(d).Add(-time.Hour), day(d)
+		require.NoError(t, r.box.Enqueue(x))
+	}
+	got, err := r.box.Ledger(day(2), day(4))
+	require.NoError(t, err)
+	require.Len(t, got, 2, "ended on the 2nd and 3rd: since inclusive, until exclusive")
+	assert.Equal(t, []string{"B", "C"}, []string{got[0].Record.Order, got[1].Record.Order})
+
+	// undelivered bills are never pruned, however old
+	n, err := r.box.PruneLedger(context.Background(), day(3))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	r.start()
+	waitFor(t, "all delivered", func() bool {
+		for _, e := range ledgerByOrder(t, r.box) {
+			if e.Status != uploader.LedgerDelivered {
+				return false
+			}
+		}
+		return true
+	})
+	n, err = r.box.PruneLedger(context.Background(), day(3))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	l := ledgerByOrder(t, r.box)
+	assert.Len(t, l, 2)
+	assert.Contains(t, l, "C")
+	assert.Contains(t, l, "D")
+
+	last, err := r.box.LedgerLast(1)
+	require.NoError(t, err)
+	require.Len(t, last, 1)
+	assert.Equal(t, "D", last[0].Record.Order)
+}
