@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goburrow/modbus"
@@ -53,6 +54,9 @@ type Bus struct {
 
 	statsMu sync.Mutex
 	stats   map[uint8]*SlaveStats
+
+	busySince atomic.Int64  // unix ns the exchange in progress began; 0 when idle
+	stuckAt   time.Duration // an exchange running longer than this is stuck
 
 	done chan struct{}
 }
@@ -139,7 +143,49 @@ func New(cfg Config, log zerolog.Logger) (*Bus, error) {
 		tr.silence = silenceFor(p.Baud)
 	}
 	b.tr = tr
+	for _, p := range append([]SlavePolicy{cfg.Default}, mapValues(cfg.Slaves)...) {
+		t := p.Timeout
+		if t <= 0 {
+			t = cfg.Default.Timeout
+		}
+		// every attempt's timeout, a reconnect, the switch gap, and slack
+		b.stuckAt = max(b.stuckAt, time.Duration(p.Retries+1)*(t+time.Second)+p.SwitchGap+10*time.Second)
+	}
 	return b, nil
+}
+
+func mapValues[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Stuck says how long the exchange in progress has run when that is longer
+// than its timeouts and retries allow: the bus goroutine is hung (a device
+// driver stuck in a system call), and the watchdog should stop.
+func (b *Bus) Stuck() (time.Duration, bool) {
+	since := b.busySince.Load()
+	if since == 0 {
+		return 0, false
+	}
+	d := time.Since(time.Unix(0, since))
+	return d, d > b.stuckAt
+}
+
+// LastGood is the latest good exchange with any slave on the bus; zero
+// before the first.
+func (b *Bus) LastGood() time.Time {
+	b.statsMu.Lock()
+	defer b.statsMu.Unlock()
+	var t time.Time
+	for _, s := range b.stats {
+		if s.LastGood.After(t) {
+			t = s.LastGood
+		}
+	}
+	return t
 }
 
 // Name is the bus name from the config.
@@ -158,7 +204,9 @@ func (b *Bus) Run(ctx context.Context) {
 				r.reply <- result{err: r.ctx.Err()}
 				continue
 			}
+			b.busySince.Store(time.Now().UnixNano())
 			data, err := b.exchange(r)
+			b.busySince.Store(0)
 			r.reply <- result{data: data, err: err}
 		}
 	}

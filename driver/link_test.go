@@ -1,10 +1,12 @@
 package driver
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -46,4 +48,35 @@ func TestTCPDiscard(t *testing.T) {
 	require.NoError(t, peer.Close())
 	time.Sleep(50 * time.Millisecond)
 	assert.ErrorContains(t, l.Discard(), "EOF")
+}
+
+// hungLink is a device whose write never returns, as a wedged USB driver.
+type hungLink struct{ release chan struct{} }
+
+func (l *hungLink) Write(p []byte) (int, error) { <-l.release; return 0, ErrLineDown }
+func (l *hungLink) ReadBefore([]byte, time.Time) (int, error) {
+	<-l.release
+	return 0, ErrTimeout
+}
+func (l *hungLink) Discard() error { return nil }
+func (l *hungLink) Close() error   { return nil }
+
+// A bus whose exchange outlives every timeout and retry says it is stuck;
+// an idle bus, or one inside its timeouts, does not.
+func TestBusStuck(t *testing.T) {
+	b, err := New(Config{Name: "hung", Device: "tcp://127.0.0.1:1", Default: SlavePolicy{Timeout: 50 * time.Millisecond}}, zerolog.Nop())
+	require.NoError(t, err)
+	assert.Equal(t, 11050*time.Millisecond, b.stuckAt, "one attempt: timeout + reconnect + slack")
+	hung := &hungLink{release: make(chan struct{})}
+	b.tr.open = func() (link, error) { return hung, nil }
+	b.stuckAt = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { close(hung.release); cancel(); <-b.Done() }()
+	go b.Run(ctx)
+	_, stuck := b.Stuck()
+	assert.False(t, stuck, "idle")
+	go func() { _, _ = b.ReadRegisters(ctx, 1, 3, 0, 2) }()
+	require.Eventually(t, func() bool { _, s := b.Stuck(); return s }, 2*time.Second, 10*time.Millisecond)
+	d, _ := b.Stuck()
+	assert.Greater(t, d, 100*time.Millisecond)
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -41,6 +42,51 @@ type Store struct {
 	loc    *time.Location
 	node   string
 	codec  codec
+
+	mu       sync.Mutex // guards what follows: the store's health
+	inflight map[uint64]time.Time
+	nextID   uint64
+	lastOK   time.Time
+	lastErr  error
+}
+
+// Health is how the store's writes are going, for /healthz and the
+// watchdog.
+type Health struct {
+	LastOK         time.Time // the last commit that reached the disk
+	LastErr        error     // the last commit's error, nil once one succeeds again
+	OldestInflight time.Time // start of the oldest commit still waiting for its fsync; zero when none
+}
+
+// Health reports the last commit's outcome and the oldest commit in flight.
+func (s *Store) Health() Health {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := Health{LastOK: s.lastOK, LastErr: s.lastErr}
+	for _, t := range s.inflight {
+		if h.OldestInflight.IsZero() || t.Before(h.OldestInflight) {
+			h.OldestInflight = t
+		}
+	}
+	return h
+}
+
+func (s *Store) begin() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	s.inflight[s.nextID] = time.Now()
+	return s.nextID
+}
+
+func (s *Store) end(id uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, id)
+	s.lastErr = err
+	if err == nil {
+		s.lastOK = time.Now()
+	}
 }
 
 // NewStore creates the buckets. node is put in order numbers (board id).
@@ -60,7 +106,7 @@ func NewStore(db *bbolt.DB, outbox Sink, loc *time.Location, node string) (*Stor
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	return &Store{db: db, outbox: outbox, loc: loc, node: node, codec: c}, nil
+	return &Store{db: db, outbox: outbox, loc: loc, node: node, codec: c, inflight: map[uint64]time.Time{}}, nil
 }
 
 // Commit stores the port's session (nil: it closed) and enqueues its events,
@@ -69,15 +115,16 @@ func NewStore(db *bbolt.DB, outbox Sink, loc *time.Location, node string) (*Stor
 // (bbolt's Batch): one fsync for many ports instead of one each. Batch may
 // run the function again if a shared transaction fails, so it only writes
 // to the transaction.
-func (s *Store) Commit(port string, sess *Session, recs []Event) error {
+func (s *Store) Commit(port string, sess *Session, recs []Event) (err error) {
+	id := s.begin()
+	defer func() { s.end(id, err) }()
 	var data []byte
 	if sess != nil {
-		var err error
 		if data, err = s.codec.encode(sess); err != nil {
 			return fmt.Errorf("store session of port %s: %w", port, err)
 		}
 	}
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		if sess == nil {
 			if err := b.Delete([]byte(port)); err != nil {

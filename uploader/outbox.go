@@ -178,6 +178,7 @@ func (o *Outbox) Notify() {
 type Counts struct {
 	Pending, Parked             int64
 	OldestPending, OldestParked time.Time // zero when none
+	OldestPendingBill           time.Time // the oldest final or start-failure record waiting; zero when none
 }
 
 // Counts reads the pending and parked totals and the oldest of each.
@@ -197,6 +198,19 @@ func (o *Outbox) Counts() (c Counts, err error) {
 		}
 		if c.OldestPending, err = oldest(tx.Bucket(bucketOutbox)); err != nil {
 			return err
+		}
+		// in sequence order the first bill is the oldest; only progress
+		// records (one per open order) can come before it
+		cur := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if e.Record.Terminal() {
+				c.OldestPendingBill = e.EnqueuedAt
+				break
+			}
 		}
 		c.OldestParked, err = oldest(parked)
 		return err

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
 
@@ -42,7 +43,10 @@ type app struct {
 	sender   *uploader.Sender
 	devsync  *uploader.DeviceSync
 	runner   *session.Runner
+	store    *session.Store
 	status   *statusBoard
+	started  time.Time
+	notify   notifier
 }
 
 // load checks the config and every profile it names; nothing is opened.
@@ -147,7 +151,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, profiles: reg, buses: map[string]*driver.Bus{}}
+	a := &app{cfg: cfg, log: log, profiles: reg, buses: map[string]*driver.Bus{}, notify: systemdNotify}
 	db, err := openDB(cfg.DataDir, 5*time.Second)
 	if err != nil {
 		return nil, err
@@ -171,6 +175,7 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 	if err != nil {
 		return fail(err)
 	}
+	a.store = store
 	client := uploader.NewClient(uploader.ClientConfig{
 		BaseURL: cfg.Platform.BaseURL, AppID: cfg.Platform.AppID, AppSecret: cfg.Platform.AppSecret,
 		StationUUID: cfg.StationUUID, Timeout: cfg.Platform.Timeout,
@@ -246,6 +251,7 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 }
 
 func (a *app) run(ctx context.Context) error {
+	a.started = time.Now()
 	counts, err := a.outbox.Counts()
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
@@ -269,6 +275,7 @@ func (a *app) run(ctx context.Context) error {
 	goRun(func() { a.sender.Run(ctx) })
 	goRun(func() { a.devsync.Run(ctx) })
 	goRun(func() { a.pruneLedger(ctx) })
+	goRun(func() { a.watchdog(ctx, a.notify, a.alive) })
 	for _, p := range a.ports {
 		goRun(func() { a.runner.Run(ctx, p) })
 	}
@@ -295,8 +302,13 @@ func (a *app) run(ctx context.Context) error {
 		})
 		a.log.Info().Str("listen", a.cfg.Listen).Msg("status and metrics served")
 	}
+	// the stored sessions were restored in build; every loop now runs
+	if err := a.notify(daemon.SdNotifyReady); err != nil {
+		a.log.Warn().Err(err).Msg("systemd notify")
+	}
 	<-ctx.Done()
 	a.log.Info().Msg("stopping")
+	_ = a.notify(daemon.SdNotifyStopping)
 	if srv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(sctx)

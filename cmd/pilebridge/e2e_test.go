@@ -51,6 +51,7 @@ type station struct {
 	config string
 	plat   *simulator.Platform
 	pile   *simulator.Pile
+	rig    *simulator.Rig
 }
 
 func newStation(t *testing.T, extra string) *station {
@@ -99,7 +100,7 @@ piles:
 %s`, dir, ln.Addr(), link, extra)
 	path := filepath.Join(dir, "pilebridge.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
-	return &station{t: t, dir: dir, config: path, plat: plat, pile: rig.Piles[3]}
+	return &station{t: t, dir: dir, config: path, plat: plat, pile: rig.Piles[3], rig: rig}
 }
 
 type bridge struct {

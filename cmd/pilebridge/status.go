@@ -171,6 +171,7 @@ func (a *app) handler() http.Handler {
 		})
 	})
 	mux.HandleFunc("GET /sessions", a.serveSessions)
+	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
 		pending, parked, delivered, err := a.outbox.List(r.URL.Query().Get("all") != "")
 		if err != nil {

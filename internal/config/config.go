@@ -72,6 +72,8 @@ type Platform struct {
 	RetryBase          time.Duration `yaml:"retry_base"`
 	RetryMax           time.Duration `yaml:"retry_max"`
 	OutboxMaxRecords   int           `yaml:"outbox_max_records"`
+	// MaxBillAge: /healthz reports a bill waiting for delivery longer.
+	MaxBillAge time.Duration `yaml:"max_bill_age"`
 }
 
 // Session tunes the state machine.
@@ -335,6 +337,7 @@ func (c *Config) defaults() {
 	def(&c.Platform.Timeout, 10*time.Second)
 	def(&c.Platform.RetryBase, 2*time.Second)
 	def(&c.Platform.RetryMax, 5*time.Minute)
+	def(&c.Platform.MaxBillAge, time.Hour)
 	if c.Platform.OutboxMaxRecords == 0 {
 		c.Platform.OutboxMaxRecords = 100_000
 	}
@@ -532,6 +535,9 @@ func (c *Config) checkPlatform(ck *checker) {
 	}
 	if p.OutboxMaxRecords < 1 {
 		ck.bad("platform.outbox_max_records", "%d: at least 1", p.OutboxMaxRecords)
+	}
+	if p.MaxBillAge < time.Minute {
+		ck.bad("platform.max_bill_age", "%v: at least 1m", p.MaxBillAge)
 	}
 }
 

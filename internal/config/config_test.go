@@ -98,6 +98,7 @@ func TestMoreMistakesNameTheirKey(t *testing.T) {
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, switch_gap: -1s", "buses[0].switch_gap"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, low_latency: yes", "buses[0].low_latency"},
 		{"data_dir: /tmp/d\n", "data_dir: /tmp/d\nhistory_days: -5\n", "history_days"},
+		{"app_secret: sec}", "app_secret: sec, max_bill_age: 10s}", "platform.max_bill_age"},
 		{"device: /dev/ttyUSB0", "device: 'tcp://10.0.0.5:502', low_latency: on", "buses[0].low_latency"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, retries: 9", "buses[0].retries"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, data_bits: 5", "buses[0].data_bits"},

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/meter"
+	"pilebridge/simulator"
+)
+
+// fakeSystemd is a NOTIFY_SOCKET: it keeps every datagram the daemon sends.
+type fakeSystemd struct {
+	path string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func newFakeSystemd(t *testing.T) *fakeSystemd {
+	f := &fakeSystemd{path: filepath.Join(t.TempDir(), "notify.sock")}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: f.path, Net: "unixgram"})
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.msgs = append(f.msgs, string(buf[:n]))
+			f.mu.Unlock()
+		}
+	}()
+	return f
+}
+
+func (f *fakeSystemd) count(msg string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, m := range f.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// The real daemon under a fake systemd: READY=1 once running, WATCHDOG=1
+// at a third of WATCHDOG_USEC, STOPPING=1 on SIGTERM.
+func TestSystemdNotifyAndWatchdog(t *testing.T) {
+	sd := newFakeSystemd(t)
+	s := newStation(t, "")
+	logf, err := os.Create(filepath.Join(s.dir, "bridge.log"))
+	require.NoError(t, err)
+	defer logf.Close()
+	cmd := exec.Command(bridgeBin, "run", "--config", s.config)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sd.path, "WATCHDOG_USEC=600000")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+	s.waitFor("READY=1", 10*time.Second, func() bool { return sd.count("READY=1") == 1 })
+	s.waitFor("watchdog pings", 5*time.Second, func() bool { return sd.count("WATCHDOG=1") >= 5 })
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
+	assert.Equal(t, 1, sd.count("STOPPING=1"))
+}
+
+// The pings stop while a loop is stuck and resume when it is not.
+func TestWatchdogStopsWhileStuck(t *testing.T) {
+	t.Setenv("WATCHDOG_USEC", "30000")
+	t.Setenv("WATCHDOG_PID", "")
+	a := &app{log: zerolog.Nop()}
+	var mu sync.Mutex
+	var stuck bool
+	var pings []bool // whether the daemon was stuck at each ping
+	notify := func(string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		pings = append(pings, stuck)
+		return nil
+	}
+	alive := func(time.Time) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if stuck {
+			return errors.New("bus l1: one exchange running for 1m")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.watchdog(ctx, notify, alive); close(done) }()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(pings) }
+	require.Eventually(t, func() bool { return count() >= 3 }, 2*time.Second, 5*time.Millisecond)
+	mu.Lock()
+	stuck = true
+	mu.Unlock()
+	n := count()
+	time.Sleep(100 * time.Millisecond) // ten watchdog periods
+	assert.LessOrEqual(t, count(), n+1, "at most a ping already under way")
+	mu.Lock()
+	stuck = false
+	mu.Unlock()
+	require.Eventually(t, func() bool { return count() >= n+3 }, 2*time.Second, 5*time.Millisecond)
+	cancel()
+	<-done
+	for i, p := range pings {
+		assert.False(t, p, "ping %d sent while stuck", i)
+	}
+}
+
+// /healthz: ok while polling; 503 naming the bus when the pile goes silent,
+// and naming the parked bill when the platform rejects one.
+func TestHealthz(t *testing.T) {
+	listen := freeAddr(t)
+	s := newStation(t, "listen: "+listen+"\n")
+	s.startBridge()
+	url := "http://" + listen + "/healthz"
+	get := func() (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	s.waitFor("healthy", 10*time.Second, func() bool { c, _ := get(); return c == 200 })
+	_, body := get()
+	assert.Equal(t, "ok\n", body)
+
+	s.rig.Server.Slave(3).Inject(simulator.Fault{Kind: simulator.FaultNoAnswer, Count: 1 << 30})
+	s.waitFor("503 for the silent bus", 15*time.Second, func() bool {
+		c, b := get()
+		return c == 503 && strings.Contains(b, "bus l1: no good exchange for")
+	})
+	s.rig.Server.Slave(3).Clear()
+	s.waitFor("healthy again", 15*time.Second, func() bool { c, _ := get(); return c == 200 })
+
+	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Kind: "401", Count: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	s.set(meter.StatusStarting, 0, 0)
+	time.Sleep(400 * time.Millisecond)
+	s.set(meter.StatusCharging, 60000, 0)
+	s.waitFor("503 for the parked record", 15*time.Second, func() bool {
+		c, b := get()
+		return c == 503 && strings.Contains(b, "1 record(s) parked by the platform")
+	})
+}
