@@ -226,6 +226,22 @@ func parseAnswer(path string, status int, raw []byte) (Response, error) {
 	}
 }
 
+// CodeOf names an attempt's result for counting: the platform's code
+// ("1001", "401", "1500"), "http_502" for an answer without one, or
+// "transport" when no answer came.
+func CodeOf(resp Response, err error) string {
+	var ce *CallError
+	switch {
+	case err == nil:
+		return resp.Code
+	case errors.As(err, &ce) && ce.Resp.Code != "":
+		return ce.Resp.Code
+	case errors.As(err, &ce) && ce.Status != 0:
+		return fmt.Sprintf("http_%d", ce.Status)
+	}
+	return "transport"
+}
+
 // OutcomeOf classifies an error from Post.
 func OutcomeOf(err error) Outcome {
 	if err == nil {

@@ -29,8 +29,8 @@ type Entry struct {
 	EnqueuedAt  time.Time `json:"enqueued_at"`
 	Attempts    int       `json:"attempts"`
 	LastError   string    `json:"last_error,omitempty"`
-	NextAttempt time.Time `json:"next_attempt,omitempty"`
-	DoneAt      time.Time `json:"done_at,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	DoneAt      time.Time `json:"done_at,omitzero"`
 }
 
 // Outbox is the durable queue of charging records, in the daemon's bbolt file.

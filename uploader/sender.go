@@ -39,6 +39,12 @@ type Sender struct {
 	failed    atomic.Int64
 	parked    atomic.Int64
 	lastOK    atomic.Int64 // unix ms of the last delivery
+
+	statsMu   sync.Mutex // guards what follows, read by Stats
+	fails     int
+	lastErr   string
+	lastErrAt time.Time
+	codes     map[string]int64
 }
 
 // NewSender builds a sender.
@@ -62,6 +68,11 @@ func NewSender(box *Outbox, out RecordSender, cfg SenderConfig, log zerolog.Logg
 type SenderStats struct {
 	Delivered, Failed, Parked int64
 	LastDelivery              time.Time
+	// The platform's health as the sender sees it.
+	ConsecutiveFailures int              // rounds in a row the platform was unavailable
+	LastError           string           // the last failed attempt's error
+	LastErrorAt         time.Time        // and when
+	Codes               map[string]int64 // attempts by result (CodeOf)
 }
 
 // Stats returns the counters.
@@ -69,6 +80,13 @@ func (s *Sender) Stats() SenderStats {
 	st := SenderStats{Delivered: s.delivered.Load(), Failed: s.failed.Load(), Parked: s.parked.Load()}
 	if ms := s.lastOK.Load(); ms > 0 {
 		st.LastDelivery = time.UnixMilli(ms)
+	}
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	st.ConsecutiveFailures, st.LastError, st.LastErrorAt = s.fails, s.lastErr, s.lastErrAt
+	st.Codes = make(map[string]int64, len(s.codes))
+	for k, v := range s.codes {
+		st.Codes[k] = v
 	}
 	return st
 }
@@ -245,6 +263,17 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 	}
 	anyOK, platformDown := false, false
 	var lastErr error
+	s.statsMu.Lock()
+	if s.codes == nil {
+		s.codes = map[string]int64{}
+	}
+	for i, err := range results {
+		s.codes[CodeOf(answers[i], err)]++
+		if err != nil {
+			s.lastErr, s.lastErrAt = err.Error(), now
+		}
+	}
+	s.statsMu.Unlock()
 	for i, e := range batch {
 		err := results[i]
 		switch OutcomeOf(err) {
@@ -264,6 +293,11 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 			platformDown, lastErr = true, err
 		}
 	}
+	defer func() {
+		s.statsMu.Lock()
+		s.fails = s.platformFails
+		s.statsMu.Unlock()
+	}()
 	switch {
 	case platformDown:
 		s.platformFails++

@@ -176,14 +176,23 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 	require.NoError(t, b.stop(syscall.SIGTERM))
 	b = s.startBridge()
 	var counts struct {
-		Parked       int64   `json:"outbox_parked"`
-		OldestParked *string `json:"outbox_oldest_parked"`
+		Outbox struct {
+			Parked       int64   `json:"parked"`
+			OldestParked *string `json:"oldest_parked_at"`
+			Records      []struct {
+				Reason string `json:"reason"`
+			} `json:"parked_records"`
+		} `json:"outbox"`
+		Unhealthy []string `json:"unhealthy"`
 	}
 	s.waitFor("the restarted daemon's status", 10*time.Second, func() bool {
 		return getJSON("http://"+listen+"/status", &counts) == nil
 	})
-	assert.Positive(t, counts.Parked, "parked counted from the store after a restart")
-	assert.NotNil(t, counts.OldestParked)
+	assert.Positive(t, counts.Outbox.Parked, "parked counted from the store after a restart")
+	assert.NotNil(t, counts.Outbox.OldestParked)
+	require.NotEmpty(t, counts.Outbox.Records)
+	assert.Contains(t, counts.Outbox.Records[0].Reason, "401", "the platform's reason")
+	assert.Contains(t, strings.Join(counts.Unhealthy, "\n"), "parked by the platform")
 	log, _ := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
 	assert.Contains(t, string(log), `"parked":`, "the startup log warns of parked records")
 	_, errs, code := runCLI(t, "outbox", "retry", "NO-SUCH-ORDER", "--config", s.config)
@@ -194,18 +203,35 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 		Ports []struct {
 			State string `json:"state"`
 		} `json:"ports"`
-		Buses map[string]map[string]struct {
-			OK uint64 `json:"ok"`
+		Buses []struct {
+			Name   string `json:"name"`
+			Slaves []struct {
+				Slave int    `json:"slave"`
+				OK    uint64 `json:"ok"`
+			} `json:"slaves"`
 		} `json:"buses"`
 	}
-	require.NoError(t, json.Unmarshal([]byte(getBody(t, "http://"+listen+"/status")), &st))
+	body := getBody(t, "http://"+listen+"/status")
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
 	require.Len(t, st.Ports, 1)
 	assert.Equal(t, "finished", st.Ports[0].State)
-	assert.Positive(t, st.Buses["l1"]["3"].OK)
+	require.Len(t, st.Buses, 1)
+	assert.Equal(t, "l1", st.Buses[0].Name)
+	assert.Equal(t, 3, st.Buses[0].Slaves[0].Slave)
+	assert.Positive(t, st.Buses[0].Slaves[0].OK)
+	assert.NotContains(t, body, "0001-01-01", "unset times are null")
+	assert.NotRegexp(t, `"[A-Z][A-Za-z]*":`, body, "snake_case keys")
+	assert.NotContains(t, body, "_ns\"", "durations in ms")
 	metrics := getBody(t, "http://"+listen+"/metrics")
 	assert.Contains(t, metrics, `pilebridge_modbus_exchanges_total{bus="l1",outcome="ok",slave="3"}`)
 	assert.Contains(t, metrics, `pilebridge_uploads_total{outcome="parked"}`)
-	assert.Contains(t, metrics, `pilebridge_port_state{port="E2E01/1",state="finished"}`)
+	assert.Contains(t, metrics, `pilebridge_port_state{port="E2E01/1",state="finished"} 1`)
+	assert.Contains(t, metrics, `pilebridge_port_state{port="E2E01/1",state="charging"} 0`, "every state a series")
+	assert.Contains(t, metrics, `pilebridge_build_info{version=`)
+	assert.Contains(t, metrics, `pilebridge_port_soc_percent{port="E2E01/1"} 40`)
+	assert.Contains(t, metrics, "process_resident_memory_bytes")
+	assert.Contains(t, metrics, "go_goroutines")
+	assert.NotContains(t, metrics, `outcome="skipped"`, "a read failed fast is not an exchange")
 	assert.Contains(t, metrics, `pilebridge_meter_resets_total{port="E2E01/1"} 0`)
 	assert.Contains(t, metrics, `pilebridge_modbus_stray_frames_total{bus="l1"} 0`)
 	assert.Regexp(t, `pilebridge_outbox_records\{state="parked"\} [1-9]`, metrics)
@@ -233,6 +259,9 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 	assert.Contains(t, out, "requeued 1 record(s)")
 	assert.Contains(t, out, "dropped", "its progress records are obsolete")
 	s.waitFor("the bill delivered", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	s.waitFor("the answer counted by its code", 5*time.Second, func() bool {
+		return strings.Contains(getBody(t, "http://"+listen+"/metrics"), `pilebridge_upload_answers_total{code="1001"} 1`)
+	})
 	require.NoError(t, b.stop(syscall.SIGTERM))
 	assert.Len(t, s.bills(), 1, "only the bill: no stale progress after it")
 }

@@ -47,6 +47,7 @@ type app struct {
 	status   *statusBoard
 	started  time.Time
 	notify   notifier
+	clock    session.Clock
 }
 
 // load checks the config and every profile it names; nothing is opened.
@@ -242,8 +243,8 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 			a.status.addPort(key, p, pt)
 		}
 	}
-	clock := session.Clock{MinDate: cfg.MinDate(), SyncedFile: cfg.Clock.SyncedFile}
-	a.runner = session.NewRunner(store, clock, a.status.observe, log.With().Str("part", "session").Logger())
+	a.clock = session.Clock{MinDate: cfg.MinDate(), SyncedFile: cfg.Clock.SyncedFile}
+	a.runner = session.NewRunner(store, a.clock, a.status.observe, log.With().Str("part", "session").Logger())
 	if err := a.runner.Restore(a.ports); err != nil {
 		return fail(err)
 	}

@@ -349,9 +349,11 @@ func (s *soak) settle() {
 			Ports []struct {
 				Order string `json:"order"`
 			} `json:"ports"`
-			Pending int64 `json:"outbox_pending"`
+			Outbox struct {
+				Pending int64 `json:"pending"`
+			} `json:"outbox"`
 		}
-		if getJSON("http://"+s.listen+"/status", &st) != nil || st.Pending > 0 {
+		if getJSON("http://"+s.listen+"/status", &st) != nil || st.Outbox.Pending > 0 {
 			continue
 		}
 		open := false

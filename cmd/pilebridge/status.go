@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"pilebridge/internal/config"
@@ -19,19 +20,24 @@ import (
 
 // portView is what the status page shows of a port.
 type portView struct {
-	Key        string            `json:"port"`
-	Pile       string            `json:"device_no"`
-	PortNo     string            `json:"port_no"`
-	Alias      string            `json:"alias,omitempty"`
-	State      session.PortState `json:"state"`
-	Order      string            `json:"order,omitempty"`
-	QuantityWh int64             `json:"quantity_wh"`
-	EnergyWh   int64             `json:"meter_energy_wh"`
-	PowerW     int64             `json:"power_w"`
-	Quantised  bool              `json:"energy_quantised,omitempty"`
-	FaultText  string            `json:"fault,omitempty"`
-	Error      string            `json:"poll_error,omitempty"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	Key         string            `json:"port"`
+	Pile        string            `json:"device_no"`
+	PortNo      string            `json:"port_no"`
+	Alias       string            `json:"alias,omitempty"`
+	State       session.PortState `json:"state"`
+	Order       string            `json:"order,omitempty"`
+	QuantityWh  int64             `json:"quantity_wh"`
+	EnergyFen   int64             `json:"energy_fen"`
+	ServiceFen  int64             `json:"service_fen"`
+	StartedAt   *time.Time        `json:"session_started_at"`
+	EnergyWh    int64             `json:"meter_energy_wh"`
+	PowerW      int64             `json:"power_w"`
+	SOC         *int              `json:"soc_percent"`
+	Quantised   bool              `json:"energy_quantised,omitempty"`
+	FaultText   string            `json:"fault,omitempty"`
+	Error       string            `json:"poll_error,omitempty"`
+	LastReading *time.Time        `json:"last_reading_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
 
 	reported bool // its pile's device/sync report has seen this port
 }
@@ -64,10 +70,18 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 		v.Error = err.Error()
 	} else {
 		v.EnergyWh, v.PowerW, v.Quantised, v.FaultText = r.EnergyWh, r.PowerW, r.Quantised(), r.FaultText
+		at := r.Time.UTC()
+		v.LastReading, v.SOC = &at, nil
+		if r.HasSOC {
+			soc := r.SOC
+			v.SOC = &soc
+		}
 	}
-	v.Order, v.QuantityWh = "", 0
+	v.Order, v.QuantityWh, v.EnergyFen, v.ServiceFen, v.StartedAt = "", 0, 0, 0, nil
 	if sess != nil {
-		v.Order, v.QuantityWh = sess.Order, sess.QuantityWh()
+		start := sess.StartTime.UTC()
+		v.Order, v.QuantityWh, v.StartedAt = sess.Order, sess.QuantityWh(), &start
+		v.EnergyFen, v.ServiceFen = sess.Fees()
 	}
 	if v.reported && v.State == was && v.FaultText == wasFault {
 		s.mu.Unlock() // the report depends on nothing else: build it only on a change
@@ -153,23 +167,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 // configured listen address (keep it on loopback or a management network).
 func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		buses := map[string]any{}
-		for name, b := range a.buses {
-			buses[name] = b.Stats()
-		}
-		counts, err := a.outbox.Counts()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		writeJSON(w, map[string]any{
-			"version": version, "ports": a.status.snapshot(), "buses": buses,
-			"outbox_pending": counts.Pending, "outbox_parked": counts.Parked,
-			"outbox_oldest_pending": optTime(counts.OldestPending), "outbox_oldest_parked": optTime(counts.OldestParked),
-			"uploads": a.sender.Stats(),
-		})
-	})
+	mux.HandleFunc("GET /status", a.serveStatus)
 	mux.HandleFunc("GET /sessions", a.serveSessions)
 	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
@@ -178,7 +176,13 @@ func (a *app) handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, outboxListing{Pending: pending, Parked: parked, Delivered: delivered})
+		l := outboxListing{Pending: pending, Parked: parked, Delivered: delivered}
+		for _, p := range []*[]uploader.Entry{&l.Pending, &l.Parked, &l.Delivered} {
+			if *p == nil {
+				*p = []uploader.Entry{} // [] not null
+			}
+		}
+		writeJSON(w, l)
 	})
 	mux.HandleFunc("POST /outbox/retry", func(w http.ResponseWriter, r *http.Request) {
 		order := r.URL.Query().Get("order")
@@ -194,7 +198,7 @@ func (a *app) handler() http.Handler {
 		writeJSON(w, requeueResult{Requeued: n, Dropped: dropped})
 	})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{a: a})
+	reg.MustRegister(&collector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -207,7 +211,7 @@ type requeueResult struct {
 type outboxListing struct {
 	Pending   []uploader.Entry `json:"pending"`
 	Parked    []uploader.Entry `json:"parked"`
-	Delivered []uploader.Entry `json:"delivered,omitempty"`
+	Delivered []uploader.Entry `json:"delivered"`
 }
 
 // optTime is t, or nil when unset (never 0001-01-01).
@@ -222,37 +226,48 @@ func optTime(t time.Time) any {
 type collector struct{ a *app }
 
 var (
-	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges by outcome.", []string{"bus", "slave", "outcome"}, nil)
+	mBuild     = prometheus.NewDesc("pilebridge_build_info", "The running version.", []string{"version"}, nil)
+	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges on the wire by outcome.", []string{"bus", "slave", "outcome"}, nil)
+	mSkipped   = prometheus.NewDesc("pilebridge_modbus_skipped_total", "Reads failed fast, without an exchange, while a dead slave backs off.", []string{"bus", "slave"}, nil)
 	mStrays    = prometheus.NewDesc("pilebridge_modbus_stray_frames_total", "Whole frames from a slave other than the one addressed (late replies), skipped.", []string{"bus"}, nil)
 	mLatency   = prometheus.NewDesc("pilebridge_modbus_last_latency_seconds", "Latency of the last good exchange.", []string{"bus", "slave"}, nil)
-	mPending   = prometheus.NewDesc("pilebridge_outbox_pending", "Records waiting for delivery.", nil, nil)
 	mRecords   = prometheus.NewDesc("pilebridge_outbox_records", "Records in the outbox, read from the store: pending delivery, or parked (rejected by the platform, waiting for `outbox retry`).", []string{"state"}, nil)
 	mOldest    = prometheus.NewDesc("pilebridge_outbox_oldest_age_seconds", "Age of the oldest record in each state (0 when none).", []string{"state"}, nil)
 	mUploads   = prometheus.NewDesc("pilebridge_uploads_total", "Upload attempts by outcome.", []string{"outcome"}, nil)
-	mQuantity  = prometheus.NewDesc("pilebridge_session_quantity_wh", "Energy of the open session.", []string{"port"}, nil)
-	mPortState = prometheus.NewDesc("pilebridge_port_state", "1 for the port's present state.", []string{"port", "state"}, nil)
+	mAnswers   = prometheus.NewDesc("pilebridge_upload_answers_total", "Upload attempts by the platform's answer code (http_NNN: an answer without one; transport: no answer).", []string{"code"}, nil)
+	mEnergy    = prometheus.NewDesc("pilebridge_port_session_energy_wh", "Energy of the port's open session (0 when none).", []string{"port"}, nil)
+	mPower     = prometheus.NewDesc("pilebridge_port_power_w", "The port's power at the last good reading.", []string{"port"}, nil)
+	mSOC       = prometheus.NewDesc("pilebridge_port_soc_percent", "The vehicle's state of charge, when the pile reports it.", []string{"port"}, nil)
+	mPortState = prometheus.NewDesc("pilebridge_port_state", "1 for the port's present state, 0 for every other.", []string{"port", "state"}, nil)
 	mResets    = prometheus.NewDesc("pilebridge_meter_resets_total", "Meter resets or swaps found in open sessions (energy between the two registers is not billed).", []string{"port"}, nil)
 )
 
+// allStates are the series of pilebridge_port_state: every state always
+// present, so a state change moves a 1 instead of making a series vanish.
+var allStates = []session.PortState{session.Idle, session.Plugged, session.Starting, session.Charging, session.Finishing,
+	session.Finished, session.StartFailed, session.Faulted, session.Offline}
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mExchanges, mStrays, mLatency, mPending, mRecords, mOldest, mUploads, mQuantity, mPortState, mResets} {
+	for _, d := range []*prometheus.Desc{mBuild, mExchanges, mSkipped, mStrays, mLatency, mRecords, mOldest, mUploads, mAnswers,
+		mEnergy, mPower, mSOC, mPortState, mResets} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(mBuild, prometheus.GaugeValue, 1, version)
 	for name, b := range c.a.buses {
 		ch <- prometheus.MustNewConstMetric(mStrays, prometheus.CounterValue, float64(b.LineStats().StrayFrames), name)
 		for id, s := range b.Stats() {
 			sl := strconv.Itoa(int(id))
 			for outcome, v := range map[string]uint64{"ok": s.OK, "timeout": s.Timeouts, "crc": s.CRCErrors,
-				"frame": s.FrameErrors, "exception": s.Exceptions, "line": s.LineErrors, "skipped": s.Skipped} {
+				"frame": s.FrameErrors, "exception": s.Exceptions, "line": s.LineErrors} {
 				ch <- prometheus.MustNewConstMetric(mExchanges, prometheus.CounterValue, float64(v), name, sl, outcome)
 			}
+			ch <- prometheus.MustNewConstMetric(mSkipped, prometheus.CounterValue, float64(s.Skipped), name, sl)
 			ch <- prometheus.MustNewConstMetric(mLatency, prometheus.GaugeValue, s.LastLatency.Seconds(), name, sl)
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(c.a.outbox.Pending()))
 	if counts, err := c.a.outbox.Counts(); err == nil {
 		age := func(t time.Time) float64 {
 			if t.IsZero() {
@@ -269,11 +284,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Delivered), "delivered")
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(mUploads, prometheus.CounterValue, float64(st.Parked), "parked")
+	for code, n := range st.Codes {
+		ch <- prometheus.MustNewConstMetric(mAnswers, prometheus.CounterValue, float64(n), code)
+	}
 	for _, p := range c.a.ports {
 		ch <- prometheus.MustNewConstMetric(mResets, prometheus.CounterValue, float64(p.Machine.MeterResets()), p.Key)
 	}
 	for _, v := range c.a.status.snapshot() {
-		ch <- prometheus.MustNewConstMetric(mQuantity, prometheus.GaugeValue, float64(v.QuantityWh), v.Key)
-		ch <- prometheus.MustNewConstMetric(mPortState, prometheus.GaugeValue, 1, v.Key, string(v.State))
+		ch <- prometheus.MustNewConstMetric(mEnergy, prometheus.GaugeValue, float64(v.QuantityWh), v.Key)
+		ch <- prometheus.MustNewConstMetric(mPower, prometheus.GaugeValue, float64(v.PowerW), v.Key)
+		if v.SOC != nil {
+			ch <- prometheus.MustNewConstMetric(mSOC, prometheus.GaugeValue, float64(*v.SOC), v.Key)
+		}
+		for _, st := range allStates {
+			on := 0.0
+			if st == v.State {
+				on = 1
+			}
+			ch <- prometheus.MustNewConstMetric(mPortState, prometheus.GaugeValue, on, v.Key, string(st))
+		}
 	}
 }
