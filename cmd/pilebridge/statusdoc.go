@@ -78,14 +78,14 @@ type parkedDoc struct {
 }
 
 type outboxDoc struct {
-	Pending           int64            `json:"pending"`
-	Parked            int64            `json:"parked"`
-	OldestPendingAt   *time.Time       `json:"oldest_pending_at"`
-	OldestParkedAt    *time.Time       `json:"oldest_parked_at"`
-	OldestBillAt      *time.Time       `json:"oldest_pending_bill_at"`
-	LastDeliveryAt    *time.Time       `json:"last_delivery_at"`
-	ParkedRecords     []parkedDoc      `json:"parked_records"`
-	ParkedRecordsLeft int              `json:"parked_records_not_shown"`
+	Pending           int64       `json:"pending"`
+	Parked            int64       `json:"parked"`
+	OldestPendingAt   *time.Time  `json:"oldest_pending_at"`
+	OldestParkedAt    *time.Time  `json:"oldest_parked_at"`
+	OldestBillAt      *time.Time  `json:"oldest_pending_bill_at"`
+	LastDeliveryAt    *time.Time  `json:"last_delivery_at"`
+	ParkedRecords     []parkedDoc `json:"parked_records"`
+	ParkedRecordsLeft int         `json:"parked_records_not_shown"`
 }
 
 func optT(t time.Time) *time.Time {
