@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -48,6 +49,7 @@ type app struct {
 	started  time.Time
 	notify   notifier
 	clock    session.Clock
+	pages    map[string]*template.Template // the status page, by language
 }
 
 // load checks the config and every profile it names; nothing is opened.
@@ -177,6 +179,9 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 		return fail(err)
 	}
 	a.store = store
+	if a.pages, err = newPages(tariff.Loc); err != nil {
+		return fail(fmt.Errorf("status page: %w", err))
+	}
 	client := uploader.NewClient(uploader.ClientConfig{
 		BaseURL: cfg.Platform.BaseURL, AppID: cfg.Platform.AppID, AppSecret: cfg.Platform.AppSecret,
 		StationUUID: cfg.StationUUID, Timeout: cfg.Platform.Timeout,

@@ -167,6 +167,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 // configured listen address (keep it on loopback or a management network).
 func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.servePage)
 	mux.HandleFunc("GET /status", a.serveStatus)
 	mux.HandleFunc("GET /sessions", a.serveSessions)
 	mux.HandleFunc("GET /healthz", a.serveHealth)
