@@ -27,7 +27,7 @@ var labels = map[string][2]string{
 	"pending": {"排队", "pending"}, "parked": {"被拒", "parked"}, "last_delivery": {"最后上传", "last delivery"},
 	"parked_records": {"被平台拒绝的记录", "Records the platform rejected"}, "kind": {"类型", "kind"}, "reason": {"原因", "reason"},
 	"retry_hint": {"修正原因后执行 pilebridge outbox retry --parked 重新上传。", "Fix the cause, then run pilebridge outbox retry --parked."},
-	"buses": {"总线", "Buses"}, "slave": {"从站", "slave"}, "success": {"成功率", "success"}, "last_good": {"最后成功", "last good"},
+	"buses":      {"总线", "Buses"}, "slave": {"从站", "slave"}, "success": {"成功率", "success"}, "last_good": {"最后成功", "last good"},
 	"timeouts": {"超时", "timeouts"}, "frame": {"帧错误", "frame"}, "exception": {"异常码", "exception"}, "line": {"线路", "line"},
 	"latency": {"延迟", "latency"}, "strays": {"迟到帧", "stray frames"},
 	"recent": {"最近结束的充电", "Recent sessions"}, "port": {"枪", "port"}, "end": {"结束", "ended"}, "result": {"结果", "result"},
