@@ -314,7 +314,7 @@ func (b *Bus) exchange(r *request) ([]byte, error) {
 		backoff = b.cfg.DeadMax
 	}
 	if !h.down {
-		b.log.Warn().Uint8("slave", r.slave).Err(err).Dur("backoff", backoff).Msg("slave not answering, polling it slower")
+		b.log.Warn().Uint8("slave", r.slave).Err(err).Int64("backoff_ms", backoff.Milliseconds()).Msg("slave not answering, polling it slower")
 	}
 	h.down = true
 	h.downUntil = time.Now().Add(backoff)

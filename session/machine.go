@@ -104,7 +104,7 @@ func (m *Machine) ClockSettled(jump time.Duration) bool {
 		book(s.Periods, m.tariff, s.PendingFrom, s.Energy.LastAt, mwh)
 		s.PendingFrom = time.Time{}
 	}
-	m.log.Info().Str("order", s.Order).Dur("jump", jump).Time("start_time", s.StartTime).Msg("clock settled: session times corrected")
+	m.log.Info().Str("order", s.Order).Int64("jump_ms", jump.Milliseconds()).Time("start_time", s.StartTime).Msg("clock settled: session times corrected")
 	return true
 }
 
@@ -162,7 +162,7 @@ func (m *Machine) stepOffline(now time.Time) ([]Event, bool) {
 		return nil, false
 	}
 	if m.state != Offline {
-		m.log.Warn().Dur("silent_for", now.Sub(last)).Msg("port offline")
+		m.log.Warn().Int64("silent_for_ms", now.Sub(last).Milliseconds()).Msg("port offline")
 	}
 	m.state = Offline
 	if m.sess == nil || now.Sub(m.sess.Energy.LastAt) < m.cfg.OfflineClose {

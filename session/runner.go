@@ -61,6 +61,7 @@ type portLoop struct {
 	pending   []Event   // events not yet committed
 	stored    time.Time // when the session was last stored
 	lastOrder string
+	lastState PortState // for one log line per state change
 }
 
 // Runner polls ports, steps their machines and commits the results.
@@ -136,7 +137,7 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	if !l.believed && r.clock.Believed(now) {
 		l.believed = true
 		jump := now.Round(0).Sub(l.ref.Round(0)) - now.Sub(l.ref)
-		l.log.Info().Dur("jump", jump).Msg("clock believed now")
+		l.log.Info().Int64("jump_ms", jump.Milliseconds()).Msg("clock believed now")
 		dirty = p.Machine.ClockSettled(jump)
 	}
 	reading, err := p.Poller.Poll(ctx, now)
@@ -156,6 +157,17 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 		} else {
 			l.pending, l.stored, l.lastOrder = nil, now, order
 		}
+	}
+	if st := p.Machine.State(); st != l.lastState {
+		ev := l.log.Info().Str("to", string(st))
+		if l.lastState != "" {
+			ev = ev.Str("from", string(l.lastState))
+		}
+		if order != "" {
+			ev = ev.Str("order", order)
+		}
+		ev.Msg("port state")
+		l.lastState = st
 	}
 	r.observe(p.Key, p.Machine.State(), p.Machine.Session(), reading, err)
 }

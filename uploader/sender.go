@@ -306,7 +306,7 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 		if s.platformFails == 1 {
 			s.log.Warn().Err(lastErr).Msg("platform unavailable, backing off")
 		}
-		s.log.Debug().Int("failures", s.platformFails).Dur("wait", wait).Msg("platform backoff")
+		s.log.Debug().Int("failures", s.platformFails).Int64("wait_ms", wait.Milliseconds()).Msg("platform backoff")
 	case anyOK && s.platformFails > 0:
 		s.log.Info().Int("failures", s.platformFails).Msg("platform available again")
 		s.platformFails = 0

@@ -119,7 +119,7 @@ func (a *app) watchdog(ctx context.Context, notify notifier, alive func(time.Tim
 	}
 	t := time.NewTicker(every / 3)
 	defer t.Stop()
-	a.log.Info().Dur("watchdog", every).Msg("systemd watchdog on")
+	a.log.Info().Int64("watchdog_ms", every.Milliseconds()).Msg("systemd watchdog on")
 	failing := false
 	for {
 		select {

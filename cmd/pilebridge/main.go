@@ -103,9 +103,18 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("log.level %q: %w", level, err)
 	}
 	if format == "console" || (format == "auto" && isTerminal(w)) {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.DateTime}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "2006-01-02 15:04:05.000"}
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	return zerolog.New(w).Level(lvl).Hook(msTime{}), nil
+}
+
+// msTime stamps each line with UTC milliseconds, as the platform's times
+// are written (zerolog's own timestamp has whole seconds unless a package
+// global is changed).
+type msTime struct{}
+
+func (msTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str("time", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
 }
 
 func isTerminal(w io.Writer) bool {
