@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -235,6 +236,13 @@ func TestEndToEndSession(t *testing.T) {
 		assert.NoError(t, err)
 	}
 	assert.NotEmpty(t, s.plat.Received(simulator.PathDevice), "device/sync reported")
+
+	// the log: one line per state change, by name; UTC millisecond stamps
+	log, err := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
+	require.NoError(t, err)
+	assert.Regexp(t, `"message":"port state"[^\n]*"to":"charging"|"to":"charging"[^\n]*"message":"port state"`, string(log))
+	assert.Regexp(t, `"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"`, string(log))
+	assert.Equal(t, 1, strings.Count(string(log), `"to":"charging"`), "one line per change, not per poll")
 }
 
 // kill -9 mid-session with the pile still charging: after restart the same
