@@ -352,3 +352,61 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errs, `unknown command "frobnicate"`)
 }
+
+// read for commissioning: engineering units, a continuous watch, and a raw
+// register dump that shows the energy register as the meter holds it.
+func TestReadUnitsWatchAndRaw(t *testing.T) {
+	reg, err := meter.LoadRegistry("")
+	require.NoError(t, err)
+	p, _ := reg.Get("ref-ac")
+	link := filepath.Join(t.TempDir(), "tty")
+	rig, err := simulator.ServeOnPty(link, p, 7654321, 1)
+	require.NoError(t, err)
+	defer rig.Close()
+	require.NoError(t, rig.Piles[1].Update(func(r *meter.Reading) {
+		r.PowerW, r.Status, r.VoltageDV, r.CurrentCA = 11000, meter.StatusCharging, 2305, 4783
+	}))
+
+	out, errs, code := runCLI(t, "read", "--device", link, "--profile", "ref-ac")
+	require.Equal(t, 0, code, errs)
+	assert.Regexp(t, `energy\s+7654\.32\d\s+kWh`, out, "kWh with 3 decimals")
+	assert.Regexp(t, `power\s+11\.000\s+kW`, out)
+	assert.Regexp(t, `voltage\s+230\.5\s+V`, out)
+	assert.Regexp(t, `current\s+47\.83\s+A`, out)
+
+	// the energy register is u32 at 4, high word first, in Wh
+	out, errs, code = runCLI(t, "read", "--device", link, "--raw", "--fc", "3", "--addr", "4", "--count", "3", "--json")
+	require.Equal(t, 0, code, errs)
+	var rows []struct {
+		Addr uint16  `json:"addr"`
+		U16  uint16  `json:"u16"`
+		U32  *uint32 `json:"u32_abcd"`
+		I32  *int32  `json:"i32_abcd"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+	require.Len(t, rows, 3)
+	wh := rig.Piles[1].Reading().EnergyMWh / 1000
+	assert.EqualValues(t, wh, *rows[0].U32, "the register as the meter holds it")
+	assert.EqualValues(t, wh>>16, rows[0].U16)
+	assert.EqualValues(t, 11000>>16, rows[2].U16, "power's high word")
+	assert.Nil(t, rows[2].U32, "no pair past the last register")
+	out, _, code = runCLI(t, "read", "--device", link, "--raw", "--addr", "4", "--count", "2")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "F32 (CDAB)")
+	assert.Contains(t, out, fmt.Sprint(wh))
+
+	_, errs, code = runCLI(t, "read", "--device", link, "--raw", "--fc", "5")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "--fc 5: want 3 or 4")
+
+	// --watch: a line per reading until interrupted
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	var buf bytes.Buffer
+	require.NoError(t, cmdRead(ctx, []string{"--device", link, "--profile", "ref-ac", "--watch", "--interval", "200ms"}, &buf, io.Discard))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	assert.Contains(t, lines[0], "ENERGY_kWh")
+	assert.GreaterOrEqual(t, len(lines)-1, 4, "about one reading every 200 ms:\n%s", buf.String())
+	assert.Contains(t, lines[1], "charging")
+	assert.Contains(t, lines[1], "11.000")
+}

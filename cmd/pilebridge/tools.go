@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 
 	"strings"
 	"text/tabwriter"
@@ -71,36 +73,52 @@ func cmdProfiles(args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// cmdRead reads one device once and prints every field of its profile.
+// cmdRead reads one device through a profile (once, or every --interval
+// with --watch), or dumps raw registers (--raw) for writing a profile.
 func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.Flags("read", "pilebridge read --device DEV --profile NAME [--slave N] [--baud B --parity P --stop-bits S] [--json]",
-		"Reads one device once through a profile and prints every field in engineering units: for commissioning, before the daemon runs.", stdout)
+	fs := cli.Flags("read", "pilebridge read --device DEV (--profile NAME [--watch] | --raw --fc 3 --addr A --count N) [--slave N] [--baud B --parity P --stop-bits S] [--json]",
+		"Reads one device through a profile and prints every field in engineering units (kWh, kW, V, A), once or continuously like mbpoll; or dumps raw registers as u16, i16, u32, i32 and f32 columns, for writing a new profile. For commissioning, before the daemon runs.", stdout)
 	device := fs.String("device", "", "serial path, tcp://host:port or rtuovertcp://host:port")
-	slave := fs.Int("slave", 0, "slave id (default: the profile's)")
+	slave := fs.Int("slave", 0, "slave id (default: the profile's, or 1)")
 	profile := fs.String("profile", "", "profile name")
 	dir := fs.String("profiles-dir", "", "user profiles directory")
-	baud := fs.Int("baud", 0, "baud (default: the profile's)")
-	parity := fs.String("parity", "", "N, E or O (default: the profile's)")
-	stop := fs.Int("stop-bits", 0, "1 or 2 (default: the profile's)")
+	baud := fs.Int("baud", 0, "baud (default: the profile's, or 9600)")
+	parity := fs.String("parity", "", "N, E or O (default: the profile's, or N)")
+	stop := fs.Int("stop-bits", 0, "1 or 2 (default: the profile's, or 1)")
 	timeout := fs.Duration("timeout", time.Second, "per exchange")
 	pt := fs.Int64("pt", 1, "PT ratio")
 	ct := fs.Int64("ct", 1, "CT ratio")
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := fs.Bool("json", false, "print JSON: one object per reading, integer units (Wh, W, 0.1 V, 0.01 A)")
+	watch := fs.Bool("watch", false, "read every --interval until interrupted, one line per reading")
+	interval := fs.Duration("interval", time.Second, "with --watch: time between readings")
+	raw := fs.Bool("raw", false, "dump registers instead of decoding a profile (with --fc, --addr, --count)")
+	fc := fs.Int("fc", 3, "with --raw: 3 (holding) or 4 (input registers)")
+	addr := fs.Int("addr", 0, "with --raw: first register address (0-based, as on the wire)")
+	count := fs.Int("count", 10, "with --raw: registers to read, 1..125")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *device == "" || *profile == "" {
-		return fmt.Errorf("read needs --device and --profile")
+	if *device == "" {
+		return fmt.Errorf("read needs --device")
 	}
-	reg, err := meter.LoadRegistry(*dir)
-	if err != nil {
-		return err
+	if !*raw && *profile == "" {
+		return fmt.Errorf("read needs --profile (or --raw)")
 	}
-	p, err := reg.Get(*profile)
-	if err != nil {
-		return err
+	if *watch && *interval < 100*time.Millisecond {
+		return fmt.Errorf("--interval %v: at least 100ms", *interval)
 	}
-	d := p.Defaults
+	var p *meter.Profile
+	var d meter.LineDefaults
+	if !*raw {
+		reg, err := meter.LoadRegistry(*dir)
+		if err != nil {
+			return err
+		}
+		if p, err = reg.Get(*profile); err != nil {
+			return err
+		}
+		d = p.Defaults
+	}
 	pick := func(v, def, fallback int) int {
 		if v != 0 {
 			return v
@@ -134,29 +152,159 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() { cancel(); <-bus.Done() }()
 	go bus.Run(ctx)
-	r, err := meter.NewPoller(bus, uint8(id), p, meter.Ratios{PT: *pt, CT: *ct}).Poll(ctx, time.Now())
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		out := map[string]any{"profile": p.Name, "slave": id, "time": r.Time.UTC().Format(time.RFC3339Nano)}
-		for _, n := range p.FieldNames() {
-			out[jsonName(n)] = fieldValue(r, n)
+	if *raw {
+		if *fc != 3 && *fc != 4 {
+			return fmt.Errorf("--fc %d: want 3 or 4", *fc)
 		}
-		if r.Quantised() {
-			out["energy_step_wh"] = r.EnergyStepWh()
+		if *count < 1 || *count > 125 || *addr < 0 || *addr+*count > 65536 {
+			return fmt.Errorf("--addr %d --count %d: want 1..125 registers within 0..65535", *addr, *count)
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetEscapeHTML(false)
-		return enc.Encode(out)
+		data, err := bus.ReadRegisters(ctx, uint8(id), uint8(*fc), uint16(*addr), uint16(*count))
+		if err != nil {
+			return err
+		}
+		return printRaw(stdout, *addr, data, *asJSON)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	poller := meter.NewPoller(bus, uint8(id), p, meter.Ratios{PT: *pt, CT: *ct})
+	if !*watch {
+		r, err := poller.Poll(ctx, time.Now())
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printReadingJSON(stdout, p, id, r)
+		}
+		return printReading(stdout, p, id, r)
+	}
+	t := time.NewTicker(*interval)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		r, err := poller.Poll(ctx, time.Now())
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			fmt.Fprintf(stdout, "%s  error: %v\n", time.Now().Format("15:04:05.000"), err)
+		case *asJSON:
+			if err := printReadingJSON(stdout, p, id, r); err != nil {
+				return err
+			}
+		default:
+			if n%20 == 0 {
+				fmt.Fprintln(stdout, "TIME          ENERGY_kWh    POWER_kW  VOLTAGE_V  CURRENT_A  STATUS        SOC")
+			}
+			soc := "-"
+			if r.HasSOC {
+				soc = fmt.Sprintf("%d %%", r.SOC)
+			}
+			fmt.Fprintf(stdout, "%s  %12s  %8s  %9s  %9s  %-12s  %s\n", r.Time.Format("15:04:05.000"), milli(r.EnergyWh),
+				milli(r.PowerW), tenths(r.VoltageDV), cents(r.CurrentCA), r.Status.String(), soc)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func printReadingJSON(w io.Writer, p *meter.Profile, id int, r meter.Reading) error {
+	out := map[string]any{"profile": p.Name, "slave": id, "time": r.Time.UTC().Format(time.RFC3339Nano)}
+	for _, n := range p.FieldNames() {
+		out[jsonName(n)] = fieldValue(r, n)
+	}
+	if r.Quantised() {
+		out["energy_step_wh"] = r.EnergyStepWh()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(out)
+}
+
+// printReading shows each field in engineering units.
+func printReading(w io.Writer, p *meter.Profile, id int, r meter.Reading) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "profile\t%s\t(slave %d)\n", p.Name, id)
 	for _, n := range p.FieldNames() {
-		fmt.Fprintf(tw, "%s\t%v\t%s\n", n, fieldValue(r, n), p.UnitOf(n))
+		v, unit := engineering(r, n)
+		if unit == "" {
+			unit = p.UnitOf(n)
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%s\n", n, v, unit)
 	}
 	if r.Quantised() {
 		fmt.Fprintf(tw, "note\tenergy register resolves only %d Wh\t\n", r.EnergyStepWh())
+	}
+	return tw.Flush()
+}
+
+// engineering is a field as a technician reads it: kWh, kW, V, A.
+func engineering(r meter.Reading, name string) (any, string) {
+	switch name {
+	case "energy":
+		return milli(r.EnergyWh), "kWh"
+	case "power":
+		return milli(r.PowerW), "kW"
+	case "voltage":
+		return tenths(r.VoltageDV), "V"
+	case "current":
+		return cents(r.CurrentCA), "A"
+	case "soc":
+		if r.HasSOC {
+			return r.SOC, "%"
+		}
+		return "-", "%"
+	}
+	return fieldValue(r, name), ""
+}
+
+// tenths prints 0.1 units with one decimal, exactly.
+func tenths(v int64) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	return fmt.Sprintf("%s%d.%d", sign, v/10, v%10)
+}
+
+// printRaw dumps registers: each as u16 and i16, and each pair starting
+// there as u32, i32 and f32 in both word orders (high word first: ABCD; low
+// word first: CDAB), as meters differ.
+func printRaw(w io.Writer, addr int, data []byte, asJSON bool) error {
+	n := len(data) / 2
+	word := func(i int) uint16 { return binary.BigEndian.Uint16(data[2*i:]) }
+	type row struct {
+		Addr uint16   `json:"addr"`
+		Hex  string   `json:"hex"`
+		U16  uint16   `json:"u16"`
+		I16  int16    `json:"i16"`
+		U32  *uint32  `json:"u32_abcd,omitempty"`
+		I32  *int32   `json:"i32_abcd,omitempty"`
+		F32  *float32 `json:"f32_abcd,omitempty"`
+		U32s *uint32  `json:"u32_cdab,omitempty"`
+		F32s *float32 `json:"f32_cdab,omitempty"`
+	}
+	rows := make([]row, n)
+	for i := range rows {
+		rows[i] = row{Addr: uint16(addr + i), Hex: fmt.Sprintf("%04X", word(i)), U16: word(i), I16: int16(word(i))}
+		if i+1 < n {
+			abcd, cdab := uint32(word(i))<<16|uint32(word(i+1)), uint32(word(i+1))<<16|uint32(word(i))
+			i32, f, fs := int32(abcd), math.Float32frombits(abcd), math.Float32frombits(cdab)
+			rows[i].U32, rows[i].I32, rows[i].F32, rows[i].U32s, rows[i].F32s = &abcd, &i32, &f, &cdab, &fs
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ADDR\tHEX\tU16\tI16\tU32 (ABCD)\tI32 (ABCD)\tF32 (ABCD)\tU32 (CDAB)\tF32 (CDAB)\t")
+	for _, r := range rows {
+		if r.U32 == nil {
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t\t\t\t\t\t\n", r.Addr, r.Hex, r.U16, r.I16)
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%g\t%d\t%g\t\n", r.Addr, r.Hex, r.U16, r.I16, *r.U32, *r.I32, *r.F32, *r.U32s, *r.F32s)
 	}
 	return tw.Flush()
 }
