@@ -39,3 +39,15 @@ func TestDemoConfigIsolatesTheDemo(t *testing.T) {
 	_, err = os.Stat(filepath.Join(work, "pilebridge.yaml"))
 	assert.NoError(t, err)
 }
+
+// pilesim and every subcommand answer --help with exit 0.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"platform", "-h"},
+		{"demo", "--help"}, {"scale", "--help"}, {"floor", "--help"}} {
+		var out, errs strings.Builder
+		assert.Equal(t, 0, run(args, &out, &errs), "%v: %s", args, errs.String())
+	}
+	var out, errs strings.Builder
+	assert.Equal(t, 1, run([]string{"frobnicate"}, &out, &errs))
+	assert.Contains(t, errs.String(), `unknown command "frobnicate"`)
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -34,10 +35,13 @@ usage (each command's --help describes its flags):
 `
 
 func main() {
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	args := os.Args[1:]
 	cmd := "serve"
 	switch {
 	case len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
@@ -52,21 +56,22 @@ func main() {
 	case "platform":
 		err = cmdPlatform(ctx, args, log)
 	case "demo":
-		err = cmdDemo(ctx, args, os.Stdout, log)
+		err = cmdDemo(ctx, args, stdout, log)
 	case "scale":
-		err = cmdScale(ctx, args, os.Stdout, log)
+		err = cmdScale(ctx, args, stdout, log)
 	case "floor": // run by scale
 		err = cmdFloor(ctx, args)
 	case "help":
-		fmt.Print(usage)
-		return
+		fmt.Fprint(stdout, usage)
+		return 0
 	default:
 		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "pilesim:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "pilesim:", err)
+		return 1
 	}
+	return 0
 }
 
 // serveOpts are the simulator's settings.
