@@ -91,13 +91,19 @@ func benchCommit(b *testing.B, ports int) {
 		}
 	}
 	b.StopTimer()
-	if dev.Name != "" {
-		after, err := dev.Written()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(after-before)/float64(b.N), "B_device/op")
+	reportDevice(b, dev, before)
+}
+
+// reportDevice reports the bytes that reached dev since before, per op.
+func reportDevice(b *testing.B, dev blockdev.Device, before int64) {
+	if dev.Name == "" {
+		return
 	}
+	after, err := dev.Written()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(after-before)/float64(b.N), "B_device/op")
 }
 
 // benchSession is a charging session as the runner stores it: a VIN, SOC,
@@ -258,13 +264,7 @@ func BenchmarkCommitAfterOutage(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if dev.Name != "" {
-				after, err := dev.Written()
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportMetric(float64(after-before)/float64(b.N), "B_device/op")
-			}
+			reportDevice(b, dev, before)
 		})
 	}
 }

@@ -202,6 +202,14 @@ func (s *station) set(st meter.Status, powerW int64, stop int64) {
 	}))
 }
 
+// startSession takes the pile through starting to charging at powerW, as
+// a pile does when a session starts.
+func (s *station) startSession(powerW int64) {
+	s.set(meter.StatusStarting, 0, 0)
+	time.Sleep(400 * time.Millisecond)
+	s.set(meter.StatusCharging, powerW, 0)
+}
+
 // The foundation's promise: simulator → pty → bridge → signed upload → stand-in,
 // and the bill is exactly the meter's delta.
 func TestEndToEndSession(t *testing.T) {

@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"pilebridge/meter"
 	"pilebridge/simulator"
 )
 
@@ -159,9 +158,7 @@ func TestHealthz(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.charging(ctx)
-	s.set(meter.StatusStarting, 0, 0)
-	time.Sleep(400 * time.Millisecond)
-	s.set(meter.StatusCharging, 60000, 0)
+	s.startSession(60000)
 	s.waitFor("503 for the parked record", 15*time.Second, func() bool {
 		c, b := get()
 		return c == 503 && strings.Contains(b, "1 record(s) parked by the platform")

@@ -31,9 +31,7 @@ func TestSessionsLedger(t *testing.T) {
 	session := func(stop int64) bill {
 		n := len(s.finals())
 		start := s.meterWh()
-		s.set(meter.StatusStarting, 0, 0)
-		time.Sleep(400 * time.Millisecond)
-		s.set(meter.StatusCharging, 60000, 0)
+		s.startSession(60000)
 		time.Sleep(1500 * time.Millisecond)
 		s.set(meter.StatusFinished, 0, stop)
 		delta := s.meterWh() - start
@@ -47,9 +45,7 @@ func TestSessionsLedger(t *testing.T) {
 	first := session(1)
 	// the next bill is rejected once: parked, with the platform's reason
 	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Match: `"state":3`, Kind: "401", Count: 1})
-	s.set(meter.StatusStarting, 0, 0)
-	time.Sleep(400 * time.Millisecond)
-	s.set(meter.StatusCharging, 60000, 0)
+	s.startSession(60000)
 	time.Sleep(1500 * time.Millisecond)
 	s.set(meter.StatusFinished, 0, 2)
 

@@ -55,9 +55,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	// a first session whose bill the platform rejects
 	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Match: `"state":3`, Kind: "401", Count: 1})
-	s.set(meter.StatusStarting, 0, 0)
-	time.Sleep(400 * time.Millisecond)
-	s.set(meter.StatusCharging, 60000, 0)
+	s.startSession(60000)
 	time.Sleep(1200 * time.Millisecond)
 	s.set(meter.StatusFinished, 0, 1)
 	s.waitFor("the bill parked", 10*time.Second, func() bool {
@@ -67,9 +65,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	s.set(meter.StatusIdle, 0, 0)
 	time.Sleep(600 * time.Millisecond)
 	// a second one, charging now
-	s.set(meter.StatusStarting, 0, 0)
-	time.Sleep(400 * time.Millisecond)
-	s.set(meter.StatusCharging, 60000, 0)
+	s.startSession(60000)
 	time.Sleep(1500 * time.Millisecond)
 
 	dom := headless(t, bin, "--dump-dom", "http://"+listen+"/?lang=zh")
