@@ -138,6 +138,13 @@ func New(cfg Config, log zerolog.Logger) (*Bus, error) {
 			} else {
 				b.log.Info().Str("device", p.Device).Str("low_latency", string(p.LowLatency)).Str("result", did).Msg("low latency")
 			}
+			if p.RS485.Enabled {
+				got, err := applyRS485(p.Device, p.RS485)
+				if err != nil {
+					return nil, err // without it the transceiver would not switch: no exchange could work
+				}
+				b.log.Info().Str("device", p.Device).Str("rs485", got.String()).Msg("rs485 mode set, as the driver reports it")
+			}
 			return openSerial(p)
 		}
 		tr.silence = silenceFor(p.Baud)

@@ -34,6 +34,8 @@ type SerialParams struct {
 	StopBits int    // 1 or 2
 	// LowLatency: ask a USB adapter not to hold received bytes (latency.go).
 	LowLatency LowLatency
+	// RS485: the kernel's RS-485 mode, for DE on RTS (rs485.go).
+	RS485 RS485
 }
 
 func (p SerialParams) mode() (*serial.Mode, error) {

@@ -82,6 +82,16 @@ func load(path string) (*config.Config, *meter.Registry, error) {
 }
 
 // newTariff builds the configured tariff.
+// rs485Of is a bus's RS-485 mode for the driver: RTS high while sending
+// unless the config says otherwise.
+func rs485Of(r *config.RS485) driver.RS485 {
+	if r == nil || !r.Enabled {
+		return driver.RS485{}
+	}
+	return driver.RS485{Enabled: true, RTSOnSend: r.RTSOnSend == nil || *r.RTSOnSend, RTSAfterSend: r.RTSAfterSend,
+		RxDuringTx: r.RxDuringTx, DelayBeforeSend: r.DelayRTSBeforeSend, DelayAfterSend: r.DelayRTSAfterSend}
+}
+
 func newTariff(cfg *config.Config) (*session.Tariff, error) {
 	specs := make([]session.PeriodSpec, len(cfg.Tariff.Periods))
 	for i, p := range cfg.Tariff.Periods {
@@ -195,7 +205,8 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 	for _, b := range cfg.Buses {
 		dc := driver.Config{
 			Name: b.Name, Device: b.Device,
-			Serial:  driver.SerialParams{Baud: b.Baud, DataBits: b.DataBits, Parity: b.Parity, StopBits: b.StopBits, LowLatency: driver.LowLatency(b.LowLatency)},
+			Serial: driver.SerialParams{Baud: b.Baud, DataBits: b.DataBits, Parity: b.Parity, StopBits: b.StopBits,
+				LowLatency: driver.LowLatency(b.LowLatency), RS485: rs485Of(b.RS485)},
 			Default: driver.SlavePolicy{Timeout: b.Timeout, Retries: b.Retries, SwitchGap: b.SwitchGap},
 			Slaves:  map[uint8]driver.SlavePolicy{},
 		}

@@ -164,3 +164,21 @@ func TestHealthz(t *testing.T) {
 		return c == 503 && strings.Contains(b, "1 record(s) parked by the platform")
 	})
 }
+
+// A bus configured for the kernel's RS-485 mode on a tty without one (a
+// pty) does not open, and the log names why.
+func TestRS485RefusedIsNamed(t *testing.T) {
+	s := newStation(t, "")
+	cfg, err := os.ReadFile(s.config)
+	require.NoError(t, err)
+	cfg = []byte(strings.Replace(string(cfg), "retries: 1}", "retries: 1, rs485: {enabled: true}}", 1))
+	require.NoError(t, os.WriteFile(s.config, cfg, 0o600))
+	_, errs, code := runCLI(t, "check", "--config", s.config)
+	require.Equal(t, 0, code, "check accepts the mode: only the tty can refuse it: %s", errs)
+	s.startBridge()
+	s.waitFor("the refusal in the log", 10*time.Second, func() bool {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
+		return strings.Contains(string(log), "the tty driver has no RS-485 mode (TIOCSRS485 refused)")
+	})
+	assert.Empty(t, s.bills())
+}

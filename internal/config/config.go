@@ -122,6 +122,19 @@ type Bus struct {
 	// LowLatency: auto, on or off (driver.LowLatency). USB adapters with a
 	// latency timer hold received bytes up to 16 ms unless it is lowered.
 	LowLatency string `yaml:"low_latency"`
+	// RS485: the kernel's RS-485 mode (TIOCSRS485), for a UART whose
+	// transceiver's DE pin is on RTS.
+	RS485 *RS485 `yaml:"rs485"`
+}
+
+// RS485 is a bus's kernel RS-485 mode.
+type RS485 struct {
+	Enabled            bool          `yaml:"enabled"`
+	RTSOnSend          *bool         `yaml:"rts_on_send"` // default true when enabled
+	RTSAfterSend       bool          `yaml:"rts_after_send"`
+	DelayRTSBeforeSend time.Duration `yaml:"delay_rts_before_send"`
+	DelayRTSAfterSend  time.Duration `yaml:"delay_rts_after_send"`
+	RxDuringTx         bool          `yaml:"rx_during_tx"`
 }
 
 // Pile is one charging pile.
@@ -592,6 +605,20 @@ func (c *Config) checkBuses(ck *checker) map[string]bool {
 		}
 		if b.SwitchGap < 0 || b.SwitchGap > time.Second {
 			ck.bad(key+".switch_gap", "%v: want 0..1s", b.SwitchGap)
+		}
+		if r := b.RS485; r != nil {
+			k := key + ".rs485"
+			if strings.Contains(b.Device, "://") {
+				ck.bad(k, "applies to serial devices, not to %s", b.Device)
+			}
+			if r.Enabled && (r.RTSOnSend == nil || *r.RTSOnSend) == r.RTSAfterSend {
+				ck.bad(k+".rts_on_send", "RTS high on send, or after send: one of the two")
+			}
+			for sub, d := range map[string]time.Duration{"delay_rts_before_send": r.DelayRTSBeforeSend, "delay_rts_after_send": r.DelayRTSAfterSend} {
+				if d < 0 || d > time.Second || d%time.Millisecond != 0 {
+					ck.bad(k+"."+sub, "%v: want whole milliseconds, 0..1s", d)
+				}
+			}
 		}
 		switch b.LowLatency {
 		case "auto", "off":

@@ -99,6 +99,10 @@ func TestMoreMistakesNameTheirKey(t *testing.T) {
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, low_latency: yes", "buses[0].low_latency"},
 		{"data_dir: /tmp/d\n", "data_dir: /tmp/d\nhistory_days: -5\n", "history_days"},
 		{"app_secret: sec}", "app_secret: sec, max_bill_age: 10s}", "platform.max_bill_age"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, rs485: {enabled: true, rts_after_send: true}", "buses[0].rs485.rts_on_send"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, rs485: {enabled: true, delay_rts_before_send: 1500us}", "buses[0].rs485.delay_rts_before_send"},
+		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, rs485: {enabled: true, delay_rts_after_send: 2s}", "buses[0].rs485.delay_rts_after_send"},
+		{"device: /dev/ttyUSB0", "device: 'tcp://10.0.0.5:502', rs485: {enabled: true}", "buses[0].rs485"},
 		{"device: /dev/ttyUSB0", "device: 'tcp://10.0.0.5:502', low_latency: on", "buses[0].low_latency"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, retries: 9", "buses[0].retries"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, data_bits: 5", "buses[0].data_bits"},
@@ -192,4 +196,12 @@ func TestSecretFileModeWarning(t *testing.T) {
 	c, err = Parse([]byte(doc), "c.yaml")
 	require.NoError(t, err)
 	assert.Empty(t, c.Warnings)
+}
+
+func TestRS485Accepted(t *testing.T) {
+	for _, rs := range []string{"{enabled: true}", "{enabled: true, rts_on_send: false, rts_after_send: true, delay_rts_before_send: 2ms}", "{enabled: false}"} {
+		c, err := Parse([]byte(strings.Replace(base, "device: /dev/ttyUSB0", "device: /dev/ttyUSB0, rs485: "+rs, 1)), "c.yaml")
+		require.NoError(t, err, rs)
+		require.NotNil(t, c.Buses[0].RS485, rs)
+	}
 }
