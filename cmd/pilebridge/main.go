@@ -26,6 +26,8 @@ usage:
   pilebridge [run] --config FILE        run the daemon
   pilebridge check --config FILE        validate the config and profiles, then exit
   pilebridge scan                       list serial ports (USB ids, by-id paths); opens none
+  pilebridge scan --probe --device DEV [--bauds ..] [--parity N,E] [--slaves 1-247] [--first]
+                                        find the devices on a line: baud, parity, slave ids, profiles
   pilebridge read --device DEV --slave N --profile NAME [--baud B --parity P --stop-bits S] [--json]
   pilebridge profiles [--dir DIR]       list meter and pile profiles and where each came from
   pilebridge outbox list [--all] --config FILE
@@ -60,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		err = cmdCheck(args, stdout)
 	case "scan":
-		err = cmdScan(args, stdout)
+		err = cmdScan(ctx, args, stdout, stderr)
 	case "read":
 		err = cmdRead(ctx, args, stdout, stderr)
 	case "profiles":

@@ -21,11 +21,51 @@ import (
 
 // cmdScan lists serial ports from sysfs without opening any, so a running
 // daemon's line settings are never disturbed.
-func cmdScan(args []string, stdout io.Writer) error {
-	fs := cli.Flags("scan", "pilebridge scan",
-		"Lists the serial ports of this board with their USB vendor and product ids, serial numbers and /dev/serial/by-id paths, from sysfs. Opens none.", stdout)
+func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.Flags("scan", "pilebridge scan | scan --probe --device DEV [--bauds 9600,19200] [--parity N,E] [--slaves 1-247] [--profile P] [--first] [--json]",
+		"Lists the serial ports of this board with their USB vendor and product ids, serial numbers and /dev/serial/by-id paths, from sysfs; opens none. "+
+			"With --probe, finds the devices on a line: tries each baud and parity with short timeouts, reports every slave that answers and which profiles read plausible values from it.", stdout)
+	probe := fs.Bool("probe", false, "probe a line for responders instead of listing ports")
+	device := fs.String("device", "", "with --probe: serial path, tcp://host:port or rtuovertcp://host:port")
+	bauds := fs.String("bauds", "9600,19200,4800,38400,115200,2400", "with --probe: baud rates to try, in order")
+	parity := fs.String("parity", "N,E", "with --probe: parities to try (N, E, O)")
+	slaves := fs.String("slaves", "1-247", "with --probe: slave ids, like 1-10,17")
+	profile := fs.String("profile", "", "with --probe: try only this profile on responders (default: every one)")
+	dir := fs.String("profiles-dir", "", "user profiles directory")
+	first := fs.Bool("first", false, "with --probe: stop after the first setting with a responder")
+	timeout := fs.Duration("timeout", 0, "with --probe: per exchange (default: three line times plus 25 ms)")
+	asJSON := fs.Bool("json", false, "with --probe: print the responders as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *probe {
+		if *device == "" {
+			return fmt.Errorf("scan --probe needs --device")
+		}
+		o := probeOpts{device: *device, first: *first, timeout: *timeout}
+		var err error
+		if o.settings, err = probeSettings(*device, *bauds, *parity); err != nil {
+			return err
+		}
+		if o.slaves, err = parseIDs(*slaves); err != nil {
+			return fmt.Errorf("--slaves: %w", err)
+		}
+		reg, err := meter.LoadRegistry(*dir)
+		if err != nil {
+			return err
+		}
+		names := reg.Names()
+		if *profile != "" {
+			names = []string{*profile}
+		}
+		for _, n := range names {
+			p, err := reg.Get(n)
+			if err != nil {
+				return err
+			}
+			o.profiles = append(o.profiles, p)
+		}
+		return cmdProbe(ctx, o, *asJSON, stdout, stderr)
 	}
 	ports, err := driver.ListPorts("/sys", "/dev")
 	if err != nil {

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/meter"
+	"pilebridge/simulator"
+)
+
+type probeFound struct {
+	Baud     int      `json:"baud"`
+	Parity   string   `json:"parity"`
+	Slave    int      `json:"slave"`
+	Answer   string   `json:"answer"`
+	Profiles []string `json:"profiles"`
+}
+
+func probeJSON(t *testing.T, args ...string) []probeFound {
+	out, errs, code := runCLI(t, append([]string{"scan", "--probe", "--json"}, args...)...)
+	require.Equal(t, 0, code, errs)
+	var found []probeFound
+	require.NoError(t, json.Unmarshal([]byte(out), &found), out)
+	return found
+}
+
+// scan --probe finds the simulator's slaves on a line paced at 19200 baud,
+// with the profile their registers fit. A pty cannot enforce baud or
+// parity: every setting reaches the simulator, so the test checks the
+// slaves and profiles found, and that --first stops at the first setting
+// that has them; telling settings apart needs a real line.
+func TestScanProbeOnPty(t *testing.T) {
+	reg, err := meter.LoadRegistry("")
+	require.NoError(t, err)
+	prof, _ := reg.Get("ref-ac")
+	link := filepath.Join(t.TempDir(), "tty")
+	rig, err := simulator.ServeOnPty(link, prof, 123456, 3, 7, 200)
+	require.NoError(t, err)
+	defer rig.Close()
+	rig.Server.Baud = 19200
+
+	found := probeJSON(t, "--device", link, "--bauds", "9600,19200", "--parity", "N,E", "--slaves", "1-10,200", "--first")
+	require.Len(t, found, 3, "%+v", found)
+	for i, id := range []int{3, 7, 200} {
+		assert.Equal(t, id, found[i].Slave)
+		assert.Equal(t, 9600, found[i].Baud, "--first: the first setting that answered")
+		assert.Equal(t, "N", found[i].Parity)
+		assert.Equal(t, "registers", found[i].Answer)
+		assert.Contains(t, found[i].Profiles, "ref-ac")
+	}
+	// without --first every setting is tried (and, on a pty, answers)
+	found = probeJSON(t, "--device", link, "--bauds", "9600,19200", "--parity", "N,E", "--slaves", "3", "--profile", "ref-ac")
+	assert.Len(t, found, 4)
+
+	out, _, code := runCLI(t, "scan", "--probe", "--device", link, "--bauds", "19200", "--parity", "E", "--slaves", "1-8")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "19200 8E1")
+	assert.Contains(t, out, "2 responder(s)")
+
+	_, errs, code := runCLI(t, "scan", "--probe", "--device", link, "--slaves", "0-300")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `--slaves: "0-300": want slave ids 1..247`)
+}
+
+// Over a Modbus TCP gateway there is no baud to find: the slaves are.
+func TestScanProbeOverTCP(t *testing.T) {
+	reg, err := meter.LoadRegistry("")
+	require.NoError(t, err)
+	srv := simulator.NewServer(zerolog.Nop())
+	for _, id := range []uint8{2, 5} {
+		prof, _ := reg.Get("dtsu666")
+		sl := srv.AddSlave(id)
+		p, err := simulator.NewPile(prof, meter.Ratios{}, sl.Bank, 4242)
+		require.NoError(t, err)
+		sl.Source = p
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go srv.ServeTCP(ln, false)
+
+	found := probeJSON(t, "--device", "tcp://"+ln.Addr().String(), "--slaves", "1-6")
+	require.Len(t, found, 2)
+	assert.Equal(t, 2, found[0].Slave)
+	assert.Equal(t, 5, found[1].Slave)
+	assert.Zero(t, found[0].Baud)
+	assert.Equal(t, "exception 2", found[0].Answer, "no register 0, but there")
+	assert.Contains(t, found[0].Profiles, "dtsu666")
+}
