@@ -7,7 +7,7 @@ RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./cmd/...
 LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-race test-arm cross demo bench bench-scale lint clean soak soak-model fuzz
+.PHONY: all build test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-model fuzz
 
 all: lint test build
 
@@ -63,6 +63,18 @@ cross:
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pilesim-linux-armv7 ./cmd/pilesim
 	GOOS=linux GOARCH=arm64       $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pilesim-linux-arm64 ./cmd/pilesim
 	@file dist/pilebridge-linux-* 2>/dev/null || ls -l dist
+
+# Debian packages for the three targets (dpkg-deb, nothing fetched), and
+# their test: fields, contents, an install into a throwaway root, upgrade
+# and removal. Versions sort by commit count until there are tags.
+DEBVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" | sed 's/-/+/;s/-/./' || echo "0.0.0+$$(git rev-list --count HEAD 2>/dev/null || echo 0).g$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
+deb: cross
+	deploy/deb/build.sh armhf $(DEBVERSION) dist/pilebridge-linux-armv7 dist
+	deploy/deb/build.sh arm64 $(DEBVERSION) dist/pilebridge-linux-arm64 dist
+	deploy/deb/build.sh amd64 $(DEBVERSION) dist/pilebridge-linux-amd64 dist
+
+test-deb: deb
+	deploy/deb/test.sh $(DEBVERSION) dist
 
 # One complete session: stand-in + simulated pile + bridge, then exit.
 demo: build
