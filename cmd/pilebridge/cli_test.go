@@ -330,7 +330,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		want string // part of a flag's or the command's description
 	}{
 		{[]string{"--help"}, "Each command's --help describes its flags"}, {[]string{"-h"}, "pilebridge check"}, {[]string{"help"}, "pilebridge sessions"},
-		{[]string{"run", "--help"}, "-config"}, {[]string{"check", "-h"}, "78 naming every mistake"}, {[]string{"scan", "--help"}, "Opens none"},
+		{[]string{"run", "--help"}, "-config"}, {[]string{"check", "-h"}, "78 naming every mistake"}, {[]string{"scan", "--help"}, "opens none"},
 		{[]string{"read", "--help"}, "serial path, tcp://host:port"}, {[]string{"profiles", "--help"}, "user profiles directory"},
 		{[]string{"outbox", "--help"}, "requeue every parked record"}, {[]string{"outbox", "list", "--help"}, "include recently delivered"},
 		{[]string{"outbox", "retry", "-h"}, "-parked"}, {[]string{"sessions", "--help"}, "in tariff.time_zone"},

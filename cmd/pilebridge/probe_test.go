@@ -40,10 +40,16 @@ func TestScanProbeOnPty(t *testing.T) {
 	require.NoError(t, err)
 	prof, _ := reg.Get("ref-ac")
 	link := filepath.Join(t.TempDir(), "tty")
-	rig, err := simulator.ServeOnPty(link, prof, 123456, 3, 7, 200)
+	line, err := simulator.OpenPty(link)
 	require.NoError(t, err)
-	defer rig.Close()
-	rig.Server.Baud = 19200
+	defer line.Close()
+	srv := simulator.NewServer(zerolog.Nop())
+	srv.Baud = 19200 // replies paced like a 19200 baud line; set before serving
+	for _, id := range []uint8{3, 7, 200} {
+		_, err := simulator.NewPile(prof, meter.Ratios{}, srv.AddSlave(id).Bank, 123456)
+		require.NoError(t, err)
+	}
+	go srv.AttachPty(line)
 
 	found := probeJSON(t, "--device", link, "--bauds", "9600,19200", "--parity", "N,E", "--slaves", "1-10,200", "--first")
 	require.Len(t, found, 3, "%+v", found)
