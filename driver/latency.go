@@ -62,7 +62,7 @@ func (t latencyTuner) tune(dev string, mode LowLatency) (string, error) {
 	before, err := readMs(timer)
 	if errors.Is(err, os.ErrNotExist) {
 		if mode != LowLatencyOn {
-			return fmt.Sprintf("%s has no latency timer (not an FTDI-style USB adapter): nothing to do", tty), nil
+			return fmt.Sprintf("%s has no latency timer (not an FTDI-style USB adapter): nothing to do", real), nil
 		}
 		if err := t.setFlag(real); err != nil {
 			return "", fmt.Errorf("low_latency on: %s has no latency timer, and ASYNC_LOW_LATENCY: %w", tty, err)
