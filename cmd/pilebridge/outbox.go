@@ -122,22 +122,29 @@ func outboxList(cfg *config.Config, all bool) (outboxListing, error) {
 	if done {
 		return l, err
 	}
-	u, uerr := daemonURL(cfg, "/outbox")
-	if uerr != nil {
-		return l, uerr
-	}
+	path := "/outbox"
 	if all {
-		u += "?all=1"
+		path += "?all=1"
+	}
+	return l, askDaemon(cfg, path, &l)
+}
+
+// askDaemon GETs path (with its query) from the running daemon and
+// decodes its JSON answer into out.
+func askDaemon(cfg *config.Config, path string, out any) error {
+	u, err := daemonURL(cfg, path)
+	if err != nil {
+		return err
 	}
 	resp, err := http.Get(u)
 	if err != nil {
-		return l, fmt.Errorf("ask the running daemon: %w", err)
+		return fmt.Errorf("ask the running daemon: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return l, fmt.Errorf("daemon answered %s", resp.Status)
+		return fmt.Errorf("daemon answered %s", resp.Status)
 	}
-	return l, json.NewDecoder(resp.Body).Decode(&l)
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func outboxRetry(cfg *config.Config, order string) (requeueResult, error) {

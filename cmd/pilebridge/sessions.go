@@ -93,10 +93,6 @@ func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry,
 	if done {
 		return out, err
 	}
-	u, uerr := daemonURL(cfg, "/sessions")
-	if uerr != nil {
-		return nil, uerr
-	}
 	q := url.Values{}
 	if !since.IsZero() {
 		q.Set("since", since.Format(time.RFC3339Nano))
@@ -104,15 +100,7 @@ func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry,
 	if !until.IsZero() {
 		q.Set("until", until.Format(time.RFC3339Nano))
 	}
-	resp, err := http.Get(u + "?" + q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("ask the running daemon: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("daemon answered %s", resp.Status)
-	}
-	return out, json.NewDecoder(resp.Body).Decode(&out)
+	return out, askDaemon(cfg, "/sessions?"+q.Encode(), &out)
 }
 
 // serveSessions is GET /sessions?since=&until= (RFC 3339).
