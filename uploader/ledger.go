@@ -42,15 +42,17 @@ func ledgerPutTx(tx *bbolt.Tx, e LedgerEntry) error {
 	return tx.Bucket(bucketLedger).Put([]byte(e.Record.Order), data)
 }
 
-// ledgerUpdateTx applies f to the order's entry, if the ledger has it.
-func ledgerUpdateTx(tx *bbolt.Tx, order string, f func(*LedgerEntry)) error {
-	v := tx.Bucket(bucketLedger).Get([]byte(order))
+// ledgerUpdateTx applies f to the entry of r's order, if the ledger has it.
+// An entry that no longer decodes is rebuilt from r: the ledger only
+// reports, and must never hold up the delivery it reports on.
+func ledgerUpdateTx(tx *bbolt.Tx, r Record, f func(*LedgerEntry)) error {
+	v := tx.Bucket(bucketLedger).Get([]byte(r.Order))
 	if v == nil {
 		return nil // pruned, or queued by a version without a ledger
 	}
 	var e LedgerEntry
-	if err := json.Unmarshal(v, &e); err != nil {
-		return fmt.Errorf("ledger entry of order %s: %w", order, err)
+	if json.Unmarshal(v, &e) != nil {
+		e = LedgerEntry{Record: r, Status: LedgerPending}
 	}
 	f(&e)
 	return ledgerPutTx(tx, e)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/bbolt"
 
 	"pilebridge/simulator"
 	"pilebridge/uploader"
@@ -107,4 +108,25 @@ func TestLedgerRangeAndPrune(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, last, 1)
 	assert.Equal(t, "D", last[0].Record.Order)
+}
+
+// A ledger entry that no longer decodes never holds up the bill's
+// delivery: it is rebuilt from the record as the delivery settles.
+func TestLedgerUnreadableEntryDoesNotBlockDelivery(t *testing.T) {
+	si := newStandIn(t)
+	r := openRig(t, filepath.Join(t.TempDir(), "db"), si.url(), 0)
+	defer r.stop()
+	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindFinal, 7)))
+	require.NoError(t, r.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("ledger")).Put([]byte("A"), []byte("{not json"))
+	}))
+	r.start()
+	waitFor(t, "the bill delivered", func() bool { return len(si.byOrder()["A"]) == 1 })
+	waitFor(t, "the entry rebuilt as delivered", func() bool {
+		l, err := r.box.Ledger(time.Time{}, time.Time{})
+		return err == nil && len(l) == 1 && l[0].Status == uploader.LedgerDelivered
+	})
+	l, _ := r.box.Ledger(time.Time{}, time.Time{})
+	assert.EqualValues(t, 7, l[0].Record.QuantityWh)
+	assert.Equal(t, 1, l[0].Attempts)
 }

@@ -259,7 +259,7 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 		parked, box, closed := tx.Bucket(bucketParked), tx.Bucket(bucketOutbox), tx.Bucket(bucketClosed)
 		type move struct {
 			key, val []byte
-			order    string
+			rec      Record
 			drop     bool
 		}
 		var moves []move
@@ -280,7 +280,7 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 			if err != nil {
 				return err
 			}
-			moves = append(moves, move{key: append([]byte(nil), k...), val: data, order: e.Record.Order})
+			moves = append(moves, move{key: append([]byte(nil), k...), val: data, rec: e.Record})
 			return nil
 		}); err != nil {
 			return err
@@ -296,7 +296,7 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 			if err := box.Put(m.key, m.val); err != nil {
 				return err
 			}
-			if err := ledgerUpdateTx(tx, m.order, func(l *LedgerEntry) { l.Status, l.Reason = LedgerPending, "" }); err != nil {
+			if err := ledgerUpdateTx(tx, m.rec, func(l *LedgerEntry) { l.Status, l.Reason = LedgerPending, "" }); err != nil {
 				return err
 			}
 			requeued++

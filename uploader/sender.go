@@ -217,7 +217,7 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 				}
 				if e.Record.Terminal() {
 					rejected, seqno := results[i] != nil, answers[i].Seqno
-					if err := ledgerUpdateTx(tx, e.Record.Order, func(l *LedgerEntry) {
+					if err := ledgerUpdateTx(tx, e.Record, func(l *LedgerEntry) {
 						l.Attempts, l.Reason = l.Attempts+1, e.LastError
 						if rejected {
 							l.Status = LedgerParked
@@ -238,7 +238,7 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 				}
 				batch[i].NextAttempt = e.NextAttempt
 				if e.Record.Terminal() {
-					if err := ledgerUpdateTx(tx, e.Record.Order, func(l *LedgerEntry) { l.Attempts, l.Reason = l.Attempts+1, e.LastError }); err != nil {
+					if err := ledgerUpdateTx(tx, e.Record, func(l *LedgerEntry) { l.Attempts, l.Reason = l.Attempts+1, e.LastError }); err != nil {
 						return err
 					}
 				}
