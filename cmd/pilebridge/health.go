@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"pilebridge/uploader"
 )
 
 // storeStuckAfter: a commit still waiting for its fsync this long means the
@@ -38,6 +40,13 @@ func (a *app) alive(now time.Time) error {
 // good exchange for offline_after, a failed last commit, a bill waiting for
 // delivery longer than platform.max_bill_age, bills parked by the platform.
 func (a *app) unhealthy(now time.Time) []string {
+	counts, err := a.outbox.Counts()
+	return a.reasons(now, counts, err)
+}
+
+// reasons is unhealthy on outbox counts already read (or the error reading
+// them).
+func (a *app) reasons(now time.Time, counts uploader.Counts, countsErr error) []string {
 	var out []string
 	if err := a.alive(now); err != nil {
 		out = append(out, err.Error())
@@ -58,10 +67,9 @@ func (a *app) unhealthy(now time.Time) []string {
 	if h := a.store.Health(); h.LastErr != nil {
 		out = append(out, fmt.Sprintf("store: the last commit failed: %v", h.LastErr))
 	}
-	counts, err := a.outbox.Counts()
 	switch {
-	case err != nil:
-		out = append(out, fmt.Sprintf("outbox: %v", err))
+	case countsErr != nil:
+		out = append(out, fmt.Sprintf("outbox: %v", countsErr))
 	default:
 		if t := counts.OldestPendingBill; !t.IsZero() && now.Sub(t) > a.cfg.Platform.MaxBillAge {
 			out = append(out, fmt.Sprintf("outbox: a bill has waited %s for the platform (max_bill_age %s)", now.Sub(t).Round(time.Second), a.cfg.Platform.MaxBillAge))

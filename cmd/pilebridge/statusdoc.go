@@ -101,9 +101,13 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // statusOf reads everything the page shows; recent is how many closed
 // sessions to include.
 func (a *app) statusOf(now time.Time, recent int) (statusDoc, error) {
+	counts, err := a.outbox.Counts()
+	if err != nil {
+		return statusDoc{}, err
+	}
 	d := statusDoc{
 		Station: a.cfg.StationUUID, Version: version, StartedAt: a.started.UTC(), UptimeMs: now.Sub(a.started).Milliseconds(),
-		Clock: "provisional", Health: a.unhealthy(now), Ports: a.status.snapshot(), Now: now.UTC(),
+		Clock: "provisional", Health: a.reasons(now, counts, nil), Ports: a.status.snapshot(), Now: now.UTC(),
 	}
 	if d.Health == nil {
 		d.Health = []string{}
@@ -132,10 +136,6 @@ func (a *app) statusOf(now time.Time, recent int) (statusDoc, error) {
 		}
 		sort.Slice(bd.Slaves, func(i, j int) bool { return bd.Slaves[i].Slave < bd.Slaves[j].Slave })
 		d.Buses = append(d.Buses, bd)
-	}
-	counts, err := a.outbox.Counts()
-	if err != nil {
-		return d, err
 	}
 	d.Outbox = outboxDoc{Pending: counts.Pending, Parked: counts.Parked, OldestPendingAt: optT(counts.OldestPending),
 		OldestParkedAt: optT(counts.OldestParked), OldestBillAt: optT(counts.OldestPendingBill), LastDeliveryAt: optT(st.LastDelivery),
