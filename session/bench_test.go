@@ -55,20 +55,8 @@ func BenchmarkCommit(b *testing.B) {
 
 func benchCommit(b *testing.B, ports int) {
 	dir, dev := benchDir(b)
-	db, err := bbolt.Open(filepath.Join(dir, "db"), 0o600, session.BoltOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
+	db, _, st := openStore(b, filepath.Join(dir, "db"), session.BoltOptions(), map[string]uploader.Port{})
 	defer db.Close()
-	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	sink := &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{}}
-	st, err := session.NewStore(db, sink, time.UTC, "")
-	if err != nil {
-		b.Fatal(err)
-	}
 	now := time.Now()
 	sessions := make([]*session.Session, ports)
 	for i := range sessions {
@@ -237,19 +225,8 @@ func BenchmarkCommitAfterOutage(b *testing.B) {
 			opts.NoFreelistSync = !synced
 			path := filepath.Join(dir, "db")
 			outageDB(b, path, opts, 100_000, false)
-			db, err := bbolt.Open(path, 0o600, opts)
-			if err != nil {
-				b.Fatal(err)
-			}
+			db, _, st := openStore(b, path, opts, map[string]uploader.Port{})
 			defer db.Close()
-			box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
-			if err != nil {
-				b.Fatal(err)
-			}
-			st, err := session.NewStore(db, &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{}}, time.UTC, "")
-			if err != nil {
-				b.Fatal(err)
-			}
 			now := time.Now()
 			s := benchSession(0, now)
 			before, _ := dev.Written()

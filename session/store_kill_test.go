@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
-	"go.etcd.io/bbolt"
 
 	"pilebridge/session"
 	"pilebridge/uploader"
@@ -41,12 +39,7 @@ func TestHelperCommitter(t *testing.T) {
 	if path == "" {
 		t.Skip("run by TestKillDuringGroupCommit")
 	}
-	db, err := bbolt.Open(path, 0o600, session.BoltOptions())
-	require.NoError(t, err)
-	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
-	require.NoError(t, err)
-	st, err := session.NewStore(db, &uploader.Translator{Outbox: box, Ports: killPortsMap()}, time.UTC, "")
-	require.NoError(t, err)
+	_, _, st := openStore(t, path, session.BoltOptions(), killPortsMap())
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
 	var wg sync.WaitGroup
@@ -122,12 +115,7 @@ func TestKillDuringGroupCommit(t *testing.T) {
 		require.ErrorAs(t, err, &exit)
 		require.Equal(t, "signal: killed", exit.Error(), "the helper died before it was killed")
 
-		db, err := bbolt.Open(path, 0o600, session.BoltOptions())
-		require.NoError(t, err)
-		box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
-		require.NoError(t, err)
-		st, err := session.NewStore(db, &uploader.Translator{Outbox: box, Ports: killPortsMap()}, time.UTC, "")
-		require.NoError(t, err)
+		db, box, st := openStore(t, path, session.BoltOptions(), killPortsMap())
 		open, err := st.Open()
 		require.NoError(t, err)
 		pending, _, _, err := box.List(false)

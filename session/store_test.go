@@ -16,6 +16,25 @@ import (
 	"pilebridge/uploader"
 )
 
+// openStore opens a database at path as the daemon does: the outbox and
+// the session store on one bbolt file, with a translator for ports.
+func openStore(tb testing.TB, path string, opts *bbolt.Options, ports map[string]uploader.Port) (*bbolt.DB, *uploader.Outbox, *session.Store) {
+	tb.Helper()
+	db, err := bbolt.Open(path, 0o600, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err := session.NewStore(db, &uploader.Translator{Outbox: box, Ports: ports}, time.UTC, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db, box, st
+}
+
 func TestStoreCommitsSessionWithRecords(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	db, err := bbolt.Open(path, 0o600, nil)
