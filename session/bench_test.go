@@ -21,7 +21,7 @@ import (
 func BenchmarkStepCharging(b *testing.B) {
 	n := 0
 	m := session.NewMachine(session.PortConfig{ProgressInterval: time.Hour, RatedPowerW: 7000}, flatB(b),
-		func(time.Time) (string, error) { n++; return fmt.Sprint(n), nil }, zerolog.Nop())
+		func(time.Time) string { n++; return fmt.Sprint(n) }, zerolog.Nop())
 	now := time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC)
 	r := meter.Reading{HasEnergy: true, HasStatus: true, Status: meter.StatusCharging, PowerW: 7000, HasPower: true, EnergyResMWh: 1000}
 	r.SetEnergyMWh(1_000_000)

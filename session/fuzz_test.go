@@ -26,7 +26,7 @@ func FuzzMachine(f *testing.F) {
 			t.Fatal(err)
 		}
 		n := 0
-		orders := func(time.Time) (string, error) { n++; return fmt.Sprintf("O%d", n), nil }
+		orders := func(time.Time) string { n++; return fmt.Sprintf("O%d", n) }
 		cfg := PortConfig{RatedPowerW: 22000, ProgressInterval: 3 * time.Second, OfflineAfter: 5 * time.Second,
 			OfflineClose: time.Minute, StartPowerW: 500, StartFor: 2 * time.Second, StopPowerW: 100, StopFor: 2 * time.Second}
 		m := NewMachine(cfg, tr, orders, zerolog.Nop())

@@ -2,7 +2,6 @@ package session
 
 import (
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +39,7 @@ type Machine struct {
 	edges  Edges
 	tariff *Tariff
 	log    zerolog.Logger
-	orders func(start time.Time) (string, error)
+	orders func(start time.Time) string
 
 	state   PortState
 	sess    *Session
@@ -58,7 +57,7 @@ type Machine struct {
 }
 
 // NewMachine builds a port's machine. orders issues order numbers.
-func NewMachine(cfg PortConfig, tariff *Tariff, orders func(time.Time) (string, error), log zerolog.Logger) *Machine {
+func NewMachine(cfg PortConfig, tariff *Tariff, orders func(time.Time) string, log zerolog.Logger) *Machine {
 	if cfg.HoldPolls <= 0 {
 		cfg.HoldPolls = 3
 	}
@@ -374,10 +373,7 @@ func (m *Machine) open(base, r meter.Reading, now time.Time, st PortState) error
 		return errStillClosed
 	}
 	start := base.Time
-	order, err := m.orders(start)
-	if err != nil {
-		return fmt.Errorf("order number: %w", err)
-	}
+	order := m.orders(start)
 	s := &Session{Order: order, State: st, StartTime: start, OpenedAt: now, Periods: map[string]*Billed{}, Provisional: !m.clockOK}
 	s.Energy.Start(base.EnergyMWh, base.EnergyResMWh, base.Time)
 	s.Energy.Provisional = !m.clockOK

@@ -27,7 +27,7 @@ func newTestMachine(t *testing.T, tr *Tariff, cfg PortConfig) *Machine {
 	if cfg.ProgressInterval == 0 {
 		cfg.ProgressInterval = 10 * time.Second
 	}
-	return NewMachine(cfg, tr, func(time.Time) (string, error) { return fmt.Sprintf("ORD%03d", orderSeq.Add(1)), nil }, zerolog.Nop())
+	return NewMachine(cfg, tr, func(time.Time) string { return fmt.Sprintf("ORD%03d", orderSeq.Add(1)) }, zerolog.Nop())
 }
 
 // closed is the terminal events fed so far.

@@ -3,10 +3,12 @@ package session
 import (
 	"context"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"pilebridge/internal/faillog"
 	"pilebridge/meter"
 )
 
@@ -60,6 +62,7 @@ type portLoop struct {
 	believed  bool
 	pending   []Event   // events not yet committed
 	stored    time.Time // when the session was last stored
+	commit    *faillog.Failure
 	lastOrder string
 	lastState PortState // for one log line per state change
 }
@@ -125,6 +128,7 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	if !l.begun {
 		l.begun, l.ref, l.believed = true, now, r.clock.Believed(now)
 		l.log = r.log.With().Str("port", p.Key).Logger() // once: Step is the poll loop
+		l.commit = faillog.New(l.log, "commit failed; the session is kept in memory and committed when the store takes writes", 0)
 		if !l.believed {
 			l.log.Warn().Time("clock", now).Msg("clock not believed yet: session times stay provisional until it is")
 			p.Machine.ClockUnsettled()
@@ -145,7 +149,7 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 		return
 	}
 	evs, changed := p.Machine.Step(reading, err, now)
-	l.pending = append(l.pending, evs...)
+	l.pending = queue(l.pending, evs)
 	sess, order := p.Machine.Session(), ""
 	if sess != nil {
 		order = sess.Order
@@ -153,8 +157,9 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	due := now.Sub(l.stored) >= p.PersistEvery
 	if len(l.pending) > 0 || dirty || order != l.lastOrder || (changed && due) {
 		if cerr := r.store.Commit(p.Key, sess, l.pending); cerr != nil {
-			l.log.Error().Err(cerr).Int("events_waiting", len(l.pending)).Msg("commit failed; will retry")
+			l.commit.Fail(now, cerr, func(e *zerolog.Event) { e.Int("events_waiting", len(l.pending)).Str("order", order) })
 		} else {
+			l.commit.OK(now)
 			l.pending, l.stored, l.lastOrder = nil, now, order
 		}
 	}
@@ -170,4 +175,18 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 		l.lastState = st
 	}
 	r.observe(p.Key, p.Machine.State(), p.Machine.Session(), reading, err)
+}
+
+// queue adds evs to the events waiting for a commit. While the store refuses
+// writes only the newest progress record of an order matters (the outbox
+// would replace the older ones anyway), so the queue stays small however
+// long the outage; closing records are all kept.
+func queue(pending, evs []Event) []Event {
+	for _, e := range evs {
+		if e.Kind == EventProgress {
+			pending = slices.DeleteFunc(pending, func(p Event) bool { return p.Kind == EventProgress && p.Order == e.Order })
+		}
+		pending = append(pending, e)
+	}
+	return pending
 }

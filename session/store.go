@@ -43,11 +43,13 @@ type Store struct {
 	node   string
 	codec  codec
 
-	mu       sync.Mutex // guards what follows: the store's health
+	mu       sync.Mutex // guards what follows: the store's health and the order counter
 	inflight map[uint64]time.Time
 	nextID   uint64
 	lastOK   time.Time
 	lastErr  error
+	failing  map[string]time.Time // port -> first failed commit not yet followed by a good one
+	issued   uint64               // the order counter: the last number handed out
 }
 
 // Health is how the store's writes are going, for /healthz and the
@@ -56,16 +58,27 @@ type Health struct {
 	LastOK         time.Time // the last commit that reached the disk
 	LastErr        error     // the last commit's error, nil once one succeeds again
 	OldestInflight time.Time // start of the oldest commit still waiting for its fsync; zero when none
+	// Unsaved counts the ports whose latest session state is held in memory
+	// only, because their commits fail; UnsavedSince is the oldest such
+	// failure. A restart inside that window loses what was not committed.
+	Unsaved      int
+	UnsavedSince time.Time
 }
 
-// Health reports the last commit's outcome and the oldest commit in flight.
+// Health reports the last commit's outcome, the oldest commit in flight and
+// the ports whose state is only in memory.
 func (s *Store) Health() Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := Health{LastOK: s.lastOK, LastErr: s.lastErr}
+	h := Health{LastOK: s.lastOK, LastErr: s.lastErr, Unsaved: len(s.failing)}
 	for _, t := range s.inflight {
 		if h.OldestInflight.IsZero() || t.Before(h.OldestInflight) {
 			h.OldestInflight = t
+		}
+	}
+	for _, t := range s.failing {
+		if h.UnsavedSince.IsZero() || t.Before(h.UnsavedSince) {
+			h.UnsavedSince = t
 		}
 	}
 	return h
@@ -79,13 +92,16 @@ func (s *Store) begin() uint64 {
 	return s.nextID
 }
 
-func (s *Store) end(id uint64, err error) {
+func (s *Store) end(id uint64, port string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inflight, id)
 	s.lastErr = err
 	if err == nil {
 		s.lastOK = time.Now()
+		delete(s.failing, port)
+	} else if _, ok := s.failing[port]; !ok {
+		s.failing[port] = time.Now()
 	}
 }
 
@@ -106,7 +122,18 @@ func NewStore(db *bbolt.DB, outbox Sink, loc *time.Location, node string) (*Stor
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	return &Store{db: db, outbox: outbox, loc: loc, node: node, codec: c, inflight: map[uint64]time.Time{}}, nil
+	var seq uint64
+	err = db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyOrderSeq); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	return &Store{db: db, outbox: outbox, loc: loc, node: node, codec: c, inflight: map[uint64]time.Time{},
+		failing: map[string]time.Time{}, issued: seq}, nil
 }
 
 // Commit stores the port's session (nil: it closed) and enqueues its events,
@@ -117,7 +144,10 @@ func NewStore(db *bbolt.DB, outbox Sink, loc *time.Location, node string) (*Stor
 // to the transaction.
 func (s *Store) Commit(port string, sess *Session, recs []Event) (err error) {
 	id := s.begin()
-	defer func() { s.end(id, err) }()
+	defer func() { s.end(id, port, err) }()
+	s.mu.Lock()
+	seq := s.issued
+	s.mu.Unlock()
 	var data []byte
 	if sess != nil {
 		if data, err = s.codec.encode(sess); err != nil {
@@ -138,11 +168,12 @@ func (s *Store) Commit(port string, sess *Session, recs []Event) (err error) {
 				return err
 			}
 		}
-		return nil
+		return saveOrderSeq(tx, seq)
 	})
 	if err != nil {
 		return fmt.Errorf("store session of port %s: %w", port, err)
 	}
+
 	if len(recs) > 0 {
 		s.outbox.Notify()
 	}
@@ -166,22 +197,32 @@ func (s *Store) Open() (map[string]*Session, error) {
 }
 
 // NextOrder issues an order number: local start time to the second, the
-// board's node id, and a counter that never repeats on this board. At most
-// 14+len(node)+6 characters, and sortable by start time.
-func (s *Store) NextOrder(start time.Time) (string, error) {
-	var n uint64
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketMeta)
-		if v := b.Get(keyOrderSeq); len(v) == 8 {
-			n = binary.BigEndian.Uint64(v)
-		}
-		n++
-		var buf [8]byte
-		binary.BigEndian.PutUint64(buf[:], n)
-		return b.Put(keyOrderSeq, buf[:])
-	})
-	if err != nil {
-		return "", err
+// board's node id, and a counter. At most 14+len(node)+6 characters, and
+// sortable by start time.
+//
+// It needs no write: a session opens at the reading that proves it even when
+// the store refuses writes (docs/RELIABILITY.md, storage failures). The
+// counter is saved in the transaction of every commit, so it is on disk
+// before any record carrying a number it issued is (records reach the
+// outbox only through Commit). After a restart it may hand out again a
+// number that was issued but never committed: such a number never left the
+// board, so no order the platform has seen is ever repeated.
+func (s *Store) NextOrder(start time.Time) string {
+	s.mu.Lock()
+	s.issued++
+	n := s.issued
+	s.mu.Unlock()
+	return fmt.Sprintf("%s%s%06d", start.In(s.loc).Format("20060102150405"), s.node, n%1_000_000)
+}
+
+// saveOrderSeq raises the stored order counter to n; a commit of another
+// port that issued later may already have raised it further.
+func saveOrderSeq(tx *bbolt.Tx, n uint64) error {
+	b := tx.Bucket(bucketMeta)
+	if v := b.Get(keyOrderSeq); len(v) == 8 && binary.BigEndian.Uint64(v) >= n {
+		return nil
 	}
-	return fmt.Sprintf("%s%s%06d", start.In(s.loc).Format("20060102150405"), s.node, n%1_000_000), nil
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], n)
+	return b.Put(keyOrderSeq, buf[:])
 }

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -48,8 +49,7 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 
 	seen := map[string]bool{}
 	for i := 0; i < 100; i++ {
-		o, err := st.NextOrder(time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC))
-		require.NoError(t, err)
+		o := st.NextOrder(time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC))
 		assert.False(t, seen[o], "order %s repeated", o)
 		seen[o] = true
 		assert.LessOrEqual(t, len(o), 32)
@@ -71,7 +71,7 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, open, "D1/1")
 	assert.EqualValues(t, 42, open["D1/1"].QuantityWh())
-	o, _ := st.NextOrder(time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC))
+	o := st.NextOrder(time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC))
 	assert.False(t, seen[o])
 
 	require.NoError(t, st.Commit("D1/1", nil, []session.Event{{Kind: session.EventClosed, Reason: session.ReasonCompleted, Order: "X1", QuantityWh: 42}}))
@@ -132,4 +132,47 @@ func TestConcurrentCommitsAllLand(t *testing.T) {
 	pending, _, _, err := box.List(false)
 	require.NoError(t, err)
 	assert.Len(t, pending, 64, "every bill")
+}
+
+// Order numbers are issued without a write (a session must open even when
+// the store refuses writes), so a restart may issue again a number that was
+// never committed. The rule that keeps the platform's orders unique: a
+// number leaves the board only in a committed record, and every commit
+// saves the counter. Random runs of issue / commit / restart, all at the
+// same start second (a board whose clock repeats after each boot): no
+// committed order is ever issued twice.
+func TestOrderNumbersUniqueAcrossRestartsWithoutWrites(t *testing.T) {
+	ports := map[string]uploader.Port{}
+	for i := 0; i < 4; i++ {
+		ports[fmt.Sprintf("P%d/1", i)] = uploader.Port{DeviceNo: fmt.Sprintf("P%d", i), PortNo: "1", EnergyCode: "CN_AC"}
+	}
+	start := time.Date(2000, 1, 1, 0, 0, 5, 0, time.UTC)
+	fast := &bbolt.Options{NoSync: true} // the rule is about numbers, not fsyncs
+	for seed := uint64(1); seed <= 30; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		path := filepath.Join(t.TempDir(), "db")
+		db, _, st := openStore(t, path, fast, ports)
+		db.MaxBatchDelay = 0
+		committed := map[string]bool{}
+		for step := 0; step < 300; step++ {
+			switch k := rng.IntN(10); {
+			case k < 6: // a port opens a session; its commit may fail (not made)
+				o := st.NextOrder(start)
+				if rng.IntN(3) == 0 {
+					continue // the store refused the write: the number stays on the board
+				}
+				require.False(t, committed[o], "seed %d: committed order %s issued again", seed, o)
+				port := fmt.Sprintf("P%d/1", rng.IntN(4))
+				require.NoError(t, st.Commit(port, &session.Session{Order: o, Periods: map[string]*session.Billed{}}, nil))
+				committed[o] = true
+			case k < 9: // another port's commit with nothing new
+				require.NoError(t, st.Commit("P0/1", nil, nil))
+			default: // restart
+				require.NoError(t, db.Close())
+				db, _, st = openStore(t, path, fast, ports)
+				db.MaxBatchDelay = 0
+			}
+		}
+		require.NoError(t, db.Close())
+	}
 }

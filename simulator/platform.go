@@ -25,9 +25,12 @@ const (
 type PlatformFault struct {
 	Path  string // only requests to this path ("" = any)
 	Match string // only requests whose body contains this ("" = any)
-	Kind  string // "1500", "500", "502", "slow", "garbage", "401"
+	Kind  string // "1500", "500", "502", "slow", "garbage", "401", "302", "307"
 	Count int
 	Delay time.Duration // for slow
+	// Location is where a 302 or 307 points: a hostile or misconfigured
+	// proxy sending the bridge elsewhere.
+	Location string
 }
 
 // Received is one accepted request, as the stand-in logs it.
@@ -142,6 +145,7 @@ func (p *Platform) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		f := PlatformFault{Kind: q.Get("kind"), Path: q.Get("path"), Count: 1}
 		fmt.Sscan(q.Get("count"), &f.Count)
 		f.Delay, _ = time.ParseDuration(q.Get("delay"))
+		f.Location = q.Get("location")
 		p.Inject(f)
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -186,6 +190,14 @@ func (p *Platform) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		case "401":
 			p.write(w, http.StatusOK, reply{Code: "401", Message: "签名错误 (injected)"})
+			return
+		case "302", "307":
+			status := http.StatusFound
+			if f.Kind == "307" {
+				status = http.StatusTemporaryRedirect
+			}
+			w.Header().Set("Location", f.Location+req.URL.Path)
+			w.WriteHeader(status)
 			return
 		}
 	}

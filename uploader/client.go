@@ -123,9 +123,14 @@ func NewClient(cfg ClientConfig) *Client {
 	tr.MaxIdleConnsPerHost = 8
 	return &Client{
 		base: strings.TrimRight(cfg.BaseURL, "/"), appID: cfg.AppID, secret: cfg.AppSecret, station: cfg.StationUUID,
-		http: &http.Client{Timeout: cfg.Timeout, Transport: tr}, now: time.Now,
+		http: &http.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: noRedirects}, now: time.Now,
 	}
 }
+
+// noRedirects keeps every request at the configured platform: a redirect
+// would carry the signature and the body (VIN, plate, mobile) elsewhere,
+// and whatever answers there is not P云. The 3xx comes back to Post.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Common are the public fields every request carries.
 type Common struct {
@@ -196,6 +201,10 @@ func (c *Client) Post(ctx context.Context, path string, body []byte) (Response, 
 		return Response{}, &CallError{Outcome: RetryPlatform, Err: fmt.Errorf("post %s: %w", path, err)}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return Response{}, &CallError{Outcome: RetryPlatform, Status: resp.StatusCode,
+			Err: fmt.Errorf("post %s: redirected to %q: not followed (the platform is only reached at base_url)", path, resp.Header.Get("Location"))}
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return Response{}, &CallError{Outcome: RetryPlatform, Status: resp.StatusCode, Err: fmt.Errorf("read answer of %s: %w", path, err)}

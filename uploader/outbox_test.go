@@ -1,6 +1,7 @@
 package uploader_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -313,4 +314,54 @@ func TestRequeueDropsProgressOfBilledOrders(t *testing.T) {
 	assert.Equal(t, 1, dropped, "A's progress is obsolete")
 	waitFor(t, "delivered", func() bool { return r.box.Pending() == 0 && len(si.byOrder()) == 2 })
 	assert.Equal(t, map[string][]string{"A": {"3:2"}, "B": {"2:3"}}, si.byOrder())
+}
+
+// A redirect from base_url is never followed: the signed body (VIN, plate,
+// mobile) would go elsewhere, and an answer from there is not the
+// platform's. The record stays pending and reaches the real stand-in once
+// it stops redirecting.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	for _, kind := range []string{"302", "307"} {
+		t.Run(kind, func(t *testing.T) {
+			si, elsewhere := newStandIn(t), newStandIn(t)
+			si.plat.Inject(simulator.PlatformFault{Kind: kind, Count: 3, Location: elsewhere.url()})
+			var logBuf syncBuffer
+			db, err := bbolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+			require.NoError(t, err)
+			defer db.Close()
+			box, err := uploader.NewOutbox(db, 0, nopLog)
+			require.NoError(t, err)
+			s := uploader.NewSender(box, clientFor(si.url()), uploader.SenderConfig{BaseBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, zerolog.New(&logBuf))
+			require.NoError(t, box.Enqueue(rec("R", uploader.KindFinal, 7)))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { s.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			waitFor(t, "three redirects answered", func() bool { return s.Stats().Failed >= 3 })
+			assert.Empty(t, elsewhere.plat.Received(""), "nothing reached the redirect's target")
+			waitFor(t, "delivery to base_url", func() bool { return box.Pending() == 0 })
+			assert.Equal(t, map[string][]string{"R": {"3:7"}}, si.byOrder())
+			assert.Empty(t, elsewhere.plat.Received(""))
+			assert.Contains(t, logBuf.String(), "redirected to")
+			assert.Contains(t, logBuf.String(), elsewhere.url())
+		})
+	}
+}
+
+// syncBuffer is a log sink the sender's goroutine writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
+
+	"pilebridge/internal/faillog"
 )
 
 // RecordSender delivers one record; *Client is one.
@@ -34,6 +36,17 @@ type Sender struct {
 
 	platformFails int
 	pausedUntil   time.Time
+
+	// A round whose answers the store could not record: what the platform
+	// accepted stays accepted. Nothing is posted again, and nothing new is
+	// sent, until the round is recorded (only a restart in between sends
+	// its records once more, which the platform takes as the same order).
+	unrecorded   *round
+	recordFails  int
+	unrecordedAt atomic.Int64 // unix ms since when answers wait to be recorded; 0 when none
+	recordLog    *faillog.Failure
+	readLog      *faillog.Failure
+	retryLog     *faillog.Failure
 
 	delivered atomic.Int64
 	failed    atomic.Int64
@@ -61,7 +74,28 @@ func NewSender(box *Outbox, out RecordSender, cfg SenderConfig, log zerolog.Logg
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 5 * time.Minute
 	}
-	return &Sender{box: box, out: out, cfg: cfg, log: log}
+	return &Sender{box: box, out: out, cfg: cfg, log: log,
+		recordLog: faillog.New(log, "outbox update failed: the platform's answers are kept in memory and nothing is sent again until they are recorded", 0),
+		readLog:   faillog.New(log, "outbox unreadable", 0),
+		retryLog:  faillog.New(log, "records not accepted, will retry", 0),
+	}
+}
+
+// round is one batch sent and its answers.
+type round struct {
+	batch   []Entry
+	results []error
+	answers []Response
+}
+
+// Unrecorded reports since when the platform's answers have waited for the
+// store to record them; zero when none do. A health reason: the store
+// cannot record deliveries.
+func (s *Sender) Unrecorded() time.Time {
+	if ms := s.unrecordedAt.Load(); ms > 0 {
+		return time.UnixMilli(ms)
+	}
+	return time.Time{}
 }
 
 // SenderStats are delivery counters.
@@ -104,6 +138,9 @@ func (s *Sender) backoff(n int) time.Duration {
 // Run delivers until ctx ends.
 func (s *Sender) Run(ctx context.Context) {
 	for ctx.Err() == nil {
+		if s.unrecorded != nil && !s.record(ctx, s.unrecorded) {
+			continue
+		}
 		now := time.Now()
 		wake := now.Add(time.Minute)
 		var batch []Entry
@@ -113,8 +150,10 @@ func (s *Sender) Run(ctx context.Context) {
 			var err error
 			batch, wake, err = s.pick(now)
 			if err != nil {
-				s.log.Error().Err(err).Msg("outbox unreadable")
+				s.readLog.Fail(now, err, nil)
 				wake = now.Add(5 * time.Second)
+			} else {
+				s.readLog.OK(now)
 			}
 		}
 		if s.platformFails > 0 && len(batch) > 1 {
@@ -136,11 +175,35 @@ func (s *Sender) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return // interrupted sends stay queued and go again after restart
 		}
-		if err := s.settle(batch, results, answers); err != nil {
-			s.log.Error().Err(err).Msg("outbox update failed")
-			time.Sleep(time.Second)
-		}
+		s.record(ctx, &round{batch: batch, results: results, answers: answers})
 	}
+}
+
+// record settles a round in the store. When the store refuses, the round is
+// kept and tried again after a backoff (the sender slows down with the
+// store); it reports whether the round was recorded.
+func (s *Sender) record(ctx context.Context, r *round) bool {
+	err := s.settle(r.batch, r.results, r.answers)
+	now := time.Now()
+	if err == nil {
+		s.recordLog.OK(now)
+		s.unrecorded, s.recordFails = nil, 0
+		s.unrecordedAt.Store(0)
+		return true
+	}
+	if s.unrecorded == nil {
+		s.unrecorded = r
+		s.unrecordedAt.Store(now.UnixMilli())
+	}
+	s.recordFails++
+	s.recordLog.Fail(now, err, func(e *zerolog.Event) { e.Int("records", len(r.batch)) })
+	t := time.NewTimer(min(s.backoff(s.recordFails), 30*time.Second))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 // pick takes the head record of each order that is due, in queue order.
@@ -261,7 +324,7 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 	if err != nil {
 		return err
 	}
-	anyOK, platformDown := false, false
+	anyOK, platformDown, anyRetry := false, false, false
 	var lastErr error
 	s.statsMu.Lock()
 	if s.codes == nil {
@@ -287,11 +350,15 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 				Msg("platform rejected record: parked; fix the cause, then `pilebridge outbox retry`")
 		case RetryRecord:
 			s.failed.Add(1)
-			s.log.Warn().Str("order", e.Record.Order).Err(err).Time("next_attempt", e.NextAttempt).Msg("record not accepted, will retry")
+			anyRetry = true
+			s.retryLog.Fail(now, err, func(ev *zerolog.Event) { ev.Str("order", e.Record.Order).Time("next_attempt", e.NextAttempt) })
 		default:
 			s.failed.Add(1)
 			platformDown, lastErr = true, err
 		}
+	}
+	if anyOK && !anyRetry {
+		s.retryLog.OK(now)
 	}
 	defer func() {
 		s.statsMu.Lock()

@@ -1,0 +1,98 @@
+// Package faillog logs a failure that repeats the way a board's SD card can
+// afford: one line when it starts, one when its error changes, one at most
+// every interval while it lasts (with the count since the last line), and
+// one when it ends. A line down for ten minutes writes about a dozen lines,
+// not one a second.
+package faillog
+
+import (
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// DefaultEvery is how often a failure that lasts is repeated in the log.
+const DefaultEvery = time.Minute
+
+// Failure is one thing that can fail again and again: a line, a store, a
+// platform. Safe for concurrent use.
+type Failure struct {
+	log   zerolog.Logger
+	msg   string // what failed, e.g. "commit failed"
+	every time.Duration
+
+	mu      sync.Mutex
+	failing bool
+	since   time.Time
+	lastErr string
+	lastLog time.Time
+	count   int // failures since the failure began
+	unsaid  int // failures since the last line
+}
+
+// New returns a failure that logs msg on log, repeating at most every
+// every (DefaultEvery when 0).
+func New(log zerolog.Logger, msg string, every time.Duration) *Failure {
+	if every <= 0 {
+		every = DefaultEvery
+	}
+	return &Failure{log: log, msg: msg, every: every}
+}
+
+// Fail records one failure at now. It logs when the failure starts, when
+// the error text changes, or when every has passed since the last line;
+// fields, if not nil, adds the call's own fields to a line that is written.
+// It reports whether a line was written.
+func (f *Failure) Fail(now time.Time, err error, fields func(*zerolog.Event)) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	f.count++
+	f.unsaid++
+	var ev *zerolog.Event
+	switch {
+	case !f.failing:
+		f.failing, f.since = true, now
+		ev = f.log.Error()
+	case text != f.lastErr:
+		ev = f.log.Error().Bool("changed", true)
+	case now.Sub(f.lastLog) >= f.every:
+		ev = f.log.Error()
+	default:
+		f.lastErr = text
+		return false
+	}
+	f.lastErr, f.lastLog = text, now
+	ev = ev.Err(err).Int("failures", f.count).Int("since_last_line", f.unsaid).
+		Int64("failing_for_ms", now.Sub(f.since).Milliseconds())
+	if fields != nil {
+		fields(ev)
+	}
+	ev.Msg(f.msg)
+	f.unsaid = 0
+	return true
+}
+
+// OK records a success at now; if the thing was failing, one line says it
+// recovered and how many failures it took.
+func (f *Failure) OK(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.failing {
+		return
+	}
+	f.log.Info().Int("failures", f.count).Int64("failed_for_ms", now.Sub(f.since).Milliseconds()).
+		Msg(f.msg + ": recovered")
+	f.failing, f.count, f.unsaid, f.lastErr = false, 0, 0, ""
+}
+
+// Failing reports whether the last event was a failure, and since when.
+func (f *Failure) Failing() (bool, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failing, f.since
+}
