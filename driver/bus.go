@@ -131,19 +131,28 @@ func New(cfg Config, log zerolog.Logger) (*Bus, error) {
 			return nil, fmt.Errorf("bus %s: baud %d must be positive", cfg.Name, p.Baud)
 		}
 		tuner := newLatencyTuner()
+		var saidLatency, saidRS485 string // logged when the outcome changes, not on every reopen
 		tr.open = func() (link, error) {
 			// on every open: a replugged adapter starts at its default again
 			if did, err := tuner.tune(p.Device, p.LowLatency); err != nil {
-				b.log.Warn().Err(err).Str("device", p.Device).Str("low_latency", string(p.LowLatency)).Msg("low latency not set")
-			} else {
+				if said := "err:" + err.Error(); said != saidLatency {
+					saidLatency = said
+					b.log.Warn().Err(err).Str("device", p.Device).Str("low_latency", string(p.LowLatency)).Msg("low latency not set")
+				}
+			} else if did != saidLatency {
+				saidLatency = did
 				b.log.Info().Str("device", p.Device).Str("low_latency", string(p.LowLatency)).Str("result", did).Msg("low latency")
 			}
 			if p.RS485.Enabled {
 				got, err := applyRS485(p.Device, p.RS485)
 				if err != nil {
+					saidRS485 = ""
 					return nil, err // without it the transceiver would not switch: no exchange could work
 				}
-				b.log.Info().Str("device", p.Device).Str("rs485", got.String()).Msg("rs485 mode set, as the driver reports it")
+				if got.String() != saidRS485 {
+					saidRS485 = got.String()
+					b.log.Info().Str("device", p.Device).Str("rs485", got.String()).Msg("rs485 mode set, as the driver reports it")
+				}
 			}
 			return openSerial(p)
 		}

@@ -147,7 +147,10 @@ func (l *tcpLink) Discard() error {
 		return err
 	}
 	var buf [512]byte
-	for {
+	for total := 0; ; total += len(buf) {
+		if total >= maxDiscard {
+			return errBabble // the gateway streams faster than it can be drained
+		}
 		var n int
 		var rerr error
 		if err := rc.Read(func(fd uintptr) bool {
@@ -169,10 +172,16 @@ func (l *tcpLink) Discard() error {
 	}
 }
 
+// maxDiscard bounds Discard: stale input is a late reply or two, never more.
+const maxDiscard = 8 << 10
+
 // discardWithDeadline is Discard for a connection without a descriptor.
 func (l *tcpLink) discardWithDeadline() error {
 	var buf [512]byte
-	for {
+	for total := 0; ; total += len(buf) {
+		if total >= maxDiscard {
+			return errBabble
+		}
 		if err := l.conn.SetReadDeadline(time.Now().Add(50 * time.Microsecond)); err != nil {
 			return err
 		}

@@ -62,11 +62,20 @@ type LineStats struct {
 	// addressed (a late reply to an earlier exchange): skipped, and not
 	// counted against the slave that was addressed.
 	StrayFrames uint64 `json:"stray_frames"`
+	// Babbles counts the times the line would not fall silent (bytes kept
+	// coming past a late reply's window): the line was closed and reopened
+	// after a backoff. LastBabble is the latest; zero when never.
+	Babbles    uint64    `json:"babbles"`
+	LastBabble time.Time `json:"last_babble"`
 }
 
 // LineStats returns the line's counters.
 func (b *Bus) LineStats() LineStats {
-	return LineStats{StrayFrames: b.tr.strays.Load()}
+	st := LineStats{StrayFrames: b.tr.strays.Load(), Babbles: b.tr.babbles.Load()}
+	if ns := b.tr.lastBabble.Load(); ns > 0 {
+		st.LastBabble = time.Unix(0, ns)
+	}
+	return st
 }
 
 // Stats returns a copy of every slave's counters.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"pilebridge/internal/faillog"
 )
 
 type framing int
@@ -33,7 +35,8 @@ type transport struct {
 
 	openErr    error
 	nextOpen   time.Time
-	openBackof time.Duration
+	openBackof time.Duration // grows with each failed open or lost line; reset by a good exchange only
+	down       *faillog.Failure
 	buf        [260]byte
 
 	// After a timeout the slave may still answer. Until quarantineUntil the
@@ -45,12 +48,21 @@ type transport struct {
 	quarantineSlave byte
 	lateWindow      time.Duration // set by the bus per exchange
 	strays          atomic.Uint64 // stray frames skipped (read by LineStats)
+	babbles         atomic.Uint64 // times the line would not fall silent (read by LineStats)
+	lastBabble      atomic.Int64  // unix ns of the last; 0 never
 }
 
 const (
 	minReopen = 200 * time.Millisecond
 	maxReopen = 30 * time.Second
+	// maxDrain bounds what is read while waiting for a late reply or for
+	// silence: a reply is at most 256 bytes, so more than two of them is
+	// not a late reply but a line that babbles.
+	maxDrain = 512
 )
+
+// errBabble: bytes kept coming where the line should have fallen silent.
+var errBabble = errors.New("the line does not fall silent: a device or gateway keeps sending")
 
 // silenceFor is 3.5 character times of 11 bits, fixed at 1.75 ms above 19200
 // baud as the Modbus serial line spec says.
@@ -73,19 +85,33 @@ func (t *transport) ensureOpen() error {
 	}
 	l, err := t.open()
 	if err != nil {
-		if t.openErr == nil || t.openErr.Error() != err.Error() {
-			t.log.Error().Err(err).Msg("line open failed")
-		}
-		t.openErr = err
-		t.openBackof = min(max(2*t.openBackof, minReopen), maxReopen)
-		t.nextOpen = now.Add(t.openBackof)
+		t.failed(now, fmt.Errorf("open: %w", err))
 		return fmt.Errorf("%w: %v", ErrLineDown, err)
 	}
-	if t.openErr != nil {
-		t.log.Info().Msg("line open again")
-	}
-	t.link, t.openErr, t.openBackof = l, nil, 0
+	t.link, t.openErr = l, nil
 	return nil
+}
+
+// failed notes that the line failed at now (an open refused, the line lost,
+// a babble): the next open waits a backoff that doubles up to maxReopen. A
+// gateway that accepts and then fails is not reopened in a tight loop: only
+// a good exchange (ok) resets the backoff, not a connect.
+func (t *transport) failed(now time.Time, err error) {
+	if t.down == nil {
+		t.down = faillog.New(t.log, "line down, will reopen", 0)
+	}
+	t.openErr = err
+	t.openBackof = min(max(2*t.openBackof, minReopen), maxReopen)
+	t.nextOpen = now.Add(t.openBackof)
+	t.down.Fail(now, err, func(e *zerolog.Event) { e.Int64("backoff_ms", t.openBackof.Milliseconds()) })
+}
+
+// ok notes a good exchange: the line works, its backoff starts over.
+func (t *transport) ok(now time.Time) {
+	t.openBackof = 0
+	if t.down != nil {
+		t.down.OK(now)
+	}
 }
 
 // drop closes the line after an I/O error so the next exchange reopens it
@@ -94,11 +120,18 @@ func (t *transport) drop(err error) {
 	if t.link == nil {
 		return
 	}
-	t.log.Warn().Err(err).Msg("line lost, will reopen")
 	_ = t.link.Close()
 	t.link = nil
-	t.openErr = err
-	t.nextOpen = time.Now().Add(minReopen)
+	t.failed(time.Now(), err)
+}
+
+// babble marks the line as babbling and closes it: a gateway that streams
+// is reconnected after a backoff, a serial line is left alone for as long
+// (either way the bus is not held, and costs little while it lasts).
+func (t *transport) babble() {
+	t.babbles.Add(1)
+	t.lastBabble.Store(time.Now().UnixNano())
+	t.drop(errBabble)
 }
 
 // Close releases the line.
@@ -126,20 +159,28 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 	if !t.quarantineUntil.IsZero() && req[0] == t.quarantineSlave {
 		t.drainLate()
 		if t.link == nil {
-			return nil, fmt.Errorf("%w: lost while draining a late reply", ErrLineDown)
+			return nil, fmt.Errorf("%w: lost while draining a late reply: %v", ErrLineDown, t.openErr)
 		}
 	}
 	if err := t.waitSilence(); err != nil {
-		t.drop(err)
-		return nil, fmt.Errorf("wait for silence: %w", err)
+		if errors.Is(err, errBabble) {
+			t.babble()
+		} else {
+			t.drop(err)
+		}
+		return nil, fmt.Errorf("%w: wait for silence: %v", ErrLineDown, err)
 	}
 	t.deadline = time.Now().Add(t.timeout)
 	if !t.limit.IsZero() && t.limit.Before(t.deadline) {
 		t.deadline = t.limit
 	}
 	if err := t.link.Discard(); err != nil {
-		t.drop(err)
-		return nil, fmt.Errorf("flush input: %w", err)
+		if errors.Is(err, errBabble) {
+			t.babble()
+		} else {
+			t.drop(err)
+		}
+		return nil, fmt.Errorf("%w: flush input: %v", ErrLineDown, err)
 	}
 	if _, err := t.link.Write(req); err != nil {
 		t.drop(err)
@@ -157,6 +198,9 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 	if errors.Is(err, ErrTimeout) || isTruncated(err) {
 		t.quarantineUntil, t.quarantineSlave = t.lastIO.Add(t.lateWindow), req[0]
 	}
+	if err == nil {
+		t.ok(t.lastIO)
+	}
 	return resp, err
 }
 
@@ -169,16 +213,24 @@ func isTruncated(err error) bool {
 // waitSilence keeps 3.5 characters of silence before a request by listening
 // to the line: a read timeout is precise to the syscall (time.Sleep overshoots
 // by up to a millisecond here, a third of a frame at 115200), and any noise
-// restarts the silence as the spec wants.
+// restarts the silence as the spec wants. A line that does not fall silent
+// within the exchange's timeout, or sends more than maxDrain bytes, babbles.
 func (t *transport) waitSilence() error {
+	giveUp := time.Now().Add(t.timeout)
+	got := 0
 	for {
 		until := t.lastIO.Add(t.silence)
-		if !time.Now().Before(until) {
+		now := time.Now()
+		if !now.Before(until) {
 			return nil
+		}
+		if got > maxDrain || now.After(giveUp) {
+			return errBabble
 		}
 		n, err := t.link.ReadBefore(t.buf[:], until)
 		switch {
 		case n > 0:
+			got += n
 			t.lastIO = time.Now()
 		case errors.Is(err, ErrTimeout):
 			return nil
@@ -190,30 +242,34 @@ func (t *transport) waitSilence() error {
 
 // drainLate discards what arrives until the quarantine ends, or until the
 // line has been quiet for a few characters after bytes came (the late reply
-// is in and done).
+// is in and done). It never reads past the end of the quarantine nor more
+// than maxDrain bytes: bytes still coming then are a babble, and the line
+// is marked and closed.
 func (t *transport) drainLate() {
 	end := t.quarantineUntil
 	t.quarantineUntil = time.Time{}
 	quiet := max(4*t.silence, 2*time.Millisecond)
-	got := false
+	got := 0
 	for {
 		deadline := end
-		if got {
-			deadline = time.Now().Add(quiet)
+		if q := time.Now().Add(quiet); got > 0 && q.Before(end) {
+			deadline = q
 		}
 		n, err := t.link.ReadBefore(t.buf[:], deadline)
 		if n > 0 {
-			got = true
+			got += n
 			t.lastIO = time.Now()
+			if got > maxDrain || !time.Now().Before(end) {
+				t.babble()
+				return
+			}
 			continue
 		}
 		if err != nil && !errors.Is(err, ErrTimeout) {
 			t.drop(err)
 			return
 		}
-		if got || !time.Now().Before(end) {
-			return
-		}
+		return // quiet after the reply, or the quarantine is over
 	}
 }
 

@@ -1,0 +1,117 @@
+package driver_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/driver"
+	"pilebridge/simulator"
+)
+
+// A line that babbles (a converter streaming noise, a device stuck
+// sending) must never hold its bus: every read returns within its timeouts,
+// the bus never looks hung to the watchdog, the babble is counted, and the
+// line is reopened after a backoff rather than read at full speed. A good
+// bus beside it keeps its poll rate.
+func TestBabblingLineIsBounded(t *testing.T) {
+	cases := []struct {
+		name string
+		gap  time.Duration
+		pty  bool
+	}{
+		{"gateway fast", 0, false},
+		{"gateway slow", 800 * time.Microsecond, false},
+		{"pty slow", 800 * time.Microsecond, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pol := driver.SlavePolicy{Timeout: 200 * time.Millisecond, Retries: 1}
+			var dev string
+			if c.pty {
+				link := filepath.Join(t.TempDir(), "ttyB")
+				pty, err := simulator.OpenPty(link)
+				require.NoError(t, err)
+				t.Cleanup(func() { pty.Close() })
+				go simulator.Babble(ctx, pty, c.gap)
+				dev = link
+			} else {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				require.NoError(t, err)
+				t.Cleanup(func() { ln.Close() })
+				go func() {
+					for {
+						conn, err := ln.Accept()
+						if err != nil {
+							return
+						}
+						go func() { defer conn.Close(); simulator.Babble(ctx, conn, c.gap) }()
+					}
+				}()
+				dev = "rtuovertcp://" + ln.Addr().String()
+			}
+			bad := startBus(t, driver.Config{Name: "babble", Device: dev, Default: pol,
+				Serial:    driver.SerialParams{Baud: 115200, DataBits: 8, Parity: "N", StopBits: 1},
+				DeadAfter: 3, DeadBase: 300 * time.Millisecond, DeadMax: time.Second})
+			good := ptyLine(t, 0, pol, 1)
+
+			var stuck atomic.Bool
+			go func() {
+				for ctx.Err() == nil {
+					if _, s := bad.Stuck(); s {
+						stuck.Store(true)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+			goodReads := make(chan int)
+			go func() {
+				n := 0
+				for end := time.Now().Add(3 * time.Second); time.Now().Before(end); n++ {
+					if _, err := good.bus.ReadRegisters(ctx, 1, 3, 0, 4); err != nil {
+						t.Errorf("the good bus failed: %v", err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				goodReads <- n
+			}()
+			var before syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+			start := time.Now()
+			longest := time.Duration(0)
+			for time.Since(start) < 3*time.Second {
+				t0 := time.Now()
+				done := make(chan struct{})
+				go func() {
+					_, _ = bad.ReadRegisters(ctx, 1, 3, 0, 4)
+					close(done)
+				}()
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					t.Fatal("a read on the babbling line did not return in 5 s")
+				}
+				longest = max(longest, time.Since(t0))
+				time.Sleep(50 * time.Millisecond)
+			}
+			var after syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+			cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+			t.Logf("%s: longest read %s; test process CPU %.1f%% of a core (babbler and good bus included)",
+				c.name, longest.Round(time.Millisecond), 100*cpu.Seconds()/time.Since(start).Seconds())
+			assert.Less(t, longest, 2*time.Second, "a read is bounded by its timeouts")
+			assert.False(t, stuck.Load(), "the watchdog never sees the bus hung")
+			assert.Positive(t, bad.LineStats().Babbles, "the babble is counted")
+			assert.Greater(t, <-goodReads, 40, "the good bus kept its pace (one read per ~50 ms)")
+		})
+	}
+}
