@@ -115,3 +115,32 @@ func TestBabblingLineIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// A gateway that accepts and then drops every connection is not redialled
+// in a loop: the reconnect backoff grows until a good exchange, not until a
+// connect (before, each accept reset it: ~2 connects and log lines a second).
+func TestAcceptThenFailGatewayBacksOff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var accepts atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			c.Close()
+		}
+	}()
+	bus := startBus(t, driver.Config{Name: "flaky", Device: "rtuovertcp://" + ln.Addr().String(),
+		Default: driver.SlavePolicy{Timeout: 100 * time.Millisecond}, DeadAfter: 1000})
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
+		_, _ = bus.ReadRegisters(context.Background(), 1, 3, 0, 1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	// backoff 0.2, 0.4, 0.8, 1.6 s...: about 5 connects in 4 s
+	assert.LessOrEqual(t, accepts.Load(), int64(8), "connects in 4 s")
+	assert.GreaterOrEqual(t, accepts.Load(), int64(3), "it does keep trying")
+}

@@ -54,8 +54,8 @@ func (l *byteLink) ReadBefore(p []byte, _ time.Time) (int, error) {
 	}
 	return l.r.Read(p)
 }
-func (l *byteLink) Discard() error { return nil }
-func (l *byteLink) Close() error   { return nil }
+func (l *byteLink) Discard() (int, error) { return 0, nil }
+func (l *byteLink) Close() error          { return nil }
 
 // Any byte stream as Modbus TCP replies: never a panic, and only the reply
 // with our transaction id, unit and a consistent length is accepted.

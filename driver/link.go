@@ -20,7 +20,8 @@ type link interface {
 	// never (0, nil), when nothing came.
 	ReadBefore(p []byte, deadline time.Time) (int, error)
 	// Discard drops bytes already received: late replies and line noise.
-	Discard() error
+	// It returns how many it dropped, where the link can tell (0 if not).
+	Discard() (int, error)
 	Close() error
 }
 
@@ -92,8 +93,8 @@ func (l *serialLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
 	return n, err
 }
 
-func (l *serialLink) Discard() error { return l.port.ResetInputBuffer() }
-func (l *serialLink) Close() error   { return l.port.Close() }
+func (l *serialLink) Discard() (int, error) { return 0, l.port.ResetInputBuffer() }
+func (l *serialLink) Close() error          { return l.port.Close() }
 
 type tcpLink struct{ conn net.Conn }
 
@@ -132,24 +133,24 @@ func (l *tcpLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
 // Discard drops what the socket has already received, without waiting: a
 // non-blocking recv, so no deadline timer and no timeout error on every
 // exchange (it ran on each of 256 polls a second in make bench-scale).
-func (l *tcpLink) Discard() error {
+func (l *tcpLink) Discard() (int, error) {
 	sc, ok := l.conn.(syscall.Conn)
 	if !ok {
 		return l.discardWithDeadline()
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// A read deadline already past (the last exchange's) would fail the raw
 	// read before it is tried.
 	if err := l.conn.SetReadDeadline(time.Time{}); err != nil {
-		return err
+		return 0, err
 	}
 	var buf [512]byte
-	for total := 0; ; total += len(buf) {
+	for total := 0; ; {
 		if total >= maxDiscard {
-			return errBabble // the gateway streams faster than it can be drained
+			return total, errBabble // the gateway streams faster than it can be drained
 		}
 		var n int
 		var rerr error
@@ -157,17 +158,19 @@ func (l *tcpLink) Discard() error {
 			n, _, rerr = unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT)
 			return true // never wait for readiness
 		}); err != nil {
-			return err
+			return total, err
 		}
 		switch {
 		case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
-			return nil
+			return total, nil
 		case rerr != nil:
-			return fmt.Errorf("discard: %w", rerr)
+			return total, fmt.Errorf("discard: %w", rerr)
 		case n == 0:
-			return fmt.Errorf("discard: %w", io.EOF) // the gateway closed the connection
-		case n < len(buf):
-			return nil
+			return total, fmt.Errorf("discard: %w", io.EOF) // the gateway closed the connection
+		}
+		total += n
+		if n < len(buf) {
+			return total, nil
 		}
 	}
 }
@@ -176,24 +179,25 @@ func (l *tcpLink) Discard() error {
 const maxDiscard = 8 << 10
 
 // discardWithDeadline is Discard for a connection without a descriptor.
-func (l *tcpLink) discardWithDeadline() error {
+func (l *tcpLink) discardWithDeadline() (int, error) {
 	var buf [512]byte
-	for total := 0; ; total += len(buf) {
+	for total := 0; ; {
 		if total >= maxDiscard {
-			return errBabble
+			return total, errBabble
 		}
 		if err := l.conn.SetReadDeadline(time.Now().Add(50 * time.Microsecond)); err != nil {
-			return err
+			return total, err
 		}
 		n, err := l.conn.Read(buf[:])
+		total += n
 		if err != nil {
 			if isTimeout(err) {
-				return nil
+				return total, nil
 			}
-			return err
+			return total, err
 		}
 		if n == 0 {
-			return nil
+			return total, nil
 		}
 	}
 }

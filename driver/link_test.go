@@ -29,11 +29,15 @@ func TestTCPDiscard(t *testing.T) {
 	defer l.Close()
 	peer := <-accepted
 
-	require.NoError(t, l.Discard(), "nothing buffered: returns at once")
+	dropped, err := l.Discard()
+	require.NoError(t, err, "nothing buffered: returns at once")
+	assert.Zero(t, dropped)
 	_, err = peer.Write(make([]byte, 1300)) // more than one recv's worth
 	require.NoError(t, err)
 	time.Sleep(50 * time.Millisecond) // let loopback deliver it
-	require.NoError(t, l.Discard())
+	dropped, err = l.Discard()
+	require.NoError(t, err)
+	assert.Equal(t, 1300, dropped)
 	n, err := l.ReadBefore(make([]byte, 16), time.Now().Add(20*time.Millisecond))
 	assert.Zero(t, n, "the stale bytes are gone")
 	assert.ErrorIs(t, err, ErrTimeout)
@@ -47,7 +51,8 @@ func TestTCPDiscard(t *testing.T) {
 
 	require.NoError(t, peer.Close())
 	time.Sleep(50 * time.Millisecond)
-	assert.ErrorContains(t, l.Discard(), "EOF")
+	_, err = l.Discard()
+	assert.ErrorContains(t, err, "EOF")
 }
 
 // hungLink is a device whose write never returns, as a wedged USB driver.
@@ -58,8 +63,8 @@ func (l *hungLink) ReadBefore([]byte, time.Time) (int, error) {
 	<-l.release
 	return 0, ErrTimeout
 }
-func (l *hungLink) Discard() error { return nil }
-func (l *hungLink) Close() error   { return nil }
+func (l *hungLink) Discard() (int, error) { return 0, nil }
+func (l *hungLink) Close() error          { return nil }
 
 // A bus whose exchange outlives every timeout and retry says it is stuck;
 // an idle bus, or one inside its timeouts, does not.

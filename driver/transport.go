@@ -49,6 +49,7 @@ type transport struct {
 	lateWindow      time.Duration // set by the bus per exchange
 	strays          atomic.Uint64 // stray frames skipped (read by LineStats)
 	babbles         atomic.Uint64 // times the line would not fall silent (read by LineStats)
+	junkRounds      int           // exchanges in a row that found stray bytes waiting, with no good one between
 	lastBabble      atomic.Int64  // unix ns of the last; 0 never
 }
 
@@ -59,6 +60,10 @@ const (
 	// silence: a reply is at most 256 bytes, so more than two of them is
 	// not a late reply but a line that babbles.
 	maxDrain = 512
+	// babbleRounds: this many exchanges in a row finding bytes waiting
+	// before the request, and none answered well, is a babble (a late reply
+	// leaves bytes once, not before every request).
+	babbleRounds = 4
 )
 
 // errBabble: bytes kept coming where the line should have fallen silent.
@@ -108,7 +113,7 @@ func (t *transport) failed(now time.Time, err error) {
 
 // ok notes a good exchange: the line works, its backoff starts over.
 func (t *transport) ok(now time.Time) {
-	t.openBackof = 0
+	t.openBackof, t.junkRounds = 0, 0
 	if t.down != nil {
 		t.down.OK(now)
 	}
@@ -129,6 +134,7 @@ func (t *transport) drop(err error) {
 // is reconnected after a backoff, a serial line is left alone for as long
 // (either way the bus is not held, and costs little while it lasts).
 func (t *transport) babble() {
+	t.junkRounds = 0
 	t.babbles.Add(1)
 	t.lastBabble.Store(time.Now().UnixNano())
 	t.drop(errBabble)
@@ -174,13 +180,20 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 	if !t.limit.IsZero() && t.limit.Before(t.deadline) {
 		t.deadline = t.limit
 	}
-	if err := t.link.Discard(); err != nil {
-		if errors.Is(err, errBabble) {
+	junk, derr := t.link.Discard()
+	if junk > 0 {
+		t.junkRounds++
+	}
+	if derr == nil && t.junkRounds >= babbleRounds {
+		derr = errBabble // noise before every request, and no good exchange between
+	}
+	if derr != nil {
+		if errors.Is(derr, errBabble) {
 			t.babble()
 		} else {
-			t.drop(err)
+			t.drop(derr)
 		}
-		return nil, fmt.Errorf("%w: flush input: %v", ErrLineDown, err)
+		return nil, fmt.Errorf("%w: flush input: %v", ErrLineDown, derr)
 	}
 	if _, err := t.link.Write(req); err != nil {
 		t.drop(err)

@@ -334,6 +334,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		{[]string{"read", "--help"}, "serial path, tcp://host:port"}, {[]string{"profiles", "--help"}, "user profiles directory"},
 		{[]string{"outbox", "--help"}, "requeue every parked record"}, {[]string{"outbox", "list", "--help"}, "include recently delivered"},
 		{[]string{"outbox", "retry", "-h"}, "-parked"}, {[]string{"sessions", "--help"}, "in tariff.time_zone"},
+		{[]string{"db", "--help"}, "fill in from data_dir/backup"}, {[]string{"db", "salvage", "--help"}, "-config"},
 	} {
 		out, errs, code := runCLI(t, c.args...)
 		assert.Equal(t, 0, code, "%v: %s", c.args, errs)

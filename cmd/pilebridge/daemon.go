@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"pilebridge/driver"
 	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
+	"pilebridge/internal/dbfile"
 	"pilebridge/meter"
 	"pilebridge/session"
 	"pilebridge/uploader"
@@ -122,20 +121,9 @@ func cmdCheck(args []string, stdout io.Writer) error {
 }
 
 func openDB(dataDir string, wait time.Duration) (*bbolt.DB, error) {
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	path := filepath.Join(dataDir, "pilebridge.db")
 	opts := session.BoltOptions()
 	opts.Timeout = wait
-	db, err := bbolt.Open(path, 0o600, opts)
-	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("%s is in use (is the daemon running?): %w", path, err)
-		}
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return db, nil
+	return dbfile.Open(dataDir, opts)
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -292,6 +280,7 @@ func (a *app) run(ctx context.Context) error {
 	goRun(func() { a.sender.Run(ctx) })
 	goRun(func() { a.devsync.Run(ctx) })
 	goRun(func() { a.pruneLedger(ctx) })
+	goRun(func() { a.backups(ctx) })
 	goRun(func() { a.watchdog(ctx, a.notify, a.alive) })
 	for _, p := range a.ports {
 		goRun(func() { a.runner.Run(ctx, p) })

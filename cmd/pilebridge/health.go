@@ -17,6 +17,9 @@ import (
 // storage has hung (a dying SD card); the watchdog stops.
 const storeStuckAfter = 30 * time.Second
 
+// babbleRecent: a babble this recent is a health reason.
+const babbleRecent = time.Minute
+
 // alive is the watchdog's test: every loop that must keep running can. A
 // bus hung inside one exchange, or a commit hung in its fsync, stops the
 // pings, and systemd restarts the daemon.
@@ -64,8 +67,19 @@ func (a *app) reasons(now time.Time, counts uploader.Counts, countsErr error) []
 			}
 		}
 	}
+	for _, name := range a.busNames() {
+		if ls := a.buses[name].LineStats(); !ls.LastBabble.IsZero() && now.Sub(ls.LastBabble) < babbleRecent {
+			out = append(out, fmt.Sprintf("bus %s: the line babbles (does not fall silent; %d time(s), last %s ago): a device or converter keeps sending", name, ls.Babbles, now.Sub(ls.LastBabble).Round(time.Second)))
+		}
+	}
 	if h := a.store.Health(); h.LastErr != nil {
 		out = append(out, fmt.Sprintf("store: the last commit failed: %v", h.LastErr))
+		if h.Unsaved > 0 {
+			out = append(out, fmt.Sprintf("store: cannot write for %s: the sessions of %d port(s) are held in memory only; a restart now would lose what they gained since", now.Sub(h.UnsavedSince).Round(time.Second), h.Unsaved))
+		}
+	}
+	if t := a.sender.Unrecorded(); !t.IsZero() {
+		out = append(out, fmt.Sprintf("store: cannot record deliveries for %s: the platform's answers wait in memory and nothing more is sent", now.Sub(t).Round(time.Second)))
 	}
 	switch {
 	case countsErr != nil:

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/internal/config"
+	"pilebridge/internal/dbfile"
 )
 
 var version = "dev"
@@ -34,6 +35,9 @@ usage:
   pilebridge outbox retry ORDER|--parked --config FILE
   pilebridge sessions [--since DATE] [--until DATE] [--csv|--json] --config FILE
                                         closed sessions' bills and their delivery, for reconciliation
+  pilebridge db salvage|reset|backup --config FILE
+                                        a damaged or lost database: recover what can be read, fill in
+                                        from data_dir/backup; start empty on purpose; copy it now
   pilebridge version | --version
 
 Each command's --help describes its flags.
@@ -71,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdOutbox(args, stdout)
 	case "sessions":
 		err = cmdSessions(args, stdout)
+	case "db":
+		err = cmdDB(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "pilebridge", version)
 	case "help":
@@ -88,6 +94,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		var one *config.Error
 		if errors.As(err, &ce) || errors.As(err, &one) {
 			return exConfig
+		}
+		if errors.Is(err, dbfile.ErrUnusable) {
+			return dbfile.ExitUnusable
 		}
 		return 1
 	}

@@ -231,6 +231,7 @@ var (
 	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges on the wire by outcome.", []string{"bus", "slave", "outcome"}, nil)
 	mSkipped   = prometheus.NewDesc("pilebridge_modbus_skipped_total", "Reads failed fast, without an exchange, while a dead slave backs off.", []string{"bus", "slave"}, nil)
 	mStrays    = prometheus.NewDesc("pilebridge_modbus_stray_frames_total", "Whole frames from a slave other than the one addressed (late replies), skipped.", []string{"bus"}, nil)
+	mBabbles   = prometheus.NewDesc("pilebridge_modbus_babbles_total", "Times the line did not fall silent (a device or converter kept sending): closed and reopened after a backoff.", []string{"bus"}, nil)
 	mLatency   = prometheus.NewDesc("pilebridge_modbus_last_latency_seconds", "Latency of the last good exchange.", []string{"bus", "slave"}, nil)
 	mRecords   = prometheus.NewDesc("pilebridge_outbox_records", "Records in the outbox, read from the store: pending delivery, or parked (rejected by the platform, waiting for `outbox retry`).", []string{"state"}, nil)
 	mOldest    = prometheus.NewDesc("pilebridge_outbox_oldest_age_seconds", "Age of the oldest record in each state (0 when none).", []string{"state"}, nil)
@@ -249,7 +250,7 @@ var allStates = []session.PortState{session.Idle, session.Plugged, session.Start
 	session.Finished, session.StartFailed, session.Faulted, session.Offline}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mBuild, mExchanges, mSkipped, mStrays, mLatency, mRecords, mOldest, mUploads, mAnswers,
+	for _, d := range []*prometheus.Desc{mBuild, mExchanges, mSkipped, mStrays, mBabbles, mLatency, mRecords, mOldest, mUploads, mAnswers,
 		mEnergy, mPower, mSOC, mPortState, mResets} {
 		ch <- d
 	}
@@ -258,7 +259,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mBuild, prometheus.GaugeValue, 1, version)
 	for name, b := range c.a.buses {
-		ch <- prometheus.MustNewConstMetric(mStrays, prometheus.CounterValue, float64(b.LineStats().StrayFrames), name)
+		ls := b.LineStats()
+		ch <- prometheus.MustNewConstMetric(mStrays, prometheus.CounterValue, float64(ls.StrayFrames), name)
+		ch <- prometheus.MustNewConstMetric(mBabbles, prometheus.CounterValue, float64(ls.Babbles), name)
 		for id, s := range b.Stats() {
 			sl := strconv.Itoa(int(id))
 			for outcome, v := range map[string]uint64{"ok": s.OK, "timeout": s.Timeouts, "crc": s.CRCErrors,

@@ -30,7 +30,8 @@ type Config struct {
 	ParkingReduction bool              `yaml:"parking_reduction"`
 	ProfilesDir      string            `yaml:"profiles_dir"`
 	PollInterval     time.Duration     `yaml:"poll_interval"`
-	HistoryDays      int               `yaml:"history_days"` // closed sessions kept in the ledger (delivered ones; unsent bills are never dropped)
+	HistoryDays      int               `yaml:"history_days"`    // closed sessions kept in the ledger (delivered ones; unsent bills are never dropped)
+	BackupInterval   time.Duration     `yaml:"backup_interval"` // a hot copy of the database to data_dir/backup, kept two deep
 	Listen           string            `yaml:"listen"`
 	ListenHosts      []string          `yaml:"listen_hosts"`      // Host names the local API answers besides IPs and localhost
 	ListenTokenFile  string            `yaml:"listen_token_file"` // bearer token for its POSTs (default: data_dir/listen_token)
@@ -345,6 +346,16 @@ func (c *Config) defaults() {
 	if c.HistoryDays == 0 {
 		c.HistoryDays = 90
 	}
+	def(&c.BackupInterval, time.Hour)
+	// the session engine's defaults are set here, where every other default
+	// is: /healthz reads offline_after too, and a zero there was a red box
+	// forever on a config without a session section
+	def(&c.Session.StartTimeout, 2*time.Minute)
+	def(&c.Session.OfflineAfter, 30*time.Second)
+	def(&c.Session.OfflineClose, 6*time.Hour)
+	if c.Session.HoldPolls == 0 {
+		c.Session.HoldPolls = 3
+	}
 	def(&c.Platform.ProgressInterval, time.Minute)
 	def(&c.Platform.DeviceSyncInterval, 5*time.Minute)
 	def(&c.Platform.Timeout, 10*time.Second)
@@ -453,6 +464,9 @@ func (c *Config) validate() Errors {
 	}
 	if c.PollInterval < 100*time.Millisecond {
 		ck.bad("poll_interval", "%v: at least 100ms", c.PollInterval)
+	}
+	if c.BackupInterval < time.Minute {
+		ck.bad("backup_interval", "%s: want at least 1m (a copy of the whole database each time)", c.BackupInterval)
 	}
 	if c.HistoryDays < 1 || c.HistoryDays > 3660 {
 		ck.bad("history_days", "%d: want 1..3660", c.HistoryDays)

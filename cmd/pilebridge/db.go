@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"pilebridge/internal/config"
+	"pilebridge/internal/dbfile"
+	"pilebridge/internal/faillog"
+	"pilebridge/session"
+	"pilebridge/uploader"
+)
+
+const dbUsage = `usage:
+pilebridge db salvage --config FILE   read every page of a damaged database that can be read,
+                                      fill in from data_dir/backup, write a new one and move the
+                                      damaged file aside; prints what was recovered and what was not
+pilebridge db reset --config FILE     start with an empty store on purpose (the old file is moved aside)
+pilebridge db backup --config FILE    copy the database to data_dir/backup now (the daemon does it
+                                      every backup_interval)
+Stop the daemon first for salvage and reset.`
+
+func cmdDB(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stdout, dbUsage)
+		if len(args) == 0 {
+			return errors.New("db: want salvage, reset or backup")
+		}
+		return flag.ErrHelp
+	}
+	sub, rest := args[0], args[1:]
+	fs, path := configFlag("db "+sub, "pilebridge db "+sub+" --config FILE", dbUsage, stdout)
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	switch sub {
+	case "salvage":
+		rep, err := dbfile.Salvage(cfg.DataDir, now, []dbfile.Rule{uploader.SalvageRule, session.SalvageRule})
+		if err != nil {
+			return fmt.Errorf("salvage: %w", err)
+		}
+		for _, d := range rep.Damage {
+			fmt.Fprintln(stdout, "damaged:", d)
+		}
+		if rep.Backup != "" {
+			fmt.Fprintln(stdout, "backup used:", rep.Backup)
+		}
+		for _, l := range rep.Lines {
+			fmt.Fprintln(stdout, l)
+		}
+		if rep.Changed {
+			fmt.Fprintf(stdout, "the damaged file is kept as %s\nsalvaged database written: start the daemon again\n", rep.Aside)
+		}
+		return nil
+	case "reset":
+		aside, err := dbfile.Reset(cfg.DataDir, now)
+		if err != nil {
+			return fmt.Errorf("reset: %w", err)
+		}
+		if aside != "" {
+			fmt.Fprintf(stdout, "the old database is kept as %s\n", aside)
+		}
+		fmt.Fprintln(stdout, "the next start begins with an empty store")
+		return nil
+	case "backup":
+		db, err := openDB(cfg.DataDir, 300*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		name, err := dbfile.Backup(db, cfg.DataDir, now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "backup written:", name)
+		return nil
+	}
+	return fmt.Errorf("db: unknown subcommand %q: want salvage, reset or backup", sub)
+}
+
+// backups copies the database to data_dir/backup every backup_interval
+// (at once when the newest copy is older than that), while commits go on.
+func (a *app) backups(ctx context.Context) {
+	fail := faillog.New(a.log, "database backup failed", 0)
+	wait := time.Duration(0)
+	if last := dbfile.LatestBackup(a.cfg.DataDir); !last.IsZero() {
+		wait = max(0, a.cfg.BackupInterval-time.Since(last))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if name, err := dbfile.Backup(a.db, a.cfg.DataDir, now); err != nil {
+			fail.Fail(now, err, nil)
+			t.Reset(min(a.cfg.BackupInterval, 10*time.Minute))
+			continue
+		} else {
+			fail.OK(now)
+			a.log.Debug().Str("file", name).Int64("took_ms", time.Since(now).Milliseconds()).Msg("database backed up")
+		}
+		t.Reset(a.cfg.BackupInterval)
+	}
+}

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/internal/blockdev"
+	"pilebridge/meter"
+	"pilebridge/simulator"
+)
+
+// needRoot skips a test that needs root (loop mounts, chattr) with a loud
+// reason; CI runs as root, and PILEBRIDGE_REQUIRE_ROOT=1 makes a skip a failure.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("PILEBRIDGE_REQUIRE_ROOT") == "1" {
+		t.Fatal("this test needs root (loop-mounted ext4, chattr) and PILEBRIDGE_REQUIRE_ROOT=1 is set")
+	}
+	t.Skip("SKIPPED, NEEDS ROOT: the storage-failure test mounts an ext4 image and uses chattr; run as root (CI does)")
+}
+
+// onLoop puts the station's data_dir on a loop-mounted ext4 of its own.
+func (s *station) onLoop(sizeMiB int) string {
+	s.t.Helper()
+	needRoot(s.t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := blockdev.MountLoop(ctx, s.t.TempDir(), sizeMiB)
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() {
+		_ = exec.Command("chattr", "-i", filepath.Join(l.Dir, "data", "pilebridge.db")).Run()
+		_ = l.Close()
+	})
+	data := filepath.Join(l.Dir, "data")
+	cfg, err := os.ReadFile(s.config)
+	require.NoError(s.t, err)
+	cfg = bytes.Replace(cfg, []byte("data_dir: "+s.dir+"/data"), []byte("data_dir: "+data), 1)
+	require.NoError(s.t, os.WriteFile(s.config, cfg, 0o600))
+	return data
+}
+
+func chattr(t *testing.T, flag, path string) {
+	t.Helper()
+	out, err := exec.Command("chattr", flag, path).CombinedOutput()
+	require.NoError(t, err, "chattr %s %s: %s", flag, path, out)
+}
+
+func (s *station) log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
+	return string(b)
+}
+
+func healthz(addr string) string {
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+// Item 1 of the storage issue: the store refuses writes (chattr +i on the
+// database, a worn card turned read-only) when a session starts. The
+// session opens at the reading that proves it all the same, and is billed
+// from the pile's start once writes return; a session entirely inside the
+// window is billed exactly once after it. Truth: the pile's own register.
+func TestStoreUnwritableAtSessionStart(t *testing.T) {
+	listen := freeAddr(t)
+	s := newStation(t, "listen: "+listen+"\n")
+	data := s.onLoop(16)
+	db := filepath.Join(data, "pilebridge.db")
+	b := s.startBridge()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
+
+	// session 1 starts inside the window and ends after it
+	chattr(t, "+i", db)
+	start1 := s.meterWh()
+	s.startSession(60000)
+	s.waitFor("the commit failure noticed", 10*time.Second, func() bool { return strings.Contains(s.log(), "commit failed") })
+	time.Sleep(2 * time.Second)
+	assert.Contains(t, healthz(listen), "held in memory only", "/healthz names the window in which a restart would lose the session")
+	assert.Empty(t, s.bills(), "nothing leaves the board before it is committed")
+	chattr(t, "-i", db)
+	s.waitFor("progress after writes return", 10*time.Second, func() bool { return len(s.bills()) >= 1 })
+	time.Sleep(time.Second)
+	s.set(meter.StatusFinished, 0, 1)
+	delta1 := s.meterWh() - start1
+	s.waitFor("the first bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	time.Sleep(500 * time.Millisecond)
+	s.set(meter.StatusIdle, 0, 0)
+
+	// session 2 entirely inside the window
+	time.Sleep(time.Second)
+	chattr(t, "+i", db)
+	start2 := s.meterWh()
+	s.startSession(60000)
+	time.Sleep(2 * time.Second)
+	s.set(meter.StatusFinished, 0, 1)
+	delta2 := s.meterWh() - start2
+	time.Sleep(time.Second)
+	assert.Len(t, s.finals(), 1, "the second bill waits for the store")
+	chattr(t, "-i", db)
+	s.waitFor("the second bill", 10*time.Second, func() bool { return len(s.finals()) == 2 })
+	time.Sleep(time.Second)
+	require.NoError(t, b.stop(syscall.SIGTERM))
+
+	finals := s.finals()
+	require.Len(t, finals, 2, "each session billed exactly once")
+	assert.Equal(t, delta1, finals[0].Quantity, "session 1: the meter's delta from the pile's start")
+	assert.Equal(t, delta2, finals[1].Quantity, "session 2: billed once writes returned")
+	assert.Positive(t, delta2)
+	assert.NotEqual(t, finals[0].Order, finals[1].Order)
+	assert.LessOrEqual(t, strings.Count(s.log(), "commit failed"), 6, "logged at start, change and end, not once a poll")
+}
+
+// Item 3: the platform accepted a final, and the store cannot record that
+// answer. The final is never posted again; it is recorded once writes
+// return, and reaches the stand-in exactly once.
+func TestAcceptedFinalIsNotResentWhileTheStoreRefuses(t *testing.T) {
+	listen := freeAddr(t)
+	s := newStation(t, "listen: "+listen+"\n")
+	data := s.onLoop(16)
+	db := filepath.Join(data, "pilebridge.db")
+	b := s.startBridge()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
+	start := s.meterWh()
+	s.startSession(60000)
+	s.waitFor("progress", 10*time.Second, func() bool { return len(s.bills()) >= 1 })
+	time.Sleep(time.Second)
+	// the final's answer takes 1.5 s; the store turns read-only meanwhile
+	s.plat.Inject(simulator.PlatformFault{Kind: "slow", Path: simulator.PathReplenish, Match: `"state":3`, Count: 1, Delay: 1500 * time.Millisecond})
+	s.set(meter.StatusFinished, 0, 1)
+	delta := s.meterWh() - start
+	s.waitFor("the session closed", 10*time.Second, func() bool { return strings.Contains(s.log(), `"message":"session closed"`) })
+	time.Sleep(400 * time.Millisecond) // the close is committed; the post is in flight
+	chattr(t, "+i", db)
+	s.waitFor("the final accepted", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	s.waitFor("the answer that cannot be recorded", 10*time.Second, func() bool { return strings.Contains(s.log(), "outbox update failed") })
+	assert.Contains(t, healthz(listen), "cannot record deliveries")
+	time.Sleep(5 * time.Second)
+	assert.Len(t, s.finals(), 1, "not posted again while the store refuses")
+	chattr(t, "-i", db)
+	time.Sleep(3 * time.Second)
+	assert.Equal(t, "ok\n", healthz(listen))
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	finals := s.finals()
+	require.Len(t, finals, 1, "the final reached the stand-in exactly once")
+	assert.Equal(t, delta, finals[0].Quantity)
+	out, err := exec.Command(bridgeBin, "sessions", "--json", "--config", s.config).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Regexp(t, `"status":\s*"delivered"`, string(out), "the delivery was recorded once writes returned")
+}
+
+// A full disk at the very first start: a clear error, and no empty database
+// left behind to be taken for a fresh store later.
+func TestFirstStartOnAFullDisk(t *testing.T) {
+	s := newStation(t, "")
+	data := s.onLoop(4)
+	require.NoError(t, os.MkdirAll(data, 0o750))
+	fill, err := os.Create(filepath.Join(filepath.Dir(data), "filler"))
+	require.NoError(t, err)
+	for size := 64 << 10; size >= 512; size /= 8 { // to the last free block
+		for chunk := make([]byte, size); ; {
+			if _, err := fill.Write(chunk); err != nil {
+				break
+			}
+		}
+	}
+	fill.Close()
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer rcancel()
+	out, err := exec.CommandContext(rctx, bridgeBin, "run", "--config", s.config).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "disk is full")
+	_, statErr := os.Stat(filepath.Join(data, "pilebridge.db"))
+	assert.ErrorIs(t, statErr, os.ErrNotExist, "no 0-byte database left behind")
+	_, statErr = os.Stat(filepath.Join(data, "pilebridge.initialized"))
+	assert.ErrorIs(t, statErr, os.ErrNotExist)
+	require.NoError(t, os.Remove(filepath.Join(filepath.Dir(data), "filler")))
+	b := s.startBridge()
+	s.waitFor("a start once there is room", 10*time.Second, func() bool { return strings.Contains(s.log(), "pilebridge starting") })
+	require.NoError(t, b.stop(syscall.SIGTERM))
+}
+
+func fileHash(t *testing.T, path string) string {
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return fmt.Sprintf("%x", sha256.Sum256(data))
+}
+
+// bill makes one short session on the pile and returns its meter delta.
+func (s *station) oneBill(powerW int64) int64 {
+	s.t.Helper()
+	closed := strings.Count(s.log(), `"message":"session closed"`)
+	start := s.meterWh()
+	s.startSession(powerW)
+	time.Sleep(1200 * time.Millisecond)
+	s.set(meter.StatusFinished, 0, 1)
+	delta := s.meterWh() - start
+	s.waitFor("the session closed", 10*time.Second, func() bool {
+		return strings.Count(s.log(), `"message":"session closed"`) > closed
+	})
+	time.Sleep(300 * time.Millisecond)
+	s.set(meter.StatusIdle, 0, 0)
+	time.Sleep(500 * time.Millisecond)
+	return delta
+}
+
+// Item 2: a database damaged by a bad power cut, with bills pending (the
+// platform unreachable). The daemon and the tools refuse it with exit 75
+// and a message naming the file and what to do, and keep it; `db salvage`
+// recovers what can be read, fills in from the backup and reports the
+// rest; the recovered database runs and delivers every recovered bill,
+// each exactly its meter delta. An emptied database in a used data
+// directory is refused too, until `db reset` says so.
+func TestDamagedDatabaseIsRefusedAndSalvaged(t *testing.T) {
+	// the order numbers of the bills made after the backup, found in the
+	// file: the pages that hold them are the ones a hole must hit
+	var later []string
+	damage := map[string]func([]byte) []byte{
+		"truncated to half": func(b []byte) []byte { return b[:len(b)/2] },
+		"random bytes over the pages holding a later bill": func(b []byte) []byte {
+			for off := 0; off < len(b); off += 4096 {
+				if off < 8192 || !bytes.Contains(b[off:min(off+4096, len(b))], []byte(later[1])) {
+					continue // meta pages kept: this is a hole, not a lost file
+				}
+				for i := off; i < off+4096 && i < len(b); i++ {
+					b[i] = byte(i*7919 + 13)
+				}
+			}
+			return b
+		},
+	}
+	for name, hurt := range damage {
+		t.Run(name, func(t *testing.T) {
+			s := newStation(t, "")
+			// the platform is unreachable: bills stay pending
+			cfg, err := os.ReadFile(s.config)
+			require.NoError(t, err)
+			good := s.plat
+			_ = good
+			reachable := regexpBaseURL.FindString(string(cfg))
+			require.NoError(t, os.WriteFile(s.config, []byte(strings.Replace(string(cfg), reachable, "base_url: http://127.0.0.1:9", 1)), 0o600))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go s.charging(ctx)
+
+			b := s.startBridge()
+			var deltas []int64
+			for i := 0; i < 3; i++ {
+				deltas = append(deltas, s.oneBill(int64(40000+10000*i)))
+			}
+			require.NoError(t, b.stop(syscall.SIGTERM))
+			out, err := exec.Command(bridgeBin, "db", "backup", "--config", s.config).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			b = s.startBridge()
+			for i := 0; i < 3; i++ {
+				deltas = append(deltas, s.oneBill(int64(70000+10000*i)))
+			}
+			require.NoError(t, b.stop(syscall.SIGTERM))
+			later = orderNumbers(s.log())[3:]
+
+			dbPath := filepath.Join(s.dir, "data", "pilebridge.db")
+			orig, err := os.ReadFile(dbPath)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(dbPath, hurt(orig), 0o600))
+			before := fileHash(t, dbPath)
+
+			for _, args := range [][]string{{"run"}, {"outbox", "list"}, {"sessions"}} {
+				rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+				out, err := exec.CommandContext(rctx, bridgeBin, append(args, "--config", s.config)...).CombinedOutput()
+				rcancel()
+				var ee *exec.ExitError
+				require.ErrorAs(t, err, &ee, "%v: %s", args, out)
+				assert.Equal(t, 75, ee.ExitCode(), "%v: %s", args, out)
+				assert.Contains(t, string(out), dbPath, "%v names the file", args)
+				assert.Contains(t, string(out), "db salvage", "%v says what to do", args)
+				assert.NotContains(t, string(out), "panic", "%v", args)
+			}
+			assert.Equal(t, before, fileHash(t, dbPath), "the damaged file is kept as it is")
+
+			out, err = exec.Command(bridgeBin, "db", "salvage", "--config", s.config).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			t.Logf("salvage:\n%s", out)
+			assert.Contains(t, string(out), "damaged:")
+			assert.Contains(t, string(out), "backup used:")
+			asides, _ := filepath.Glob(dbPath + ".damaged-*")
+			require.Len(t, asides, 1)
+			assert.Equal(t, before, fileHash(t, asides[0]), "the damaged file moved aside unchanged")
+
+			// the platform is back: the recovered database runs and delivers
+			require.NoError(t, os.WriteFile(s.config, cfg, 0o600))
+			b = s.startBridge()
+			s.waitFor("at least the backup's bills delivered", 20*time.Second, func() bool { return len(s.finals()) >= 3 })
+			time.Sleep(2 * time.Second)
+			require.NoError(t, b.stop(syscall.SIGTERM))
+			finals := s.finals()
+			seen := map[string]bool{}
+			truth := map[int64]int{}
+			for _, d := range deltas {
+				truth[d]++
+			}
+			for _, f := range finals {
+				assert.False(t, seen[f.Order], "order %s delivered twice", f.Order)
+				seen[f.Order] = true
+				assert.Positive(t, truth[f.Quantity], "bill %s of %d Wh is one of the meter's deltas %v", f.Order, f.Quantity, deltas)
+				truth[f.Quantity]--
+			}
+			for i, d := range deltas[:3] {
+				found := false
+				for _, f := range finals {
+					found = found || f.Quantity == d
+				}
+				assert.True(t, found, "bill %d (%d Wh, in the backup) recovered", i, d)
+			}
+			t.Logf("%s: %d of %d bills recovered and delivered exactly", name, len(finals), len(deltas))
+			assert.Contains(t, string(out), fmt.Sprintf("pending (%d bills)", len(finals)), "salvage reported what was recovered")
+		})
+	}
+}
+
+// An emptied database in a data directory that was used before is refused:
+// a fresh start would forget unsent bills and open sessions without a word.
+// `db reset` starts empty on purpose.
+func TestEmptiedDatabaseIsRefusedUntilReset(t *testing.T) {
+	s := newStation(t, "")
+	b := s.startBridge()
+	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	dbPath := filepath.Join(s.dir, "data", "pilebridge.db")
+	require.NoError(t, os.Truncate(dbPath, 0))
+	out, err := exec.Command(bridgeBin, "run", "--config", s.config).CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", out)
+	assert.Equal(t, 75, ee.ExitCode())
+	assert.Contains(t, string(out), "is empty although this data directory was used before")
+	assert.Contains(t, string(out), "db reset")
+	require.NoError(t, os.Remove(dbPath))
+	out, err = exec.Command(bridgeBin, "run", "--config", s.config).CombinedOutput()
+	require.ErrorAs(t, err, &ee, "%s", out)
+	assert.Equal(t, 75, ee.ExitCode())
+	assert.Contains(t, string(out), "is missing although")
+
+	out, err = exec.Command(bridgeBin, "db", "reset", "--config", s.config).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	b = s.startBridge()
+	s.waitFor("a fresh start after reset", 10*time.Second, func() bool { return strings.Count(s.log(), "pilebridge starting") == 2 })
+	require.NoError(t, b.stop(syscall.SIGTERM))
+}
+
+var regexpBaseURL = regexp.MustCompile(`base_url: \S+`)
+
+var regexpClosedOrder = regexp.MustCompile(`"order":"(\d+)","kind":"closed"`)
+
+// orderNumbers are the orders of the sessions closed, in the order logged.
+func orderNumbers(log string) []string {
+	var out []string
+	for _, m := range regexpClosedOrder.FindAllStringSubmatch(log, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// A line that stays down (a mistyped or unplugged device) is logged when it
+// fails and then at most once a minute, not on every reopen; the same for
+// the low-latency attempt made on each open.
+func TestLineDownLogsOnChange(t *testing.T) {
+	s := newStation(t, "")
+	cfg, err := os.ReadFile(s.config)
+	require.NoError(t, err)
+	gone := filepath.Join(s.dir, "ttyUSB-unplugged")
+	require.NoError(t, os.WriteFile(s.config, bytes.Replace(cfg, []byte("device: "+filepath.Join(s.dir, "ttyV0")), []byte("device: "+gone), 1), 0o600))
+	b := s.startBridge()
+	time.Sleep(6 * time.Second) // reopens at 0.2, 0.4, 0.8, 1.6, 3.2 s
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	log := s.log()
+	assert.Equal(t, 1, strings.Count(log, `"message":"line down, will reopen"`), "one line when it fails:\n%s", log)
+	assert.LessOrEqual(t, strings.Count(log, "low latency"), 1, "the latency result said once, not per reopen")
+}

@@ -1,0 +1,305 @@
+// Package boltwalk reads a bbolt database file without bbolt: every page is
+// read with ReadAt and bounds-checked, from the newest valid meta page's
+// root down, so a damaged file gives a list of damage instead of a panic.
+//
+// Why not bbolt itself: opening a file whose free-list is not stored walks
+// every page, and a bad page fails an assertion in a goroutine of bbolt's
+// own (freepages), which no recover in the caller reaches: the process
+// exits 2. The daemon checks its file with Walk before bbolt opens it, and
+// `pilebridge db salvage` copies what Walk could read.
+//
+// The format (go.etcd.io/bbolt v1.4, internal/common): a page starts with
+// id u64, flags u16, count u16, overflow u32; meta pages 0 and 1 hold magic,
+// version, page size, flags, the root bucket (root u64, sequence u64), the
+// free-list page, the high-water page id, the transaction id and an FNV-64a
+// checksum of the fields before it. Branch elements are pos, ksize u32 and a
+// page id; leaf elements are flags, pos, ksize, vsize u32, with pos counted
+// from the element itself. A value flagged as a bucket is a bucket header
+// (root, sequence), followed by an inline page when root is 0. Integers are
+// little-endian on every board we build for.
+package boltwalk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"strings"
+)
+
+const (
+	pageHeaderSize = 16
+	elemSize       = 16
+	branchFlag     = 0x01
+	leafFlag       = 0x02
+	metaFlag       = 0x04
+	bucketLeafFlag = 0x01
+	magic          = 0xED0CDAED
+	version        = 2
+	maxDepth       = 64
+)
+
+// ErrNotBolt: no meta page of the file is valid.
+var ErrNotBolt = errors.New("not a bbolt database (no valid meta page)")
+
+// Damage is one part of the tree that could not be read: everything below
+// Page in Bucket is missing from the walk.
+type Damage struct {
+	Bucket string // "/"-joined path of nested buckets; "" for the root
+	Page   uint64
+	Err    string
+}
+
+func (d Damage) String() string {
+	b := d.Bucket
+	if b == "" {
+		b = "(root)"
+	}
+	return fmt.Sprintf("bucket %s, page %d: %s", b, d.Page, d.Err)
+}
+
+// Result is what a walk read.
+type Result struct {
+	// Buckets holds every key and value read, by bucket path.
+	Buckets map[string]map[string][]byte
+	// Sequences are the buckets' sequence counters (NextSequence).
+	Sequences map[string]uint64
+	Damage    []Damage
+	TxID      uint64
+	PageSize  int
+}
+
+// Err is nil when nothing was damaged, else an error listing the damage.
+func (r *Result) Err() error {
+	if len(r.Damage) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d damaged part(s): ", len(r.Damage))
+	for i, d := range r.Damage {
+		if i == 3 {
+			fmt.Fprintf(&b, "; and %d more", len(r.Damage)-3)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(d.String())
+	}
+	return errors.New(b.String())
+}
+
+type walker struct {
+	f        io.ReaderAt
+	size     int64
+	pageSize int
+	highPgid uint64
+	res      *Result
+	seen     map[uint64]bool
+}
+
+// Walk reads every bucket, key and value reachable from the newest valid
+// meta page of the file at path. The error is for a file that cannot be
+// read at all; a damaged tree is reported in Result.Damage.
+func Walk(path string) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return WalkReader(f, st.Size())
+}
+
+// WalkReader is Walk on an open file of size bytes.
+func WalkReader(f io.ReaderAt, size int64) (*Result, error) {
+	m, err := newestMeta(f, size)
+	if err != nil {
+		return nil, err
+	}
+	w := &walker{f: f, size: size, pageSize: int(m.pageSize), highPgid: m.pgid, seen: map[uint64]bool{},
+		res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, TxID: m.txid, PageSize: int(m.pageSize)}}
+	w.bucket("", m.root, nil, 0)
+	return w.res, nil
+}
+
+type meta struct {
+	pageSize         uint32
+	root, pgid, txid uint64
+}
+
+// newestMeta is the valid meta page with the higher transaction id, as bbolt
+// chooses it.
+func newestMeta(f io.ReaderAt, size int64) (meta, error) {
+	var best meta
+	found := false
+	var first [4096]byte
+	for _, off := range []int64{0, -1} {
+		if off < 0 {
+			if !found {
+				off = 4096 // the default page size: where page 1 is when page 0 is unreadable
+			} else {
+				off = int64(best.pageSize)
+			}
+		}
+		n, _ := f.ReadAt(first[:], off)
+		if n < pageHeaderSize+64 {
+			continue
+		}
+		b := first[pageHeaderSize:]
+		if binary.LittleEndian.Uint16(first[8:]) != metaFlag || binary.LittleEndian.Uint32(b) != magic || binary.LittleEndian.Uint32(b[4:]) != version {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write(b[:56])
+		if h.Sum64() != binary.LittleEndian.Uint64(b[56:]) {
+			continue
+		}
+		m := meta{pageSize: binary.LittleEndian.Uint32(b[8:]), root: binary.LittleEndian.Uint64(b[16:]),
+			pgid: binary.LittleEndian.Uint64(b[40:]), txid: binary.LittleEndian.Uint64(b[48:])}
+		if m.pageSize < 512 || m.pageSize > 1<<16 || m.pageSize&(m.pageSize-1) != 0 {
+			continue
+		}
+		if !found || m.txid > best.txid {
+			best, found = m, true
+		}
+	}
+	if !found {
+		return meta{}, ErrNotBolt
+	}
+	return best, nil
+}
+
+func (w *walker) damage(bucket string, pg uint64, format string, args ...any) {
+	w.res.Damage = append(w.res.Damage, Damage{Bucket: bucket, Page: pg, Err: fmt.Sprintf(format, args...)})
+}
+
+// page reads page pg with its overflow pages, checking that it is what the
+// tree says it is.
+func (w *walker) page(bucket string, pg uint64) []byte {
+	if pg < 2 || pg >= w.highPgid {
+		w.damage(bucket, pg, "page id out of range (high-water mark %d)", w.highPgid)
+		return nil
+	}
+	if w.seen[pg] {
+		w.damage(bucket, pg, "page reached twice (a loop or a shared page)")
+		return nil
+	}
+	w.seen[pg] = true
+	off := int64(pg) * int64(w.pageSize)
+	if off+int64(w.pageSize) > w.size {
+		w.damage(bucket, pg, "page beyond the end of the file (%d bytes): truncated", w.size)
+		return nil
+	}
+	hdr := make([]byte, w.pageSize)
+	if _, err := w.f.ReadAt(hdr, off); err != nil {
+		w.damage(bucket, pg, "read: %v", err)
+		return nil
+	}
+	if id := binary.LittleEndian.Uint64(hdr); id != pg {
+		w.damage(bucket, pg, "page identifies as %d", id)
+		return nil
+	}
+	overflow := int64(binary.LittleEndian.Uint32(hdr[12:]))
+	if overflow == 0 {
+		return hdr
+	}
+	total := (overflow + 1) * int64(w.pageSize)
+	if pg+uint64(overflow) >= w.highPgid || off+total > w.size || total > 256<<20 {
+		w.damage(bucket, pg, "overflow of %d pages runs past the file", overflow)
+		return nil
+	}
+	buf := make([]byte, total)
+	if _, err := w.f.ReadAt(buf, off); err != nil {
+		w.damage(bucket, pg, "read: %v", err)
+		return nil
+	}
+	return buf
+}
+
+// bucket walks a bucket whose root is page root, or the inline page when
+// root is 0.
+func (w *walker) bucket(path string, root uint64, inline []byte, depth int) {
+	if _, ok := w.res.Buckets[path]; !ok && path != "" {
+		w.res.Buckets[path] = map[string][]byte{}
+	}
+	if root == 0 {
+		w.node(path, 0, inline, depth)
+		return
+	}
+	w.tree(path, root, depth)
+}
+
+func (w *walker) tree(path string, pg uint64, depth int) {
+	if depth > maxDepth {
+		w.damage(path, pg, "tree deeper than %d", maxDepth)
+		return
+	}
+	p := w.page(path, pg)
+	if p == nil {
+		return
+	}
+	w.node(path, pg, p, depth)
+}
+
+// node reads one branch or leaf page p (id pg, 0 when inline).
+func (w *walker) node(path string, pg uint64, p []byte, depth int) {
+	if len(p) < pageHeaderSize {
+		w.damage(path, pg, "inline page shorter than its header")
+		return
+	}
+	flags := binary.LittleEndian.Uint16(p[8:])
+	count := int(binary.LittleEndian.Uint16(p[10:]))
+	if pageHeaderSize+count*elemSize > len(p) {
+		w.damage(path, pg, "%d elements do not fit the page", count)
+		return
+	}
+	switch flags {
+	case branchFlag:
+		for i := 0; i < count; i++ {
+			e := pageHeaderSize + i*elemSize
+			child := binary.LittleEndian.Uint64(p[e+8:])
+			w.tree(path, child, depth+1)
+		}
+	case leafFlag:
+		for i := 0; i < count; i++ {
+			e := pageHeaderSize + i*elemSize
+			eflags := binary.LittleEndian.Uint32(p[e:])
+			pos := int(binary.LittleEndian.Uint32(p[e+4:]))
+			ksize := int(binary.LittleEndian.Uint32(p[e+8:]))
+			vsize := int(binary.LittleEndian.Uint32(p[e+12:]))
+			start := e + pos
+			if pos < 0 || ksize < 0 || vsize < 0 || start+ksize+vsize > len(p) || start < e {
+				w.damage(path, pg, "element %d lies outside the page", i)
+				continue
+			}
+			key := string(p[start : start+ksize])
+			val := p[start+ksize : start+ksize+vsize]
+			if eflags&bucketLeafFlag != 0 {
+				if len(val) < 16 {
+					w.damage(path, pg, "bucket %q has a short header", key)
+					continue
+				}
+				sub := key
+				if path != "" {
+					sub = path + "/" + key
+				}
+				w.res.Sequences[sub] = binary.LittleEndian.Uint64(val[8:])
+				w.bucket(sub, binary.LittleEndian.Uint64(val), append([]byte(nil), val[16:]...), depth+1)
+				continue
+			}
+			if path == "" {
+				w.damage(path, pg, "a plain key %q at the root", key)
+				continue
+			}
+			w.res.Buckets[path][key] = append([]byte(nil), val...)
+		}
+	default:
+		w.damage(path, pg, "flags %#x: neither a branch nor a leaf page", flags)
+	}
+}

@@ -1,0 +1,163 @@
+package dbfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"pilebridge/internal/boltwalk"
+)
+
+// Contents is a database read as data: bucket path ("a/b" for nested) ->
+// key -> value, and each bucket's sequence.
+type Contents struct {
+	Buckets   map[string]map[string][]byte
+	Sequences map[string]uint64
+	// Closed lists orders known to have their final or start-failure record
+	// (filled by the outbox's rule, read by the sessions' rule).
+	Closed map[string]bool
+}
+
+// Bucket returns the bucket's map, creating it.
+func (c *Contents) Bucket(name string) map[string][]byte {
+	b := c.Buckets[name]
+	if b == nil {
+		b = map[string][]byte{}
+		c.Buckets[name] = b
+	}
+	return b
+}
+
+// A Rule completes, for the buckets its package owns, what a damaged file
+// lost: from backup (nil when there is none) where the damaged buckets
+// (damaged[""] means the whole tree) allow, never bringing back what got
+// shows as done. It returns lines for the report.
+type Rule func(got, backup *Contents, damaged map[string]bool) []string
+
+// Report is what salvage did.
+type Report struct {
+	Damage  []boltwalk.Damage
+	Backup  string // the backup used; "" when none
+	Aside   string // where the damaged file was moved
+	Lines   []string
+	Changed bool
+}
+
+// Salvage reads every page of the database it can, fills in from the
+// newest clean backup by rules, writes a new database and moves the damaged
+// one aside. A database that walks clean is left alone.
+func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
+	p := Paths{Dir: dir}
+	if err := lockFree(p.DB()); err != nil {
+		return nil, err
+	}
+	rep := &Report{}
+	got := &Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, Closed: map[string]bool{}}
+	damaged := map[string]bool{}
+	res, err := boltwalk.Walk(p.DB())
+	switch {
+	case err == nil:
+		got.Buckets, got.Sequences = res.Buckets, res.Sequences
+		rep.Damage = res.Damage
+		for _, d := range res.Damage {
+			damaged[strings.SplitN(d.Bucket, "/", 2)[0]] = true
+		}
+		if len(res.Damage) == 0 {
+			rep.Lines = append(rep.Lines, fmt.Sprintf("%s reads clean: nothing to salvage", p.DB()))
+			return rep, nil
+		}
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, boltwalk.ErrNotBolt):
+		damaged[""] = true
+		rep.Damage = []boltwalk.Damage{{Err: err.Error()}}
+	default:
+		return nil, err
+	}
+	var backup *Contents
+	list, _ := Backups(dir)
+	for _, b := range list {
+		r, err := boltwalk.Walk(b)
+		if err != nil || r.Err() != nil {
+			rep.Lines = append(rep.Lines, fmt.Sprintf("backup %s is not usable, skipped", b))
+			continue
+		}
+		backup = &Contents{Buckets: r.Buckets, Sequences: r.Sequences, Closed: map[string]bool{}}
+		rep.Backup = b
+		break
+	}
+	if backup == nil {
+		rep.Lines = append(rep.Lines, "no usable backup: only what the damaged file still holds is kept")
+	}
+	for _, rule := range rules {
+		rep.Lines = append(rep.Lines, rule(got, backup, damaged)...)
+	}
+	if backup != nil {
+		for name, seq := range backup.Sequences {
+			got.Sequences[name] = max(got.Sequences[name], seq)
+		}
+	}
+	tmp := p.DB() + ".salvaged"
+	if err := write(tmp, got); err != nil {
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("write the salvaged database: %w", err)
+	}
+	if _, err := os.Stat(p.DB()); err == nil {
+		rep.Aside = p.DB() + ".damaged-" + now.UTC().Format("20060102T150405Z")
+		if err := os.Rename(p.DB(), rep.Aside); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(tmp, p.DB()); err != nil {
+		return nil, err
+	}
+	if err := writeMarker(p); err != nil {
+		return nil, err
+	}
+	rep.Changed = true
+	return rep, syncDir(dir)
+}
+
+// write creates a database at path holding c.
+func write(path string, c *Contents) error {
+	_ = os.Remove(path)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(c.Buckets))
+	for n := range c.Buckets {
+		names = append(names, n)
+	}
+	sort.Strings(names) // a parent before its nested buckets
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range names {
+			parts := strings.Split(name, "/")
+			b, err := tx.CreateBucketIfNotExists([]byte(parts[0]))
+			if err != nil {
+				return err
+			}
+			for _, sub := range parts[1:] {
+				if b, err = b.CreateBucketIfNotExists([]byte(sub)); err != nil {
+					return err
+				}
+			}
+			for k, v := range c.Buckets[name] {
+				if err := b.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+			if err := b.SetSequence(c.Sequences[name]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
