@@ -94,6 +94,7 @@ bench-scale: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@.ci/tracked-binaries
 
 clean:
 	rm -rf dist

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -401,4 +402,51 @@ func TestLineDownLogsOnChange(t *testing.T) {
 	log := s.log()
 	assert.Equal(t, 1, strings.Count(log, `"message":"line down, will reopen"`), "one line when it fails:\n%s", log)
 	assert.LessOrEqual(t, strings.Count(log, "low latency"), 1, "the latency result said once, not per reopen")
+}
+
+// A gateway streaming noise (rtuovertcp://) costs the daemon little and
+// never makes a bus look hung to the watchdog; the babble is a health
+// reason. The daemon's CPU is read from /proc, the separate process's own.
+func TestBabblingGatewayCostsLittle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _ = simulator.Babble(ctx, c, 0) }()
+		}
+	}()
+	listen := freeAddr(t)
+	s := newStation(t, "listen: "+listen+"\n")
+	cfg, err := os.ReadFile(s.config)
+	require.NoError(t, err)
+	cfg = bytes.Replace(cfg, []byte("device: "+filepath.Join(s.dir, "ttyV0")), []byte("device: rtuovertcp://"+ln.Addr().String()), 1)
+	require.NoError(t, os.WriteFile(s.config, cfg, 0o600))
+	b := s.startBridge()
+	s.waitFor("the daemon up", 10*time.Second, func() bool { return strings.Contains(s.log(), "status and metrics served") })
+	cpu0, t0 := procCPU(t, b.cmd.Process.Pid), time.Now()
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		assert.NotContains(t, healthz(listen), "one exchange running for", "the watchdog never sees the bus hung")
+	}
+	share := (procCPU(t, b.cmd.Process.Pid) - cpu0).Seconds() / time.Since(t0).Seconds()
+	t.Logf("the daemon on a babbling gateway: %.1f%% of a core", 100*share)
+	assert.Contains(t, healthz(listen), "the line babbles")
+	require.NoError(t, b.stop(syscall.SIGTERM))
+}
+
+// procCPU is a process's user+system CPU time so far.
+func procCPU(t *testing.T, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }

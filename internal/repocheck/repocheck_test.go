@@ -1,0 +1,53 @@
+package repocheck
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func git(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.email=t@t", "-c", "user.name=t"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "git %v: %s", args, out)
+}
+
+// The check passes on a clean tree and fails on a tracked ELF file or a
+// large file outside docs/, naming it.
+func TestTrackedBinariesFailLint(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("SKIPPED: no git")
+	}
+	script, err := filepath.Abs("../../.ci/tracked-binaries")
+	require.NoError(t, err)
+	check := func(dir string) (string, error) {
+		cmd := exec.Command("bash", script)
+		cmd.Env = append(os.Environ(), "REPO="+dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	dir := t.TempDir()
+	git(t, dir, "init", "-q")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "docs"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "docs", "big.png"), make([]byte, 2<<20), 0o644))
+	git(t, dir, "add", ".")
+	out, err := check(dir)
+	require.NoError(t, err, "a clean tree passes: %s", out)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pilesim"), append([]byte{0x7f, 'E', 'L', 'F'}, make([]byte, 100)...), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "data.bin"), make([]byte, 2<<20), 0o644))
+	git(t, dir, "add", ".")
+	out, err = check(dir)
+	require.Error(t, err)
+	assert.Contains(t, out, "tracked binary (ELF): pilesim")
+	assert.Contains(t, out, "over 1 MB outside docs/: data.bin")
+	assert.False(t, strings.Contains(out, "big.png"), "docs/ may hold large files")
+}
