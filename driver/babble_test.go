@@ -144,3 +144,28 @@ func TestAcceptThenFailGatewayBacksOff(t *testing.T) {
 	assert.LessOrEqual(t, accepts.Load(), int64(8), "connects in 4 s")
 	assert.GreaterOrEqual(t, accepts.Load(), int64(3), "it does keep trying")
 }
+
+// A slave dead for a while (skipped in backoff far more often than tried)
+// and then answering again: its success rate counts the exchanges on the
+// wire only. It once subtracted the skips from the exchanges in uint64,
+// wrapped, and read 0.0 % for good.
+func TestSuccessPercentAfterADeadSpell(t *testing.T) {
+	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 50 * time.Millisecond}, 1)
+	l.srv.Slave(1).Inject(simulator.Fault{Kind: simulator.FaultNoAnswer, Count: 3})
+	for i := 0; i < 40; i++ { // dead after 3 silences, then skipped until its backoff ends
+		_, _ = l.bus.ReadRegisters(context.Background(), 1, 3, 0, 4)
+	}
+	require.Eventually(t, func() bool {
+		_, err := l.bus.ReadRegisters(context.Background(), 1, 3, 0, 4)
+		return err == nil
+	}, 3*time.Second, 50*time.Millisecond)
+	st := l.bus.Stats()[1]
+	require.Greater(t, st.Skipped, st.Exchanges, "skipped more often than tried")
+	pct, ok := st.SuccessPercent()
+	require.True(t, ok)
+	want := float64(int(1000*float64(st.OK)/float64(st.Exchanges))) / 10 // answered / tried on the wire
+	assert.Equal(t, want, pct)
+	assert.Positive(t, pct)
+	_, ok = driver.SlaveStats{}.SuccessPercent()
+	assert.False(t, ok, "no figure before the first exchange")
+}

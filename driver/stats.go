@@ -20,6 +20,17 @@ type SlaveStats struct {
 	MaxLatency  time.Duration `json:"max_latency_ns"`
 }
 
+// SuccessPercent is the share of exchanges on the wire that were answered
+// well, to 0.1 %; ok is false before the first exchange. Reads skipped while
+// a dead slave backs off are not exchanges (they never reached the wire),
+// so they count neither way.
+func (s SlaveStats) SuccessPercent() (pct float64, ok bool) {
+	if s.Exchanges == 0 {
+		return 0, false
+	}
+	return float64(int(1000*float64(s.OK)/float64(s.Exchanges))) / 10, true
+}
+
 func (b *Bus) count(slave uint8, f func(*SlaveStats)) {
 	b.statsMu.Lock()
 	defer b.statsMu.Unlock()

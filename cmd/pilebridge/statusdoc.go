@@ -125,8 +125,8 @@ func (a *app) statusOf(now time.Time, recent int) (statusDoc, error) {
 			sd := slaveDoc{Slave: int(id), Exchanges: s.Exchanges, OK: s.OK, Timeouts: s.Timeouts, CRCErrors: s.CRCErrors,
 				FrameErrors: s.FrameErrors, Exceptions: s.Exceptions, LineErrors: s.LineErrors, Skipped: s.Skipped,
 				LastGoodAt: optT(s.LastGood), LastLatencyMs: ms(s.LastLatency), MaxLatencyMs: ms(s.MaxLatency)}
-			if tried := s.Exchanges - s.Skipped; tried > 0 {
-				sd.SuccessPct = float64(int(1000*float64(s.OK)/float64(tried))) / 10
+			if pct, ok := s.SuccessPercent(); ok {
+				sd.SuccessPct = pct
 			}
 			if !s.LastGood.IsZero() {
 				age := now.Sub(s.LastGood).Milliseconds()
