@@ -105,7 +105,7 @@ func BenchmarkExchange(b *testing.B) {
 				g := pacedSim(b, baud)
 				bus, err := driver.New(driver.Config{Name: "bench", Device: g.pty.SlavePath,
 					Serial:  driver.SerialParams{Baud: baud, DataBits: 8, Parity: "N", StopBits: 1},
-					Default: driver.SlavePolicy{Timeout: time.Second}}, zerolog.Nop())
+					Default: driver.SlavePolicy{Timeout: time.Second}, DeadAfter: 3, DeadBase: 2 * time.Second, DeadMax: time.Minute}, zerolog.Nop())
 				if err != nil {
 					b.Fatal(err)
 				}

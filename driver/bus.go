@@ -35,8 +35,8 @@ type Config struct {
 	Serial   SerialParams // Device is copied into it for serial lines
 	Default  SlavePolicy
 	Slaves   map[uint8]SlavePolicy
-	DeadBase time.Duration // first backoff of a dead slave (default 2 s)
-	DeadMax  time.Duration // longest backoff of a dead slave (default 60 s)
+	DeadBase time.Duration // first backoff of a dead slave
+	DeadMax  time.Duration // longest backoff of a dead slave
 	// DeadAfter is how many failed requests in a row make a slave dead (default 3).
 	DeadAfter int
 }
@@ -83,18 +83,6 @@ type slaveHealth struct {
 
 // New checks the config and builds a bus. Call Run to start serving it.
 func New(cfg Config, log zerolog.Logger) (*Bus, error) {
-	if cfg.Default.Timeout <= 0 {
-		cfg.Default.Timeout = 500 * time.Millisecond
-	}
-	if cfg.DeadBase <= 0 {
-		cfg.DeadBase = 2 * time.Second
-	}
-	if cfg.DeadAfter <= 0 {
-		cfg.DeadAfter = 3
-	}
-	if cfg.DeadMax <= 0 {
-		cfg.DeadMax = 60 * time.Second
-	}
 	b := &Bus{
 		cfg:     cfg,
 		log:     log.With().Str("bus", cfg.Name).Logger(),
@@ -159,6 +147,13 @@ func New(cfg Config, log zerolog.Logger) (*Bus, error) {
 		tr.silence = silenceFor(p.Baud)
 	}
 	b.tr = tr
+	// values, not defaults: the config owns those (internal/config)
+	switch {
+	case cfg.Default.Timeout <= 0:
+		return nil, fmt.Errorf("bus %s: timeout must be set", cfg.Name)
+	case cfg.DeadAfter <= 0 || cfg.DeadBase <= 0 || cfg.DeadMax < cfg.DeadBase:
+		return nil, fmt.Errorf("bus %s: dead-slave backoff must be set (after %d failures, %s up to %s)", cfg.Name, cfg.DeadAfter, cfg.DeadBase, cfg.DeadMax)
+	}
 	for _, p := range append([]SlavePolicy{cfg.Default}, mapValues(cfg.Slaves)...) {
 		t := p.Timeout
 		if t <= 0 {

@@ -35,8 +35,26 @@ func words(vals ...uint16) []byte {
 	return b
 }
 
+// filled gives a test's bus config the values the daemon's config would
+// (internal/config); driver.New takes no defaults of its own.
+func filled(cfg driver.Config) driver.Config {
+	if cfg.Default.Timeout == 0 {
+		cfg.Default.Timeout = 500 * time.Millisecond
+	}
+	if cfg.DeadAfter == 0 {
+		cfg.DeadAfter = 3
+	}
+	if cfg.DeadBase == 0 {
+		cfg.DeadBase = 2 * time.Second
+	}
+	if cfg.DeadMax == 0 {
+		cfg.DeadMax = max(time.Minute, cfg.DeadBase)
+	}
+	return cfg
+}
+
 func startBus(t *testing.T, cfg driver.Config) *driver.Bus {
-	bus, err := driver.New(cfg, zerolog.Nop())
+	bus, err := driver.New(filled(cfg), zerolog.Nop())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	go bus.Run(ctx)
@@ -305,6 +323,18 @@ func TestBadDevicesAreNamed(t *testing.T) {
 	}
 	_, err := driver.New(driver.Config{Name: "b", Device: "/dev/null", Serial: driver.SerialParams{Baud: 9600, DataBits: 8, Parity: "X", StopBits: 1}}, zerolog.Nop())
 	assert.ErrorContains(t, err, "parity")
+	// values, not defaults: a zero timeout or dead-slave backoff is an error
+	good := driver.Config{Name: "b", Device: "tcp://127.0.0.1:1"}
+	_, err = driver.New(filled(good), zerolog.Nop())
+	require.NoError(t, err)
+	noTimeout := filled(good)
+	noTimeout.Default.Timeout = 0
+	_, err = driver.New(noTimeout, zerolog.Nop())
+	assert.ErrorContains(t, err, "timeout must be set")
+	noBackoff := filled(good)
+	noBackoff.DeadBase = 0
+	_, err = driver.New(noBackoff, zerolog.Nop())
+	assert.ErrorContains(t, err, "dead-slave backoff")
 }
 
 func TestLineDownIsReportedAndRetried(t *testing.T) {

@@ -34,7 +34,7 @@ func TestEveryProfileOverTheWire(t *testing.T) {
 
 			bus, err := driver.New(driver.Config{Name: "t", Device: link,
 				Serial:  driver.SerialParams{Baud: 9600, DataBits: 8, Parity: "N", StopBits: 1},
-				Default: driver.SlavePolicy{Timeout: 300 * time.Millisecond, Retries: 1}}, zerolog.Nop())
+				Default: driver.SlavePolicy{Timeout: 300 * time.Millisecond, Retries: 1}, DeadAfter: 3, DeadBase: 2 * time.Second, DeadMax: time.Minute}, zerolog.Nop())
 			require.NoError(t, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer func() { cancel(); <-bus.Done() }()

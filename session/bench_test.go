@@ -20,8 +20,11 @@ import (
 // BenchmarkStepCharging: one accepted reading of a charging session (no I/O).
 func BenchmarkStepCharging(b *testing.B) {
 	n := 0
-	m := session.NewMachine(session.PortConfig{ProgressInterval: time.Hour, RatedPowerW: 7000}, flatB(b),
+	m, err := session.NewMachine(session.FilledPortConfig(session.PortConfig{ProgressInterval: time.Hour, RatedPowerW: 7000}), flatB(b),
 		func(time.Time) string { n++; return fmt.Sprint(n) }, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
 	now := time.Date(2026, 3, 14, 4, 0, 0, 0, time.UTC)
 	r := meter.Reading{HasEnergy: true, HasStatus: true, Status: meter.StatusCharging, PowerW: 7000, HasPower: true, EnergyResMWh: 1000}
 	r.SetEnergyMWh(1_000_000)
@@ -202,7 +205,7 @@ func BenchmarkOpen(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := uploader.NewOutbox(db, 0, zerolog.Nop()); err != nil {
+				if _, err := uploader.NewOutbox(db, 100_000, zerolog.Nop()); err != nil {
 					b.Fatal(err)
 				}
 				if err := db.Close(); err != nil {

@@ -2,6 +2,8 @@ package session
 
 import (
 	"time"
+
+	"pilebridge/internal/limits"
 )
 
 // Energy follows one session's energy register. Register values are kept in
@@ -45,7 +47,7 @@ type Limits struct {
 }
 
 // MaxRatedPowerW bounds rated power so the limit arithmetic cannot overflow.
-const MaxRatedPowerW = 2_000_000
+const MaxRatedPowerW = limits.MaxPowerW
 
 // slackMWh absorbs a meter that rounds where we assume it truncates.
 const slackMWh = 2000

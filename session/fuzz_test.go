@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"pilebridge/meter"
 )
 
@@ -29,7 +27,7 @@ func FuzzMachine(f *testing.F) {
 		orders := func(time.Time) string { n++; return fmt.Sprintf("O%d", n) }
 		cfg := PortConfig{RatedPowerW: 22000, ProgressInterval: 3 * time.Second, OfflineAfter: 5 * time.Second,
 			OfflineClose: time.Minute, StartPowerW: 500, StartFor: 2 * time.Second, StopPowerW: 100, StopFor: 2 * time.Second}
-		m := NewMachine(cfg, tr, orders, zerolog.Nop())
+		m := mustMachine(t, cfg, tr, orders)
 		now := time.Date(2026, 3, 8, 6, 55, 0, 0, time.UTC) // DST begins in New York at 07:00 UTC
 		energy := int64(1_000_000_000)
 		closed, last := map[string]bool{}, map[string]int64{}
@@ -48,10 +46,10 @@ func FuzzMachine(f *testing.F) {
 					if err := json.Unmarshal(data, &back); err != nil {
 						t.Fatal(err)
 					}
-					m = NewMachine(cfg, tr, orders, zerolog.Nop())
+					m = mustMachine(t, cfg, tr, orders)
 					m.Restore(&back)
 				} else {
-					m = NewMachine(cfg, tr, orders, zerolog.Nop())
+					m = mustMachine(t, cfg, tr, orders)
 				}
 				continue
 			case 8:

@@ -171,13 +171,14 @@ func (r *rig) start() {
 	db, err := bbolt.Open(r.path, 0o600, &bbolt.Options{NoSync: true})
 	require.NoError(r.t, err)
 	db.MaxBatchDelay = time.Microsecond // one port, simulated time: nothing to wait for
-	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	box, err := uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	require.NoError(r.t, err)
 	sink := &uploader.Translator{Outbox: box, LocalUserID: "local",
 		Ports: map[string]uploader.Port{"P/1": {DeviceNo: "P", PortNo: "1", EnergyCode: "CN_AC"}}}
 	store, err := session.NewStore(db, sink, r.tariff.Loc, "T")
 	require.NoError(r.t, err)
-	m := session.NewMachine(r.cfg, r.tariff, store.NextOrder, harnessLog)
+	m, err := session.NewMachine(session.FilledPortConfig(r.cfg), r.tariff, store.NextOrder, harnessLog)
+	require.NoError(r.t, err)
 	r.port = &session.Port{Key: "P/1", Machine: m, Poller: meter.NewPoller(r.dev, 1, r.dev.prof, r.dev.ratios), Interval: r.poll}
 	r.runner = session.NewRunner(store, session.Clock{}, func(_ string, st session.PortState, _ *session.Session, rd meter.Reading, err error) {
 		if err != nil && !errors.Is(err, errSilent) {

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -56,29 +57,33 @@ type Machine struct {
 	resets        atomic.Int64 // meter resets/swaps seen, read by the metrics scrape
 }
 
-// NewMachine builds a port's machine. orders issues order numbers.
-func NewMachine(cfg PortConfig, tariff *Tariff, orders func(time.Time) string, log zerolog.Logger) *Machine {
-	if cfg.HoldPolls <= 0 {
-		cfg.HoldPolls = 3
-	}
-	if cfg.OfflineAfter <= 0 {
-		cfg.OfflineAfter = 30 * time.Second
-	}
-	if cfg.StartTimeout <= 0 {
-		cfg.StartTimeout = 2 * time.Minute
-	}
-	if cfg.ProgressInterval <= 0 {
-		cfg.ProgressInterval = time.Minute
-	}
-	if cfg.OfflineClose <= 0 {
-		cfg.OfflineClose = 6 * time.Hour
+// NewMachine builds a port's machine. orders issues order numbers. The
+// rules' durations and counts are values, not defaults: internal/config
+// completes a loaded config, and a zero where a rule needs a value is an
+// error here rather than a silent second default.
+func NewMachine(cfg PortConfig, tariff *Tariff, orders func(time.Time) string, log zerolog.Logger) (*Machine, error) {
+	for _, need := range []struct {
+		name string
+		ok   bool
+	}{
+		{"progress_interval", cfg.ProgressInterval > 0},
+		{"start_timeout", cfg.StartTimeout > 0},
+		{"offline_after", cfg.OfflineAfter > 0},
+		{"offline_close", cfg.OfflineClose > 0},
+		{"hold_polls", cfg.HoldPolls > 0},
+		{"a tariff", tariff != nil},
+		{"an order number source", orders != nil},
+	} {
+		if !need.ok {
+			return nil, fmt.Errorf("session machine: %s must be set", need.name)
+		}
 	}
 	return &Machine{
 		cfg: cfg, tariff: tariff, orders: orders, log: log, state: Idle, clockOK: true,
 		limits: Limits{RatedPowerW: cfg.RatedPowerW, HoldPolls: cfg.HoldPolls, WrapMWh: cfg.WrapMWh},
 		edges: Edges{StartPowerW: cfg.StartPowerW, StartFor: cfg.StartFor, StopPowerW: cfg.StopPowerW,
 			StopFor: cfg.StopFor, MaxGap: cfg.OfflineAfter},
-	}
+	}, nil
 }
 
 // ClockUnsettled says the wall clock is not to be believed yet: new stamps

@@ -27,7 +27,7 @@ func newTestMachine(t *testing.T, tr *Tariff, cfg PortConfig) *Machine {
 	if cfg.ProgressInterval == 0 {
 		cfg.ProgressInterval = 10 * time.Second
 	}
-	return NewMachine(cfg, tr, func(time.Time) string { return fmt.Sprintf("ORD%03d", orderSeq.Add(1)) }, zerolog.Nop())
+	return mustMachine(t, cfg, tr, func(time.Time) string { return fmt.Sprintf("ORD%03d", orderSeq.Add(1)) })
 }
 
 // closed is the terminal events fed so far.
@@ -478,4 +478,28 @@ func TestPlateFromVIN(t *testing.T) {
 	f.with(meter.Reading{Status: meter.StatusCharging, EnergyWh: 20, Mobile: "13800138001"})
 	f.with(meter.Reading{Status: meter.StatusFinished, EnergyWh: 22})
 	assert.Equal(t, "13800138001", f.final().Mobile, "the pile's mobile register")
+}
+
+// The machine takes values, not defaults: a zero where a rule needs a value
+// is an error naming it (the config owns every default).
+func TestNewMachineRejectsZeros(t *testing.T) {
+	tr := flat(t)
+	orders := func(time.Time) string { return "O" }
+	full := FilledPortConfig(PortConfig{})
+	_, err := NewMachine(full, tr, orders, zerolog.Nop())
+	require.NoError(t, err)
+	for name, zero := range map[string]func(*PortConfig){
+		"progress_interval": func(c *PortConfig) { c.ProgressInterval = 0 },
+		"start_timeout":     func(c *PortConfig) { c.StartTimeout = 0 },
+		"offline_after":     func(c *PortConfig) { c.OfflineAfter = 0 },
+		"offline_close":     func(c *PortConfig) { c.OfflineClose = 0 },
+		"hold_polls":        func(c *PortConfig) { c.HoldPolls = 0 },
+	} {
+		c := full
+		zero(&c)
+		_, err := NewMachine(c, tr, orders, zerolog.Nop())
+		assert.ErrorContains(t, err, name)
+	}
+	_, err = NewMachine(full, nil, orders, zerolog.Nop())
+	assert.ErrorContains(t, err, "tariff")
 }

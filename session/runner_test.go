@@ -40,7 +40,7 @@ func newBench(t *testing.T, persistEvery time.Duration) *bench {
 	pile := rig.Piles[1]
 	bus, err := driver.New(driver.Config{Name: "b", Device: rig.Line.SlavePath,
 		Serial:  driver.SerialParams{Baud: 115200, DataBits: 8, Parity: "N", StopBits: 1},
-		Default: driver.SlavePolicy{Timeout: 200 * time.Millisecond}}, zerolog.Nop())
+		Default: driver.SlavePolicy{Timeout: 200 * time.Millisecond}, DeadAfter: 3, DeadBase: 2 * time.Second, DeadMax: time.Minute}, zerolog.Nop())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	go bus.Run(ctx)
@@ -49,15 +49,16 @@ func newBench(t *testing.T, persistEvery time.Duration) *bench {
 	db, err := bbolt.Open(filepath.Join(dir, "db"), 0o600, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	box, err := uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	require.NoError(t, err)
-	tr, err := session.NewTariff("", []session.PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1", Service: "1"}})
+	tr, err := session.NewTariff("Asia/Shanghai", []session.PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1", Service: "1"}})
 	require.NoError(t, err)
 	sink := &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{"D/1": {DeviceNo: "D", PortNo: "1", EnergyCode: "CN_AC"}}, LocalUserID: "u"}
 	store, err := session.NewStore(db, sink, tr.Loc, "")
 	require.NoError(t, err)
-	m := session.NewMachine(session.PortConfig{ProgressInterval: time.Hour},
+	m, err := session.NewMachine(session.FilledPortConfig(session.PortConfig{ProgressInterval: time.Hour}),
 		tr, store.NextOrder, zerolog.Nop())
+	require.NoError(t, err)
 	port := &session.Port{Key: "D/1", Machine: m, Poller: meter.NewPoller(bus, 1, prof, meter.Ratios{}),
 		Interval: 20 * time.Millisecond, PersistEvery: persistEvery}
 	b := &bench{pile: pile, store: store, box: box, port: port}

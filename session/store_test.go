@@ -25,7 +25,7 @@ func openStore(tb testing.TB, path string, opts *bbolt.Options, ports map[string
 	if err != nil {
 		tb.Fatal(err)
 	}
-	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	box, err := uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
-	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	box, err := uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	require.NoError(t, err)
 	loc, _ := time.LoadLocation("Asia/Shanghai")
 	sink := &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{"D1/1": {DeviceNo: "D1", PortNo: "1", EnergyCode: "CN_AC"}}, LocalUserID: "u"}
@@ -64,7 +64,7 @@ func TestStoreCommitsSessionWithRecords(t *testing.T) {
 	db, err = bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	box, _ = uploader.NewOutbox(db, 0, zerolog.Nop())
+	box, _ = uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	sink.Outbox = box
 	st, _ = session.NewStore(db, sink, loc, "B2")
 	open, err := st.Open()
@@ -91,7 +91,7 @@ func TestConcurrentCommitsAllLand(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
-	box, err := uploader.NewOutbox(db, 0, zerolog.Nop())
+	box, err := uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	require.NoError(t, err)
 	ports := map[string]uploader.Port{}
 	for i := 0; i < 64; i++ {
@@ -122,7 +122,7 @@ func TestConcurrentCommitsAllLand(t *testing.T) {
 	db, err = bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	box, err = uploader.NewOutbox(db, 0, zerolog.Nop())
+	box, err = uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	require.NoError(t, err)
 	st, err = session.NewStore(db, &uploader.Translator{Outbox: box, Ports: ports}, time.UTC, "")
 	require.NoError(t, err)

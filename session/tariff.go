@@ -64,7 +64,7 @@ var periodTypes = map[string]bool{"sharp": true, "peak": true, "flat": true, "va
 // period whose end is before its start runs over midnight.
 func NewTariff(zone string, specs []PeriodSpec) (*Tariff, error) {
 	if zone == "" {
-		zone = "Asia/Shanghai"
+		return nil, fmt.Errorf("tariff.time_zone must be set")
 	}
 	loc, err := time.LoadLocation(zone)
 	if err != nil {

@@ -47,7 +47,7 @@ func TestTariffValidation(t *testing.T) {
 		"4 decimals":     {{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1.00001", Service: "1"}},
 	}
 	for want, specs := range cases {
-		_, err := NewTariff("", specs)
+		_, err := NewTariff("Asia/Shanghai", specs)
 		require.Error(t, err, want)
 		assert.Contains(t, err.Error(), want)
 	}

@@ -39,8 +39,12 @@ func BenchmarkDrain10k(b *testing.B) {
 		b.StopTimer()
 		si := newStandIn(b)
 		r := openRigB(b)
-		r.sender = uploader.NewSender(r.box, clientFor(si.url()), uploader.SenderConfig{}, nopLog)
-		err := r.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		r.sender, err = uploader.NewSender(r.box, clientFor(si.url()), uploader.SenderConfig{Workers: 4, Batch: 64, BaseBackoff: time.Second, MaxBackoff: 5 * time.Minute}, nopLog)
+		if err != nil {
+			b.Fatal(err)
+		}
+		err = r.db.Update(func(tx *bbolt.Tx) error {
 			for k := 0; k < n; k++ {
 				if err := r.box.EnqueueTx(tx, rec(fmt.Sprintf("D%07d", k), uploader.KindFinal, int64(k))); err != nil {
 					return err

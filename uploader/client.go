@@ -115,16 +115,16 @@ type ClientConfig struct {
 
 // NewClient builds a client. TLS verification stays on: the default
 // transport's certificate checks are never relaxed.
-func NewClient(cfg ClientConfig) *Client {
+func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
+		return nil, errors.New("platform client: timeout must be set")
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 8
 	return &Client{
 		base: strings.TrimRight(cfg.BaseURL, "/"), appID: cfg.AppID, secret: cfg.AppSecret, station: cfg.StationUUID,
 		http: &http.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: noRedirects}, now: time.Now,
-	}
+	}, nil
 }
 
 // noRedirects keeps every request at the configured platform: a redirect

@@ -52,9 +52,10 @@ func TestClientSignsTheBytesItSends(t *testing.T) {
 		_, _ = w.Write([]byte(`{"code":"1001","seqno":"1"}`))
 	}))
 	defer srv.Close()
-	c := NewClient(ClientConfig{BaseURL: srv.URL, AppID: "op00961963581daa7", AppSecret: "s3cret", StationUUID: "st"})
+	c, err := NewClient(ClientConfig{BaseURL: srv.URL, AppID: "op00961963581daa7", AppSecret: "s3cret", Timeout: 10 * time.Second, StationUUID: "st"})
+	require.NoError(t, err)
 	c.now = func() time.Time { return time.UnixMilli(1758093248353) }
-	_, err := c.SendRecord(context.Background(), sampleRecord())
+	_, err = c.SendRecord(context.Background(), sampleRecord())
 	require.NoError(t, err)
 	sum := md5.Sum([]byte(string(gotBody) + "&app_secret=s3cret"))
 	assert.Equal(t, strings.ToUpper(hex.EncodeToString(sum[:])), gotAuth)
@@ -87,8 +88,9 @@ func TestClientClassifiesAnswers(t *testing.T) {
 			w.WriteHeader(tc.status)
 			_, _ = w.Write([]byte(tc.body))
 		}))
-		c := NewClient(ClientConfig{BaseURL: srv.URL, AppID: "a", AppSecret: "s", StationUUID: "st"})
-		_, err := c.SendRecord(context.Background(), sampleRecord())
+		c, err := NewClient(ClientConfig{BaseURL: srv.URL, AppID: "a", AppSecret: "s", Timeout: 10 * time.Second, StationUUID: "st"})
+		require.NoError(t, err)
+		_, err = c.SendRecord(context.Background(), sampleRecord())
 		assert.Equal(t, tc.want, OutcomeOf(err), tc.body)
 		if tc.want == Rejected {
 			var m map[string]string
@@ -104,7 +106,8 @@ func TestClientTimeoutIsRetryable(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
 	defer srv.Close()
 	defer close(block)
-	c := NewClient(ClientConfig{BaseURL: srv.URL, AppID: "a", AppSecret: "s", StationUUID: "st", Timeout: 100 * time.Millisecond})
-	_, err := c.SendRecord(context.Background(), sampleRecord())
+	c, err := NewClient(ClientConfig{BaseURL: srv.URL, AppID: "a", AppSecret: "s", StationUUID: "st", Timeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	_, err = c.SendRecord(context.Background(), sampleRecord())
 	assert.Equal(t, RetryPlatform, OutcomeOf(err))
 }

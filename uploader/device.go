@@ -2,6 +2,7 @@ package uploader
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"sort"
 	"sync"
@@ -62,13 +63,13 @@ type DeviceSync struct {
 }
 
 // NewDeviceSync builds a reporter.
-func NewDeviceSync(c *Client, interval time.Duration, log zerolog.Logger) *DeviceSync {
+func NewDeviceSync(c *Client, interval time.Duration, log zerolog.Logger) (*DeviceSync, error) {
 	if interval <= 0 {
-		interval = 5 * time.Minute
+		return nil, errors.New("device sync: device_sync_interval must be set")
 	}
 	return &DeviceSync{client: c, interval: interval, log: log,
 		latest: map[string]DeviceStatus{}, nextAt: map[string]time.Time{},
-		kick: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1)}, nil
 }
 
 // Update sets a device's state; a change is sent promptly.

@@ -45,7 +45,7 @@ type Outbox struct {
 // the oldest progress records are dropped (finals never are).
 func NewOutbox(db *bbolt.DB, maxRecords int, log zerolog.Logger) (*Outbox, error) {
 	if maxRecords <= 0 {
-		maxRecords = 100_000
+		return nil, fmt.Errorf("outbox: outbox_max_records must be set")
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed, bucketLedger} {

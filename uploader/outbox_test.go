@@ -94,15 +94,22 @@ type rig struct {
 var nopLog = zerolog.Nop()
 
 func clientFor(baseURL string) *uploader.Client {
-	return uploader.NewClient(uploader.ClientConfig{BaseURL: baseURL, AppID: appID, AppSecret: secret, StationUUID: "st", Timeout: 300 * time.Millisecond})
+	c, err := uploader.NewClient(uploader.ClientConfig{BaseURL: baseURL, AppID: appID, AppSecret: secret, StationUUID: "st", Timeout: 300 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
 
 func openRig(t testing.TB, path, baseURL string, max int) *rig {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
+	if max == 0 {
+		max = 100_000
+	}
 	box, err := uploader.NewOutbox(db, max, nopLog)
 	require.NoError(t, err)
-	s := uploader.NewSender(box, clientFor(baseURL), uploader.SenderConfig{BaseBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nopLog)
+	s, err := uploader.NewSender(box, clientFor(baseURL), uploader.SenderConfig{Workers: 4, Batch: 64, BaseBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nopLog)
 	return &rig{db: db, box: box, sender: s}
 }
 
@@ -329,9 +336,9 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 			db, err := bbolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
 			require.NoError(t, err)
 			defer db.Close()
-			box, err := uploader.NewOutbox(db, 0, nopLog)
+			box, err := uploader.NewOutbox(db, 100_000, nopLog)
 			require.NoError(t, err)
-			s := uploader.NewSender(box, clientFor(si.url()), uploader.SenderConfig{BaseBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, zerolog.New(&logBuf))
+			s, err := uploader.NewSender(box, clientFor(si.url()), uploader.SenderConfig{Workers: 4, Batch: 64, BaseBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, zerolog.New(&logBuf))
 			require.NoError(t, box.Enqueue(rec("R", uploader.KindFinal, 7)))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})

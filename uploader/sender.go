@@ -3,6 +3,7 @@ package uploader
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -60,25 +61,24 @@ type Sender struct {
 	codes     map[string]int64
 }
 
-// NewSender builds a sender.
-func NewSender(box *Outbox, out RecordSender, cfg SenderConfig, log zerolog.Logger) *Sender {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
-	}
-	if cfg.Batch <= 0 {
-		cfg.Batch = 64
-	}
-	if cfg.BaseBackoff <= 0 {
-		cfg.BaseBackoff = time.Second
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 5 * time.Minute
+// NewSender builds a sender. Every field of cfg must be set (the config
+// owns the defaults); a zero is an error naming it.
+func NewSender(box *Outbox, out RecordSender, cfg SenderConfig, log zerolog.Logger) (*Sender, error) {
+	switch {
+	case cfg.Workers <= 0:
+		return nil, fmt.Errorf("sender: workers must be set")
+	case cfg.Batch <= 0:
+		return nil, fmt.Errorf("sender: batch must be set")
+	case cfg.BaseBackoff <= 0:
+		return nil, fmt.Errorf("sender: retry_base must be set")
+	case cfg.MaxBackoff < cfg.BaseBackoff:
+		return nil, fmt.Errorf("sender: retry_max %s below retry_base %s", cfg.MaxBackoff, cfg.BaseBackoff)
 	}
 	return &Sender{box: box, out: out, cfg: cfg, log: log,
 		recordLog: faillog.New(log, "outbox update failed: the platform's answers are kept in memory and nothing is sent again until they are recorded", 0),
 		readLog:   faillog.New(log, "outbox unreadable", 0),
 		retryLog:  faillog.New(log, "records not accepted, will retry", 0),
-	}
+	}, nil
 }
 
 // round is one batch sent and its answers.

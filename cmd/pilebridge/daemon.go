@@ -180,14 +180,24 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 	if a.pages, err = newPages(tariff.Loc); err != nil {
 		return fail(fmt.Errorf("status page: %w", err))
 	}
-	client := uploader.NewClient(uploader.ClientConfig{
+	client, err := uploader.NewClient(uploader.ClientConfig{
 		BaseURL: cfg.Platform.BaseURL, AppID: cfg.Platform.AppID, AppSecret: cfg.Platform.AppSecret,
 		StationUUID: cfg.StationUUID, Timeout: cfg.Platform.Timeout,
 	})
-	a.sender = uploader.NewSender(a.outbox, client, uploader.SenderConfig{
+	if err != nil {
+		return fail(err)
+	}
+	a.sender, err = uploader.NewSender(a.outbox, client, uploader.SenderConfig{
+		Workers: config.SenderWorkers, Batch: config.SenderBatch,
 		BaseBackoff: cfg.Platform.RetryBase, MaxBackoff: cfg.Platform.RetryMax,
 	}, log.With().Str("part", "sender").Logger())
-	a.devsync = uploader.NewDeviceSync(client, cfg.Platform.DeviceSyncInterval, log.With().Str("part", "device_sync").Logger())
+	if err != nil {
+		return fail(err)
+	}
+	a.devsync, err = uploader.NewDeviceSync(client, cfg.Platform.DeviceSyncInterval, log.With().Str("part", "device_sync").Logger())
+	if err != nil {
+		return fail(err)
+	}
 	a.status = newStatusBoard(cfg, a.devsync)
 
 	for _, b := range cfg.Buses {
@@ -195,25 +205,17 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 			Name: b.Name, Device: b.Device,
 			Serial: driver.SerialParams{Baud: b.Baud, DataBits: b.DataBits, Parity: b.Parity, StopBits: b.StopBits,
 				LowLatency: driver.LowLatency(b.LowLatency), RS485: rs485Of(b.RS485)},
-			Default: driver.SlavePolicy{Timeout: b.Timeout, Retries: b.Retries, SwitchGap: b.SwitchGap},
-			Slaves:  map[uint8]driver.SlavePolicy{},
+			Default:   driver.SlavePolicy{Timeout: b.Timeout, Retries: b.Retries, SwitchGap: b.SwitchGap},
+			Slaves:    map[uint8]driver.SlavePolicy{},
+			DeadAfter: config.DeadAfter, DeadBase: config.DeadBase, DeadMax: config.DeadMax,
 		}
 		for _, p := range cfg.Piles {
 			if p.Bus != b.Name {
 				continue
 			}
 			for _, pt := range p.Ports {
-				pol := dc.Default
-				if pt.Timeout > 0 {
-					pol.Timeout = pt.Timeout
-				}
-				if pt.Retries != nil {
-					pol.Retries = *pt.Retries
-				}
-				if pt.SwitchGap > 0 {
-					pol.SwitchGap = pt.SwitchGap
-				}
-				dc.Slaves[uint8(pt.Slave)] = pol
+				pol := config.PolicyOf(b, pt)
+				dc.Slaves[uint8(pt.Slave)] = driver.SlavePolicy{Timeout: pol.Timeout, Retries: pol.Retries, SwitchGap: pol.SwitchGap}
 			}
 		}
 		bus, err := driver.New(dc, log)
@@ -237,9 +239,13 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 				Plates: cfg.Plates, WrapMWh: prof.EnergyWrapMWh(ratios),
 			}
 			plog := log.With().Str("port", key).Logger()
+			m, err := session.NewMachine(pc, tariff, store.NextOrder, plog)
+			if err != nil {
+				return fail(fmt.Errorf("port %s: %w", key, err))
+			}
 			a.ports = append(a.ports, &session.Port{
 				Key:          key,
-				Machine:      session.NewMachine(pc, tariff, store.NextOrder, plog),
+				Machine:      m,
 				Poller:       meter.NewPoller(a.buses[p.Bus], uint8(pt.Slave), prof, ratios),
 				Interval:     pt.PollInterval,
 				PersistEvery: cfg.Session.PersistInterval,

@@ -14,6 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/driver"
+	"pilebridge/internal/config"
+	"pilebridge/internal/limits"
 	"pilebridge/meter"
 )
 
@@ -121,6 +123,7 @@ func probeSettingOnce(ctx context.Context, o probeOpts, set probeSetting, step f
 		Name: "probe", Device: o.device,
 		Serial:  driver.SerialParams{Baud: baud, DataBits: 8, Parity: set.Parity, StopBits: 1, LowLatency: driver.LowLatencyAuto},
 		Default: driver.SlavePolicy{Timeout: timeout}, DeadAfter: 1 << 30, // every id once: no backoff
+		DeadBase: config.DeadBase, DeadMax: config.DeadMax,
 	}, zerolog.Nop())
 	if err != nil {
 		return nil, err
@@ -165,7 +168,7 @@ func plausible(p *meter.Profile, r meter.Reading) bool {
 	if !r.HasEnergy || r.EnergyWh < 0 || r.EnergyWh > 1_000_000_000_000 {
 		return false
 	}
-	if r.HasPower && (r.PowerW < -2_000_000 || r.PowerW > 2_000_000) {
+	if r.HasPower && (r.PowerW < -limits.MaxPowerW || r.PowerW > limits.MaxPowerW) {
 		return false
 	}
 	if p.Fields["voltage"] != nil && (r.VoltageDV < 0 || r.VoltageDV > 10_000) {

@@ -450,3 +450,50 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	fmt.Sscan(f[12], &st)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
+
+// The README's minimal config, as a new user writes it (no session or
+// tariff section), with only the board's own paths and a listen address:
+// /healthz is 200 once the line answers. A default kept in two places once
+// made it 503 forever ("no good exchange for 0s").
+func TestREADMEMinimalConfigIsHealthy(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	block := string(readme[bytes.Index(readme, []byte("## Configure")):])
+	block = block[strings.Index(block, "```yaml\n")+8:]
+	block = block[:strings.Index(block, "```")]
+	require.NotContains(t, block, "session:")
+
+	dir := t.TempDir()
+	reg, err := meter.LoadRegistry("")
+	require.NoError(t, err)
+	prof, _ := reg.Get("ref-ac")
+	link := filepath.Join(dir, "ttyUSB0")
+	rig, err := simulator.ServeOnPty(link, prof, 1_000_000, 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { rig.Close() })
+	plat, err := simulator.NewPlatform("op00961963581daa7", "s3cret", "")
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{Handler: plat}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	secret := filepath.Join(dir, "app_secret")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret\n"), 0o600))
+	listen := freeAddr(t)
+	cfg := regexp.MustCompile(`device: \S+/dev/serial/by-id/\S+?,`).ReplaceAllString(block, "device: "+link+",")
+	cfg = regexp.MustCompile(`device: /dev/serial/by-id/[^,]+,`).ReplaceAllString(cfg, "device: "+link+",")
+	cfg = strings.NewReplacer("https://api.4pyun.com", "http://"+ln.Addr().String(),
+		"/var/lib/pilebridge", filepath.Join(dir, "data"), "/etc/pilebridge/app_secret", secret).Replace(cfg)
+	cfg += "listen: " + listen + "\n"
+	require.Contains(t, cfg, link)
+	s := &station{t: t, dir: dir, config: filepath.Join(dir, "pilebridge.yaml"), plat: plat}
+	require.NoError(t, os.WriteFile(s.config, []byte(cfg), 0o600))
+	b := s.startBridge()
+	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
+	for i := 0; i < 6; i++ {
+		time.Sleep(500 * time.Millisecond)
+		require.Equal(t, "ok\n", healthz(listen), "healthy on the README's own config")
+	}
+	require.NoError(t, b.stop(syscall.SIGTERM))
+}

@@ -16,6 +16,7 @@ import (
 
 	"pilebridge/driver"
 	"pilebridge/internal/cli"
+	"pilebridge/internal/config"
 	"pilebridge/meter"
 )
 
@@ -184,7 +185,7 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Name: "read", Device: *device,
 		Serial:    driver.SerialParams{Baud: pick(*baud, d.Baud, 9600), DataBits: 8, Parity: strings.ToUpper(par), StopBits: pick(*stop, d.StopBits, 1)},
 		Default:   driver.SlavePolicy{Timeout: *timeout, Retries: 1},
-		DeadAfter: 100,
+		DeadAfter: 100, DeadBase: config.DeadBase, DeadMax: config.DeadMax,
 	}, log)
 	if err != nil {
 		return err

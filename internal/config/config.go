@@ -19,6 +19,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
+
+	"pilebridge/internal/limits"
 )
 
 // Config is the whole file.
@@ -105,9 +107,41 @@ type Period struct {
 	Service     string `yaml:"service"`
 }
 
-// MaxRatedPowerW is the largest rated power accepted (2 MW: more than any
-// charging pile, and small enough that energy limits never overflow).
-const MaxRatedPowerW = 2_000_000
+// Values the daemon uses that are not keys of the file, fixed here beside
+// the defaults so that no constructor keeps one of its own.
+const (
+	SenderWorkers = 4               // records posted at once (of different orders)
+	SenderBatch   = 64              // records picked per sending round
+	DeadAfter     = 3               // failed requests in a row that make a slave dead
+	DeadBase      = 2 * time.Second // a dead slave's first backoff
+	DeadMax       = time.Minute     // and its longest
+)
+
+// SlavePolicy is how one port's slave is talked to: the bus's timeout,
+// retries and switch gap, each overridden by the port where it sets one.
+type SlavePolicy struct {
+	Timeout   time.Duration
+	Retries   int
+	SwitchGap time.Duration
+}
+
+// PolicyOf merges a port's overrides over its bus's values.
+func PolicyOf(b Bus, pt Port) SlavePolicy {
+	p := SlavePolicy{Timeout: b.Timeout, Retries: b.Retries, SwitchGap: b.SwitchGap}
+	if pt.Timeout > 0 {
+		p.Timeout = pt.Timeout
+	}
+	if pt.Retries != nil {
+		p.Retries = *pt.Retries
+	}
+	if pt.SwitchGap > 0 {
+		p.SwitchGap = pt.SwitchGap
+	}
+	return p
+}
+
+// MaxRatedPowerW is the largest rated power accepted.
+const MaxRatedPowerW = limits.MaxPowerW
 
 // Bus is one RS-485 line or TCP gateway.
 type Bus struct {
@@ -347,6 +381,9 @@ func (c *Config) defaults() {
 		c.HistoryDays = 90
 	}
 	def(&c.BackupInterval, time.Hour)
+	if c.Tariff.TimeZone == "" {
+		c.Tariff.TimeZone = "Asia/Shanghai"
+	}
 	// the session engine's defaults are set here, where every other default
 	// is: /healthz reads offline_after too, and a zero there was a red box
 	// forever on a config without a session section
