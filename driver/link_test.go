@@ -69,7 +69,8 @@ func (l *hungLink) Close() error          { return nil }
 // A bus whose exchange outlives every timeout and retry says it is stuck;
 // an idle bus, or one inside its timeouts, does not.
 func TestBusStuck(t *testing.T) {
-	b, err := New(Config{Name: "hung", Device: "tcp://127.0.0.1:1", Default: SlavePolicy{Timeout: 50 * time.Millisecond}}, zerolog.Nop())
+	b, err := New(Config{Name: "hung", Device: "tcp://127.0.0.1:1", Default: SlavePolicy{Timeout: 50 * time.Millisecond},
+		DeadAfter: 3, DeadBase: 2 * time.Second, DeadMax: time.Minute}, zerolog.Nop())
 	require.NoError(t, err)
 	assert.Equal(t, 11050*time.Millisecond, b.stuckAt, "one attempt: timeout + reconnect + slack")
 	hung := &hungLink{release: make(chan struct{})}

@@ -58,7 +58,7 @@ func BenchmarkDrain10k(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		r.start()
-		for r.box.Pending() > 0 {
+		for pendingCount(b, r.box) > 0 {
 			time.Sleep(5 * time.Millisecond)
 		}
 		el := time.Since(start)

@@ -67,7 +67,8 @@ func seqKey(n uint64) []byte {
 	return k[:]
 }
 
-func addCount(tx *bbolt.Tx, d int64) int64 {
+// addCount adjusts the pending count kept beside the queue.
+func addCount(tx *bbolt.Tx, d int64) (int64, error) {
 	b := tx.Bucket(bucketOutMeta)
 	var n int64
 	if v := b.Get(keyCount); len(v) == 8 {
@@ -77,8 +78,7 @@ func addCount(tx *bbolt.Tx, d int64) int64 {
 	if n < 0 {
 		n = 0
 	}
-	_ = b.Put(keyCount, seqKey(uint64(n)))
-	return n
+	return n, b.Put(keyCount, seqKey(uint64(n)))
 }
 
 // Enqueue commits one record (fsync) on its own.
@@ -131,7 +131,11 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {
 			return err
 		}
 	}
-	if n := addCount(tx, added); n > int64(o.maxRecords) {
+	n, err := addCount(tx, added)
+	if err != nil {
+		return err
+	}
+	if n > int64(o.maxRecords) {
 		return o.trimTx(tx, n)
 	}
 	return nil
@@ -155,11 +159,15 @@ func (o *Outbox) trimTx(tx *bbolt.Tx, n int64) error {
 			return err
 		}
 		if cur := idx.Get([]byte(orders[i])); cur != nil && string(cur) == string(k) {
-			_ = idx.Delete([]byte(orders[i]))
+			if err := idx.Delete([]byte(orders[i])); err != nil {
+				return err
+			}
 		}
 	}
 	if len(drop) > 0 {
-		addCount(tx, -int64(len(drop)))
+		if _, err := addCount(tx, -int64(len(drop))); err != nil {
+			return err
+		}
 		o.log.Warn().Int("dropped_progress", len(drop)).Int("limit", o.maxRecords).Msg("outbox full: dropped the oldest progress records (finals are kept)")
 	}
 	return nil
@@ -301,7 +309,9 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 			}
 			requeued++
 		}
-		addCount(tx, int64(requeued))
+		if _, err := addCount(tx, int64(requeued)); err != nil {
+			return err
+		}
 		return pruneClosed(closed)
 	})
 	if dropped > 0 {
@@ -333,12 +343,12 @@ func pruneClosed(b *bbolt.Bucket) error {
 }
 
 // Pending counts the records waiting for delivery.
-func (o *Outbox) Pending() (n int64) {
-	_ = o.db.View(func(tx *bbolt.Tx) error {
+func (o *Outbox) Pending() (n int64, err error) {
+	err = o.db.View(func(tx *bbolt.Tx) error {
 		n = pendingTx(tx)
 		return nil
 	})
-	return n
+	return n, err
 }
 
 // pendingTx is the pending count kept in the meta bucket.
@@ -347,4 +357,147 @@ func pendingTx(tx *bbolt.Tx) int64 {
 		return int64(binary.BigEndian.Uint64(v))
 	}
 	return 0
+}
+
+// Due returns the head record of each order that is due at now, in queue
+// order, at most max of them, and when the next record not yet due falls
+// due (within a minute).
+func (o *Outbox) Due(now time.Time, max int) ([]Entry, time.Time, error) {
+	wake := now.Add(time.Minute)
+	var batch []Entry
+	err := o.db.View(func(tx *bbolt.Tx) error {
+		seen := map[string]bool{}
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil && len(batch) < max; k, v = c.Next() {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("outbox record %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if seen[e.Record.Order] {
+				continue // an earlier record of this order is not settled yet
+			}
+			seen[e.Record.Order] = true
+			if e.NextAttempt.After(now) {
+				if e.NextAttempt.Before(wake) {
+					wake = e.NextAttempt
+				}
+				continue
+			}
+			batch = append(batch, e)
+		}
+		return nil
+	})
+	return batch, wake, err
+}
+
+// Result is one delivery attempt's outcome, as Settle records it.
+type Result struct {
+	Err         error     // nil: delivered
+	Answer      Response  // the platform's answer, if one came
+	NextAttempt time.Time // for a record to retry on its own (RetryRecord)
+}
+
+// Settle records a round's outcomes in one transaction: delivered records
+// move to the delivered list and parked ones to the parked list, each bill's
+// ledger entry follows, and the rest stay queued with their attempt counted.
+// A record replaced meanwhile by a newer progress record of its order is
+// only moved, not counted off the queue twice.
+func (o *Outbox) Settle(batch []Entry, results []Result, now time.Time) error {
+	return o.db.Update(func(tx *bbolt.Tx) error {
+		box := tx.Bucket(bucketOutbox)
+		removed := int64(0)
+		for i := range batch {
+			e, res := batch[i], results[i]
+			key := seqKey(e.Seq)
+			stillQueued := box.Get(key) != nil
+			e.Attempts++
+			switch OutcomeOf(res.Err) {
+			case Delivered, Rejected:
+				dst := tx.Bucket(bucketDelivered)
+				e.DoneAt, e.LastError, e.NextAttempt = now, "", time.Time{}
+				if res.Err != nil {
+					dst, e.LastError = tx.Bucket(bucketParked), res.Err.Error()
+				}
+				if err := moveOut(tx, dst, e, stillQueued); err != nil {
+					return err
+				}
+				if e.Record.Terminal() {
+					rejected, seqno := res.Err != nil, res.Answer.Seqno
+					if err := ledgerUpdateTx(tx, e.Record, func(l *LedgerEntry) {
+						l.Attempts, l.Reason = l.Attempts+1, e.LastError
+						if rejected {
+							l.Status = LedgerParked
+							return
+						}
+						l.Status, l.Seqno, l.DeliveredAt = LedgerDelivered, seqno, &now
+					}); err != nil {
+						return err
+					}
+				}
+				if stillQueued {
+					removed++
+				}
+			default:
+				e.LastError = res.Err.Error()
+				if !res.NextAttempt.IsZero() {
+					e.NextAttempt = res.NextAttempt
+				}
+				if e.Record.Terminal() {
+					if err := ledgerUpdateTx(tx, e.Record, func(l *LedgerEntry) { l.Attempts, l.Reason = l.Attempts+1, e.LastError }); err != nil {
+						return err
+					}
+				}
+				if stillQueued {
+					data, err := json.Marshal(e)
+					if err != nil {
+						return err
+					}
+					if err := box.Put(key, data); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if removed > 0 {
+			if _, err := addCount(tx, -removed); err != nil {
+				return err
+			}
+		}
+		return trimDelivered(tx.Bucket(bucketDelivered))
+	})
+}
+
+// moveOut takes a settled entry off the queue into dst (delivered or parked).
+func moveOut(tx *bbolt.Tx, dst *bbolt.Bucket, e Entry, stillQueued bool) error {
+	key := seqKey(e.Seq)
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := dst.Put(key, data); err != nil {
+		return err
+	}
+	if stillQueued {
+		if err := tx.Bucket(bucketOutbox).Delete(key); err != nil {
+			return err
+		}
+	}
+	idx := tx.Bucket(bucketProgIdx)
+	if cur := idx.Get([]byte(e.Record.Order)); cur != nil && string(cur) == string(key) {
+		return idx.Delete([]byte(e.Record.Order))
+	}
+	return nil
+}
+
+// trimDelivered keeps the most recent deliveries only.
+func trimDelivered(b *bbolt.Bucket) error {
+	n := b.Stats().KeyN
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && n > keepDelivered; k, _ = c.First() {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		n--
+	}
+	return nil
 }

@@ -163,9 +163,9 @@ func TestOutboxCoalescesProgressAndKeepsOrder(t *testing.T) {
 	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindFinal, 4)))
 	require.NoError(t, r.box.Enqueue(rec("B", uploader.KindFinal, 8)))
 	require.NoError(t, r.box.Enqueue(rec("C", uploader.KindStartFailed, 0)))
-	assert.EqualValues(t, 5, r.box.Pending(), "A's three progress records coalesce to one")
+	assert.EqualValues(t, 5, pendingCount(t, r.box), "A's three progress records coalesce to one")
 	r.start()
-	waitFor(t, "all delivered", func() bool { return r.box.Pending() == 0 })
+	waitFor(t, "all delivered", func() bool { return pendingCount(t, r.box) == 0 })
 	assert.Equal(t, map[string][]string{"A": {"2:3", "3:4"}, "B": {"2:7", "3:8"}, "C": {"-1:0"}}, si.byOrder())
 }
 
@@ -184,14 +184,14 @@ func TestOutboxSurvivesOutage(t *testing.T) {
 		require.NoError(t, r.box.Enqueue(rec(o, uploader.KindFinal, int64(i+100))))
 	}
 	time.Sleep(500 * time.Millisecond) // many failed rounds
-	assert.EqualValues(t, 40, r.box.Pending())
+	assert.EqualValues(t, 40, pendingCount(t, r.box))
 	failed := r.sender.Stats().Failed
 	assert.Positive(t, failed)
 	// backoff 10 ms doubling to 100 ms: about 8 rounds in 500 ms. One probe a
 	// round, not one post per order (20 a round: 160).
 	assert.LessOrEqual(t, failed, int64(15), "one probe per backoff round during an outage")
 	si.up(addr)
-	waitFor(t, "delivery after the outage", func() bool { return r.box.Pending() == 0 })
+	waitFor(t, "delivery after the outage", func() bool { return pendingCount(t, r.box) == 0 })
 	got := si.byOrder()
 	require.Len(t, got, 20)
 	for i := 0; i < 20; i++ {
@@ -210,7 +210,7 @@ func TestOutboxRetriesPlatformFailures(t *testing.T) {
 	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindProgress, 1)))
 	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindFinal, 2)))
 	r.start()
-	waitFor(t, "delivery", func() bool { return r.box.Pending() == 0 })
+	waitFor(t, "delivery", func() bool { return pendingCount(t, r.box) == 0 })
 	assert.Equal(t, map[string][]string{"A": {"2:1", "3:2"}}, si.byOrder())
 	assert.GreaterOrEqual(t, r.sender.Stats().Failed, int64(9))
 }
@@ -223,7 +223,7 @@ func TestOutboxParksRejectedAndContinues(t *testing.T) {
 	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindFinal, 5)))
 	require.NoError(t, r.box.Enqueue(rec("B", uploader.KindFinal, 6)))
 	r.start()
-	waitFor(t, "queue drained", func() bool { return r.box.Pending() == 0 })
+	waitFor(t, "queue drained", func() bool { return pendingCount(t, r.box) == 0 })
 	_, parked, _, err := r.box.List(false)
 	require.NoError(t, err)
 	require.Len(t, parked, 1, "exactly the record that got the 401 is parked")
@@ -272,7 +272,7 @@ func TestOutboxLimitNeverDropsFinals(t *testing.T) {
 	assert.Equal(t, 6, finals, "every final kept")
 	assert.Len(t, pending, 6, "progress records dropped to make room")
 	r.start()
-	waitFor(t, "drained", func() bool { return r.box.Pending() == 0 })
+	waitFor(t, "drained", func() bool { return pendingCount(t, r.box) == 0 })
 	assert.Len(t, si.byOrder(), 6)
 }
 
@@ -290,9 +290,9 @@ func TestOutboxDeliversAfterRestart(t *testing.T) {
 	r.stop() // never sent
 	r2 := openRig(t, path, si.url(), 0)
 	defer r2.stop()
-	assert.EqualValues(t, 50, r2.box.Pending())
+	assert.EqualValues(t, 50, pendingCount(t, r2.box))
 	r2.start()
-	waitFor(t, "drained", func() bool { return r2.box.Pending() == 0 })
+	waitFor(t, "drained", func() bool { return pendingCount(t, r2.box) == 0 })
 	got := si.byOrder()
 	var keys []string
 	for k := range got {
@@ -313,13 +313,13 @@ func TestRequeueDropsProgressOfBilledOrders(t *testing.T) {
 	require.NoError(t, r.box.Enqueue(rec("A", uploader.KindFinal, 2)))
 	require.NoError(t, r.box.Enqueue(rec("B", uploader.KindProgress, 3)))
 	r.start()
-	waitFor(t, "all parked", func() bool { return r.box.Pending() == 0 })
+	waitFor(t, "all parked", func() bool { return pendingCount(t, r.box) == 0 })
 	si.plat.ClearFaults()
 	n, dropped, err := r.box.Requeue("")
 	require.NoError(t, err)
 	assert.Equal(t, 2, n, "A's final and B's progress")
 	assert.Equal(t, 1, dropped, "A's progress is obsolete")
-	waitFor(t, "delivered", func() bool { return r.box.Pending() == 0 && len(si.byOrder()) == 2 })
+	waitFor(t, "delivered", func() bool { return pendingCount(t, r.box) == 0 && len(si.byOrder()) == 2 })
 	assert.Equal(t, map[string][]string{"A": {"3:2"}, "B": {"2:3"}}, si.byOrder())
 }
 
@@ -346,7 +346,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 			defer func() { cancel(); <-done }()
 			waitFor(t, "three redirects answered", func() bool { return s.Stats().Failed >= 3 })
 			assert.Empty(t, elsewhere.plat.Received(""), "nothing reached the redirect's target")
-			waitFor(t, "delivery to base_url", func() bool { return box.Pending() == 0 })
+			waitFor(t, "delivery to base_url", func() bool { return pendingCount(t, box) == 0 })
 			assert.Equal(t, map[string][]string{"R": {"3:7"}}, si.byOrder())
 			assert.Empty(t, elsewhere.plat.Received(""))
 			assert.Contains(t, logBuf.String(), "redirected to")
@@ -371,4 +371,11 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// pending is the outbox's pending count; a failed read fails the test.
+func pendingCount(t testing.TB, box *uploader.Outbox) int64 {
+	n, err := box.Pending()
+	require.NoError(t, err)
+	return n
 }

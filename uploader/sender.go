@@ -2,7 +2,6 @@ package uploader
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.etcd.io/bbolt"
 
 	"pilebridge/internal/faillog"
 )
@@ -148,7 +146,7 @@ func (s *Sender) Run(ctx context.Context) {
 			wake = s.pausedUntil
 		} else {
 			var err error
-			batch, wake, err = s.pick(now)
+			batch, wake, err = s.box.Due(now, s.cfg.Batch)
 			if err != nil {
 				s.readLog.Fail(now, err, nil)
 				wake = now.Add(5 * time.Second)
@@ -206,35 +204,6 @@ func (s *Sender) record(ctx context.Context, r *round) bool {
 	return false
 }
 
-// pick takes the head record of each order that is due, in queue order.
-func (s *Sender) pick(now time.Time) ([]Entry, time.Time, error) {
-	wake := now.Add(time.Minute)
-	var batch []Entry
-	err := s.box.db.View(func(tx *bbolt.Tx) error {
-		seen := map[string]bool{}
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.First(); k != nil && len(batch) < s.cfg.Batch; k, v = c.Next() {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			if seen[e.Record.Order] {
-				continue // an earlier record of this order is not settled yet
-			}
-			seen[e.Record.Order] = true
-			if e.NextAttempt.After(now) {
-				if e.NextAttempt.Before(wake) {
-					wake = e.NextAttempt
-				}
-				continue
-			}
-			batch = append(batch, e)
-		}
-		return nil
-	})
-	return batch, wake, err
-}
-
 func (s *Sender) sendAll(ctx context.Context, batch []Entry) ([]error, []Response) {
 	results, answers := make([]error, len(batch)), make([]Response, len(batch))
 	var wg sync.WaitGroup
@@ -256,72 +225,19 @@ func (s *Sender) sendAll(ctx context.Context, batch []Entry) ([]error, []Respons
 	return results, answers
 }
 
-// settle records the round's outcomes in one transaction; counters and
-// logs follow only once it is committed.
+// settle records the round's outcomes in the outbox (one transaction);
+// counters and logs follow only once it is committed.
 func (s *Sender) settle(batch []Entry, results []error, answers []Response) error {
 	now := time.Now().UTC()
-	err := s.box.db.Update(func(tx *bbolt.Tx) error {
-		box := tx.Bucket(bucketOutbox)
-		removed := int64(0)
-		for i := range batch {
-			e := batch[i]
-			key := seqKey(e.Seq)
-			stillQueued := box.Get(key) != nil // a newer progress record may have replaced it
-			e.Attempts++
-			switch err := results[i]; OutcomeOf(err) {
-			case Delivered, Rejected:
-				dst := tx.Bucket(bucketDelivered)
-				e.DoneAt, e.LastError = now, ""
-				if err != nil {
-					dst, e.LastError = tx.Bucket(bucketParked), err.Error()
-				}
-				if err := moveOut(tx, dst, e, stillQueued); err != nil {
-					return err
-				}
-				if e.Record.Terminal() {
-					rejected, seqno := results[i] != nil, answers[i].Seqno
-					if err := ledgerUpdateTx(tx, e.Record, func(l *LedgerEntry) {
-						l.Attempts, l.Reason = l.Attempts+1, e.LastError
-						if rejected {
-							l.Status = LedgerParked
-							return
-						}
-						l.Status, l.Seqno, l.DeliveredAt = LedgerDelivered, seqno, &now
-					}); err != nil {
-						return err
-					}
-				}
-				if stillQueued {
-					removed++
-				}
-			default:
-				e.LastError = err.Error()
-				if OutcomeOf(err) == RetryRecord {
-					e.NextAttempt = now.Add(s.backoff(e.Attempts))
-				}
-				batch[i].NextAttempt = e.NextAttempt
-				if e.Record.Terminal() {
-					if err := ledgerUpdateTx(tx, e.Record, func(l *LedgerEntry) { l.Attempts, l.Reason = l.Attempts+1, e.LastError }); err != nil {
-						return err
-					}
-				}
-				if stillQueued {
-					data, err := json.Marshal(e)
-					if err != nil {
-						return err
-					}
-					if err := box.Put(key, data); err != nil {
-						return err
-					}
-				}
-			}
+	outcomes := make([]Result, len(batch))
+	for i := range batch {
+		outcomes[i] = Result{Err: results[i], Answer: answers[i]}
+		if OutcomeOf(results[i]) == RetryRecord {
+			outcomes[i].NextAttempt = now.Add(s.backoff(batch[i].Attempts + 1))
+			batch[i].NextAttempt = outcomes[i].NextAttempt
 		}
-		if removed > 0 {
-			addCount(tx, -removed)
-		}
-		return trimDelivered(tx.Bucket(bucketDelivered))
-	})
-	if err != nil {
+	}
+	if err := s.box.Settle(batch, outcomes, now); err != nil {
 		return err
 	}
 	anyOK, platformDown, anyRetry := false, false, false
@@ -377,40 +293,6 @@ func (s *Sender) settle(batch []Entry, results []error, answers []Response) erro
 	case anyOK && s.platformFails > 0:
 		s.log.Info().Int("failures", s.platformFails).Msg("platform available again")
 		s.platformFails = 0
-	}
-	return nil
-}
-
-// moveOut takes a settled entry off the queue into dst (delivered or parked).
-func moveOut(tx *bbolt.Tx, dst *bbolt.Bucket, e Entry, stillQueued bool) error {
-	key := seqKey(e.Seq)
-	data, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	if err := dst.Put(key, data); err != nil {
-		return err
-	}
-	if stillQueued {
-		if err := tx.Bucket(bucketOutbox).Delete(key); err != nil {
-			return err
-		}
-	}
-	idx := tx.Bucket(bucketProgIdx)
-	if cur := idx.Get([]byte(e.Record.Order)); cur != nil && string(cur) == string(key) {
-		return idx.Delete([]byte(e.Record.Order))
-	}
-	return nil
-}
-
-func trimDelivered(b *bbolt.Bucket) error {
-	n := b.Stats().KeyN
-	c := b.Cursor()
-	for k, _ := c.First(); k != nil && n > keepDelivered; k, _ = c.First() {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		n--
 	}
 	return nil
 }

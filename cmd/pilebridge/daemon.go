@@ -327,6 +327,10 @@ func (a *app) run(ctx context.Context) error {
 		scancel()
 	}
 	wg.Wait()
-	a.log.Info().Int64("outbox_pending", a.outbox.Pending()).Msg("stopped")
+	if n, err := a.outbox.Pending(); err != nil {
+		a.log.Error().Err(err).Msg("stopped; the outbox could not be read")
+	} else {
+		a.log.Info().Int64("outbox_pending", n).Msg("stopped")
+	}
 	return nil
 }

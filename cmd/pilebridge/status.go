@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -224,13 +225,21 @@ func optTime(t time.Time) any {
 }
 
 // collector reads the live counters at scrape time.
-type collector struct{ a *app }
+// collector reads the daemon's state at each scrape. A source it cannot
+// read (the outbox, from a failing store) is counted in
+// pilebridge_scrape_errors_total{source}, as exporters do, rather than
+// silently missing from the scrape.
+type collector struct {
+	a            *app
+	outboxErrors atomic.Uint64
+}
 
 var (
 	mBuild     = prometheus.NewDesc("pilebridge_build_info", "The running version.", []string{"version"}, nil)
 	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges on the wire by outcome.", []string{"bus", "slave", "outcome"}, nil)
 	mSkipped   = prometheus.NewDesc("pilebridge_modbus_skipped_total", "Reads failed fast, without an exchange, while a dead slave backs off.", []string{"bus", "slave"}, nil)
 	mStrays    = prometheus.NewDesc("pilebridge_modbus_stray_frames_total", "Whole frames from a slave other than the one addressed (late replies), skipped.", []string{"bus"}, nil)
+	mScrapeErr = prometheus.NewDesc("pilebridge_scrape_errors_total", "Scrapes that could not read a source; its metrics are missing from those scrapes.", []string{"source"}, nil)
 	mBabbles   = prometheus.NewDesc("pilebridge_modbus_babbles_total", "Times the line did not fall silent (a device or converter kept sending): closed and reopened after a backoff.", []string{"bus"}, nil)
 	mLatency   = prometheus.NewDesc("pilebridge_modbus_last_latency_seconds", "Latency of the last good exchange.", []string{"bus", "slave"}, nil)
 	mRecords   = prometheus.NewDesc("pilebridge_outbox_records", "Records in the outbox, read from the store: pending delivery, or parked (rejected by the platform, waiting for `outbox retry`).", []string{"state"}, nil)
@@ -250,7 +259,7 @@ var allStates = []session.PortState{session.Idle, session.Plugged, session.Start
 	session.Finished, session.StartFailed, session.Faulted, session.Offline}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mBuild, mExchanges, mSkipped, mStrays, mBabbles, mLatency, mRecords, mOldest, mUploads, mAnswers,
+	for _, d := range []*prometheus.Desc{mBuild, mScrapeErr, mExchanges, mSkipped, mStrays, mBabbles, mLatency, mRecords, mOldest, mUploads, mAnswers,
 		mEnergy, mPower, mSOC, mPortState, mResets} {
 		ch <- d
 	}
@@ -272,7 +281,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(mLatency, prometheus.GaugeValue, s.LastLatency.Seconds(), name, sl)
 		}
 	}
-	if counts, err := c.a.outbox.Counts(); err == nil {
+	counts, err := c.a.outbox.Counts()
+	if err != nil {
+		c.outboxErrors.Add(1)
+	}
+	ch <- prometheus.MustNewConstMetric(mScrapeErr, prometheus.CounterValue, float64(c.outboxErrors.Load()), "outbox")
+	if err == nil {
 		age := func(t time.Time) float64 {
 			if t.IsZero() {
 				return 0
