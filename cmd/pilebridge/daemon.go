@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,23 +55,29 @@ type app struct {
 // load checks the config and every profile it names; nothing is opened.
 // `check` and `run` both call it: the daemon accepts exactly what check does.
 func load(path string) (*config.Config, *meter.Registry, error) {
-	cfg, err := config.Load(path)
-	if err != nil {
+	cfg, err := config.LoadAll(path)
+	var errs config.Errors
+	if err != nil && !errors.As(err, &errs) {
 		return nil, nil, err
 	}
-	var errs config.Errors
+	if cfg == nil {
+		return nil, nil, err // not YAML at all: nothing more to check
+	}
 	if _, err := newTariff(cfg); err != nil {
 		errs = append(errs, &config.Error{File: path, Key: "tariff", Msg: err.Error()})
 	}
 	reg, err := meter.LoadRegistry(cfg.ProfilesDir)
 	if err != nil {
-		errs = append(errs, &config.Error{File: path, Key: "profiles_dir", Msg: err.Error()})
-		return nil, nil, errs
-	}
-	for i, p := range cfg.Piles {
-		for j, pt := range p.Ports {
-			if _, err := reg.Get(pt.Profile); err != nil {
-				errs = append(errs, &config.Error{File: path, Key: fmt.Sprintf("piles[%d].ports[%d].profile", i, j), Msg: err.Error()})
+		errs = append(errs, &config.Error{File: path, Key: "profiles_dir", Msg: strings.TrimPrefix(err.Error(), "profiles_dir: ")})
+	} else {
+		for i, p := range cfg.Piles {
+			for j, pt := range p.Ports {
+				if pt.Profile == "" {
+					continue // reported by the config's own checks
+				}
+				if _, err := reg.Get(pt.Profile); err != nil {
+					errs = append(errs, &config.Error{File: path, Key: fmt.Sprintf("piles[%d].ports[%d].profile", i, j), Msg: err.Error()})
+				}
 			}
 		}
 	}

@@ -73,7 +73,7 @@ func newStation(t *testing.T, extra string) *station {
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
 
-	cfg := fmt.Sprintf(`station_uuid: e2e-station
+	cfg := fmt.Sprintf(`station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a
 data_dir: %s/data
 log: {level: debug, format: json}
 platform:

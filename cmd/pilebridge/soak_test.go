@@ -164,7 +164,7 @@ func newSoak(t *testing.T, seed uint64) *soak {
 	t.Cleanup(func() { hs.Close() })
 
 	s.listen = freeAddr(t)
-	cfg := fmt.Sprintf(`station_uuid: soak-station
+	cfg := fmt.Sprintf(`station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a
 data_dir: %s/data
 listen: %s
 log: {level: info, format: json}

@@ -336,7 +336,7 @@ func (r *scaleRig) close() {
 // every reading stored).
 func (r *scaleRig) config(dataDir, listen string, poll time.Duration) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, `station_uuid: scale-station
+	fmt.Fprintf(&b, `station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a
 data_dir: %s
 listen: %s
 poll_interval: %s

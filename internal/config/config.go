@@ -236,6 +236,7 @@ func Load(path string) (*Config, error) {
 }
 
 var (
+	uuidRe    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	unknownRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
 	dupRe     = regexp.MustCompile(`line (\d+): mapping key "([^"]+)" already defined at line (\d+)`)
 	typeRe    = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
@@ -243,6 +244,29 @@ var (
 
 // Parse is Load on bytes; name is used in errors.
 func Parse(data []byte, name string) (*Config, error) {
+	c, err := ParseAll(data, name)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadAll is Load that also returns what could be read of a file with
+// mistakes, so that the caller's own checks (tariff, profiles) can report
+// theirs in the same run; the config is nil only when the file is not YAML.
+func LoadAll(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Errors{{File: path, Key: "(file)", Msg: err.Error()}}
+	}
+	return ParseAll(data, path)
+}
+
+// ParseAll is LoadAll on bytes: every mistake of the file at once. Unknown
+// keys and values of the wrong type are reported, the rest of the file is
+// read leniently and validated too (a key with a type error is not
+// reported twice).
+func ParseAll(data []byte, name string) (*Config, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -274,15 +298,24 @@ func Parse(data []byte, name string) (*Config, error) {
 		for _, m := range te.Errors {
 			errs = append(errs, typeError(name, m, paths))
 		}
-		return nil, errs
+		c = Config{}
+		_ = yaml.Unmarshal(data, &c) // what can be read; its type errors are the ones above
 	}
 	c.defaults()
-	errs = c.validate()
+	typed := map[string]bool{}
+	for _, e := range errs {
+		typed[e.Key] = true
+	}
+	for _, e := range c.validate() {
+		if !typed[e.Key] {
+			errs = append(errs, e)
+		}
+	}
 	for _, e := range errs {
 		e.File = name
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return &c, errs
 	}
 	return &c, nil
 }
@@ -474,6 +507,8 @@ func (c *Config) validate() Errors {
 	ck := &checker{}
 	if c.StationUUID == "" {
 		ck.bad("station_uuid", "required: the station number from the P云 console")
+	} else if !uuidRe.MatchString(c.StationUUID) {
+		ck.bad("station_uuid", "%q: want the station's UUID from the P云 console, such as 49f0cc52-e8c7-41e3-b54d-af666b8cc11a", c.StationUUID)
 	}
 	c.checkDataDir(ck)
 	if len(c.NodeID) > 8 || !nodeIDRe.MatchString(c.NodeID) {

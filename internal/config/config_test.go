@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const base = `station_uuid: s
+const base = `station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a
 data_dir: /tmp/d
 platform: {base_url: "https://api.4pyun.com", app_id: a, app_secret: sec}
 buses: [{name: l1, device: /dev/ttyUSB0}]
@@ -53,7 +53,7 @@ func TestDefaults(t *testing.T) {
 
 func TestEveryMistakeNamesItsKey(t *testing.T) {
 	cases := []struct{ old, new, key string }{
-		{"station_uuid: s\n", "", "station_uuid"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "", "station_uuid"},
 		{"data_dir: /tmp/d\n", "", "data_dir"},
 		{"app_secret: sec", "app_secret: sec, app_secret_file: /x", "platform.app_secret"},
 		{"https://api.4pyun.com", "api.4pyun.com", "platform.base_url"},
@@ -107,10 +107,10 @@ func TestMoreMistakesNameTheirKey(t *testing.T) {
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, retries: 9", "buses[0].retries"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, data_bits: 5", "buses[0].data_bits"},
 		{"device: /dev/ttyUSB0", "device: /dev/ttyUSB0, timeout: 500", "buses[0].timeout"},
-		{"station_uuid: s\n", "station_uuid: s\nlog: {level: loud}\n", "log.level"},
-		{"station_uuid: s\n", "station_uuid: s\nlog: {format: xml}\n", "log.format"},
-		{"station_uuid: s\n", "station_uuid: s\nlisten: 8080\n", "listen"},
-		{"station_uuid: s\n", "station_uuid: s\nlisten: 'localhost:http-alt'\n", "listen"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nlog: {level: loud}\n", "log.level"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nlog: {format: xml}\n", "log.format"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nlisten: 8080\n", "listen"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nlisten: 'localhost:http-alt'\n", "listen"},
 		{"data_dir: /tmp/d\n", "data_dir: " + file + "\n", "data_dir"},
 		{"data_dir: /tmp/d\n", "data_dir: " + file + "/data\n", "data_dir"},
 		{"https://api.4pyun.com", "https://", "platform.base_url"},
@@ -125,15 +125,15 @@ func TestMoreMistakesNameTheirKey(t *testing.T) {
 		{"app_id: a", "app_id: a, progress_interval: 100ms", "platform.progress_interval"},
 		{"app_id: a", "app_id: a, device_sync_interval: -1m", "platform.device_sync_interval"},
 		{"app_id: a", "app_id: a, outbox_max_records: many", "platform.outbox_max_records"},
-		{"station_uuid: s\n", "station_uuid: s\nsession: {hold_polls: -1}\n", "session.hold_polls"},
-		{"station_uuid: s\n", "station_uuid: s\nsession: {offline_close: -1h}\n", "session.offline_close"},
-		{"station_uuid: s\n", "station_uuid: s\nsession: {start_timeout: -2m}\n", "session.start_timeout"},
-		{"station_uuid: s\n", "station_uuid: s\nsession: {persist_interval: 1h}\n", "session.persist_interval"},
-		{"station_uuid: s\n", "station_uuid: s\nsession: {offline_after: 30}\n", "session.offline_after"},
-		{"station_uuid: s\n", "station_uuid: s\npoll_interval: 10ms\n", "poll_interval"},
-		{"station_uuid: s\n", "station_uuid: s\nparking_reduction: maybe\n", "parking_reduction"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nsession: {hold_polls: -1}\n", "session.hold_polls"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nsession: {offline_close: -1h}\n", "session.offline_close"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nsession: {start_timeout: -2m}\n", "session.start_timeout"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nsession: {persist_interval: 1h}\n", "session.persist_interval"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nsession: {offline_after: 30}\n", "session.offline_after"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\npoll_interval: 10ms\n", "poll_interval"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nparking_reduction: maybe\n", "parking_reduction"},
 		{"buses: [{name: l1, device: /dev/ttyUSB0}]", "buses: 3", "buses"},
-		{"station_uuid: s\n", "station_uuid: s\nnode_id: x\nnode_id: y\n", "node_id"},
+		{"station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "station_uuid: s\nnode_id: x\nnode_id: y\n", "node_id"},
 		{"profile: ref-ac}", "profile: ref-ac, meter_only: {start_power_w: 100, stop_power_w: 500}}", "piles[0].ports[0].meter_only.start_power_w"},
 		{"profile: ref-ac}", "profile: ref-ac, meter_only: {start_power_w: 200, stop_power_w: 200}}", "piles[0].ports[0].meter_only.start_power_w"},
 		{"profile: ref-ac}", "profile: ref-ac, meter_only: {stop_for: -1s}}", "piles[0].ports[0].meter_only"},
@@ -157,7 +157,7 @@ func TestMoreMistakesNameTheirKey(t *testing.T) {
 
 // Every mistake in a file is reported at once, not one per run of check.
 func TestAllMistakesAtOnce(t *testing.T) {
-	doc := strings.NewReplacer("station_uuid: s\n", "", "slave: 1", "slave: 0", "energy_code: CN_AC", "energy_code: AC").Replace(base)
+	doc := strings.NewReplacer("station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\n", "", "slave: 1", "slave: 0", "energy_code: CN_AC", "energy_code: AC").Replace(base)
 	_, err := Parse([]byte(doc), "c.yaml")
 	var errs Errors
 	require.ErrorAs(t, err, &errs)
