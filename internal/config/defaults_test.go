@@ -118,8 +118,8 @@ func TestREADMEMinimalConfigTakesTheDocumentedDefaults(t *testing.T) {
 			continue // examples of lists and names, not defaults
 		}
 		want := n.Value
-		if m := defaultNote.FindStringSubmatch(n.LineComment); m != nil {
-			want = m[1]
+		if ms := defaultNote.FindAllStringSubmatch(n.LineComment, -1); ms != nil {
+			want = ms[len(ms)-1][1] // the note nearest the key
 		}
 		got, ok := eff[path]
 		if !ok {
