@@ -45,7 +45,7 @@ func flatten(n *yaml.Node, path string, out map[string]*yaml.Node) {
 			}
 			if v.Kind == yaml.ScalarNode {
 				// the comment may sit on the key or the value
-				v.LineComment += " " + k.LineComment + " " + k.HeadComment
+				v.LineComment = k.HeadComment + " " + k.LineComment + " " + v.LineComment
 			}
 			flatten(v, p, out)
 		}
