@@ -2,6 +2,8 @@ module pilebridge
 
 go 1.25.0
 
+toolchain go1.26.8
+
 require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/creack/pty v1.1.24

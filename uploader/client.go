@@ -235,21 +235,35 @@ func parseAnswer(path string, status int, raw []byte) (Response, error) {
 	}
 }
 
-// CodeOf names an attempt's result for counting: the platform's code
-// ("1001", "401", "1500"), "http_502" for an answer without one, or
-// "transport" when no answer came.
+// CodeOf names an attempt's result for counting: one of the platform's
+// codes it documents ("1001", "401", "1500"...), "http_5xx"-style classes
+// for an answer without one, "transport" when no answer came, and "other"
+// for anything else. The set is fixed: the name becomes a Prometheus label
+// and a map key, and a platform (or something posing as it) answering with
+// ever new codes must not grow either without bound.
 func CodeOf(resp Response, err error) string {
 	var ce *CallError
+	code := ""
 	switch {
 	case err == nil:
-		return resp.Code
+		code = resp.Code
 	case errors.As(err, &ce) && ce.Resp.Code != "":
-		return ce.Resp.Code
+		code = ce.Resp.Code
+	case errors.As(err, &ce) && ce.Status >= 100 && ce.Status < 600:
+		return fmt.Sprintf("http_%dxx", ce.Status/100)
 	case errors.As(err, &ce) && ce.Status != 0:
-		return fmt.Sprintf("http_%d", ce.Status)
+		return "other"
+	default:
+		return "transport"
 	}
-	return "transport"
+	if knownCodes[code] {
+		return code
+	}
+	return "other"
 }
+
+// knownCodes are the answer codes counted by name (shared/platform/FACTS.md).
+var knownCodes = map[string]bool{"1001": true, "1500": true, "400": true, "401": true, "403": true}
 
 // OutcomeOf classifies an error from Post.
 func OutcomeOf(err error) Outcome {

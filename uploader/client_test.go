@@ -5,6 +5,8 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -110,4 +112,20 @@ func TestClientTimeoutIsRetryable(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.SendRecord(context.Background(), sampleRecord())
 	assert.Equal(t, RetryPlatform, OutcomeOf(err))
+}
+
+// A platform answering 100 codes it never documented yields a handful of
+// names to count by: the documented codes, HTTP classes, "transport" and
+// "other" (each becomes a Prometheus label value).
+func TestCodeOfIsBounded(t *testing.T) {
+	names := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		code := fmt.Sprintf("%d", 2000+i)
+		names[CodeOf(Response{Code: code}, &CallError{Outcome: RetryRecord, Resp: Response{Code: code}})] = true
+		names[CodeOf(Response{}, &CallError{Outcome: RetryPlatform, Status: 500 + i%100})] = true
+	}
+	names[CodeOf(Response{Code: "1001"}, nil)] = true
+	names[CodeOf(Response{}, &CallError{Outcome: Rejected, Resp: Response{Code: "401"}})] = true
+	names[CodeOf(Response{}, errors.New("connection refused"))] = true
+	assert.Equal(t, map[string]bool{"other": true, "http_5xx": true, "1001": true, "401": true, "transport": true}, names)
 }

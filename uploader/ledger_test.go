@@ -2,6 +2,7 @@ package uploader_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -129,4 +130,97 @@ func TestLedgerUnreadableEntryDoesNotBlockDelivery(t *testing.T) {
 	l, _ := r.box.Ledger(time.Time{}, time.Time{})
 	assert.EqualValues(t, 7, l[0].Record.QuantityWh)
 	assert.Equal(t, 1, l[0].Attempts)
+}
+
+// Retention of personal data: a delivered progress record is not kept; after
+// pii_days a delivered bill keeps its amounts but loses VIN, plate and
+// mobile, in the ledger and the recent deliveries; a bill not delivered
+// keeps them (the platform still needs the plate).
+func TestPersonalDataRetention(t *testing.T) {
+	si := newStandIn(t)
+	r := openRig(t, filepath.Join(t.TempDir(), "db"), si.url(), 0)
+	withPII := func(x uploader.Record, ended time.Time) uploader.Record {
+		x.VIN, x.Plate, x.Mobile, x.EndTime = "LSTOP103212132001", "川A660N11", "13800138000", ended
+		return x
+	}
+	old, recent := time.Now().AddDate(0, 0, -40), time.Now().AddDate(0, 0, -1)
+	require.NoError(t, r.box.Enqueue(withPII(rec("OLD", uploader.KindProgress, 1), old)))
+	require.NoError(t, r.box.Enqueue(withPII(rec("OLD", uploader.KindFinal, 7), old)))
+	require.NoError(t, r.box.Enqueue(withPII(rec("NEW", uploader.KindFinal, 8), recent)))
+	r.start()
+	defer r.stop()
+	waitFor(t, "delivered", func() bool { return pendingCount(t, r.box) == 0 })
+	si.plat.Inject(simulator.PlatformFault{Kind: "1500", Count: 1000}) // the next bill stays pending
+	require.NoError(t, r.box.Enqueue(withPII(rec("WAIT", uploader.KindFinal, 9), old)))
+	_, _, delivered, err := r.box.List(true)
+	require.NoError(t, err)
+	for _, e := range delivered {
+		assert.True(t, e.Record.Terminal(), "no delivered progress record kept (%s %s)", e.Record.Order, e.Record.Kind)
+	}
+	n, err := r.box.BlankPII(context.Background(), time.Now().AddDate(0, 0, -30))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "OLD's ledger entry and its delivered record")
+	l := ledgerByOrder(t, r.box)
+	assert.Empty(t, l["OLD"].Record.VIN+l["OLD"].Record.Plate+l["OLD"].Record.Mobile, "blanked after pii_days")
+	assert.EqualValues(t, 7, l["OLD"].Record.QuantityWh, "amounts kept for reconciliation")
+	assert.Equal(t, "川A660N11", l["NEW"].Record.Plate, "within pii_days")
+	assert.Equal(t, "川A660N11", l["WAIT"].Record.Plate, "not delivered: kept")
+	_, _, delivered, err = r.box.List(true)
+	require.NoError(t, err)
+	for _, e := range delivered {
+		if e.Record.Order == "OLD" {
+			assert.Empty(t, e.Record.VIN+e.Record.Plate+e.Record.Mobile)
+		}
+	}
+}
+
+// Pages of the ledger and the outbox cover every entry once.
+func TestPagesCoverEverythingOnce(t *testing.T) {
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, &bbolt.Options{NoSync: true})
+	require.NoError(t, err)
+	defer db.Close()
+	box, err := uploader.NewOutbox(db, 100_000, nopLog)
+	require.NoError(t, err)
+	for i := 0; i < 23; i++ {
+		require.NoError(t, box.Enqueue(rec(fmt.Sprintf("O%03d", i), uploader.KindFinal, int64(i))))
+		require.NoError(t, box.Enqueue(rec(fmt.Sprintf("O%03d", i), uploader.KindProgress, int64(i))))
+	}
+	seen := map[string]int{}
+	for after, pages := "", 0; ; pages++ {
+		page, next, err := box.LedgerPage(time.Time{}, time.Time{}, after, 5)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(page), 5)
+		for _, e := range page {
+			seen[e.Record.Order]++
+		}
+		if next == "" {
+			assert.Equal(t, 4, pages, "23 bills in pages of 5")
+			break
+		}
+		after = next
+	}
+	assert.Len(t, seen, 23)
+	for o, n := range seen {
+		assert.Equal(t, 1, n, o)
+	}
+	seqs := map[uint64]int{}
+	for after := uint64(0); ; {
+		p, parked, d, next, err := box.ListPage(true, after, 7)
+		require.NoError(t, err)
+		for _, es := range [][]uploader.Entry{p, parked, d} {
+			for _, e := range es {
+				seqs[e.Seq]++
+			}
+		}
+		if next == 0 {
+			break
+		}
+		after = next
+	}
+	all, _, _, err := box.List(true)
+	require.NoError(t, err)
+	assert.Len(t, seqs, len(all))
+	for s, n := range seqs {
+		assert.Equal(t, 1, n, "seq %d", s)
+	}
 }

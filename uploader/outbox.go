@@ -253,6 +253,59 @@ func (o *Outbox) List(all bool) (pending, parked, delivered []Entry, err error) 
 	return
 }
 
+// ListPage is List a page at a time: the entries of every list whose
+// sequence number lies in (after, next], at most limit of each, and next to
+// continue after (0 when nothing is left). Sequence numbers are shared by
+// the lists, so a page cut where the first full list ends skips nothing
+// and repeats nothing.
+func (o *Outbox) ListPage(all bool, after uint64, limit int) (pending, parked, delivered []Entry, next uint64, err error) {
+	err = o.db.View(func(tx *bbolt.Tx) error {
+		read := func(name []byte, out *[]Entry) error {
+			*out = []Entry{}
+			c := tx.Bucket(name).Cursor()
+			for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
+				if len(*out) == limit {
+					if last := (*out)[len(*out)-1].Seq; next == 0 || last < next {
+						next = last
+					}
+					return nil
+				}
+				var e Entry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				*out = append(*out, e)
+			}
+			return nil
+		}
+		if err := read(bucketOutbox, &pending); err != nil {
+			return err
+		}
+		if err := read(bucketParked, &parked); err != nil {
+			return err
+		}
+		delivered = []Entry{}
+		if all {
+			if err := read(bucketDelivered, &delivered); err != nil {
+				return err
+			}
+		}
+		if next > 0 {
+			upTo := func(es []Entry) []Entry {
+				for i, e := range es {
+					if e.Seq > next {
+						return es[:i]
+					}
+				}
+				return es
+			}
+			pending, parked, delivered = upTo(pending), upTo(parked), upTo(delivered)
+		}
+		return nil
+	})
+	return
+}
+
 // closedKeep is how long an order's terminal record is remembered, so that
 // a parked progress record of it is never requeued after its bill.
 const closedKeep = 90 * 24 * time.Hour
@@ -467,15 +520,19 @@ func (o *Outbox) Settle(batch []Entry, results []Result, now time.Time) error {
 	})
 }
 
-// moveOut takes a settled entry off the queue into dst (delivered or parked).
+// moveOut takes a settled entry off the queue into dst (delivered or
+// parked). A delivered progress record is not kept: it carries personal
+// data and nothing needs it once the platform has it.
 func moveOut(tx *bbolt.Tx, dst *bbolt.Bucket, e Entry, stillQueued bool) error {
 	key := seqKey(e.Seq)
-	data, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	if err := dst.Put(key, data); err != nil {
-		return err
+	if e.Record.Terminal() || e.LastError != "" { // a bill, or a parked record
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := dst.Put(key, data); err != nil {
+			return err
+		}
 	}
 	if stillQueued {
 		if err := tx.Bucket(bucketOutbox).Delete(key); err != nil {

@@ -2,7 +2,11 @@
 // outbox of charging records and delivers them in order, with retries.
 package uploader
 
-import "time"
+import (
+	"time"
+
+	"pilebridge/internal/pii"
+)
 
 // Kind says what a charging record reports.
 type Kind string
@@ -41,6 +45,13 @@ type Record struct {
 	PortNo     string    `json:"port_no"`
 	EnergyCode string    `json:"energy_code"`
 	SOC        *int      `json:"soc,omitempty"`
+}
+
+// Masked is the record with its personal data masked (internal/pii): what
+// the local API shows without its token.
+func (r Record) Masked() Record {
+	r.VIN, r.Plate, r.Mobile = pii.VIN(r.VIN), pii.Plate(r.Plate), pii.Mobile(r.Mobile)
+	return r
 }
 
 // Terminal says the record ends its order: never dropped or coalesced.

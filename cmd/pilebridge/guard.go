@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -16,7 +17,8 @@ import (
 	"pilebridge/internal/config"
 )
 
-// The local API (listen) serves VIN, plate and mobile, and can requeue the
+// The local API (listen) serves VIN, plate and mobile (unmasked only with
+// the bearer token: authorized), and can requeue the
 // outbox. A web page in the operator's browser can reach it too: by a
 // cross-site POST, or by DNS rebinding (a name of the attacker's that
 // resolves to the board). guard refuses both:
@@ -100,7 +102,23 @@ func (g *guard) allowedHost(hostport string) bool {
 	return net.ParseIP(h) != nil || g.names[h]
 }
 
+// authorizedKey marks a request that carried the bearer token.
+type authorizedKey struct{}
+
+// authorized says the request carried the local API's token: personal data
+// (VIN, plate, mobile) is shown unmasked only then.
+func authorized(r *http.Request) bool {
+	ok, _ := r.Context().Value(authorizedKey{}).(bool)
+	return ok
+}
+
+func (g *guard) hasToken(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(g.token)) == 1
+}
+
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if !g.allowedHost(r.Host) {
 		http.Error(w, fmt.Sprintf("host %q is not this board's: add it to listen_hosts", r.Host), http.StatusMisdirectedRequest)
 		return
@@ -113,12 +131,14 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(g.token)) != 1 {
+		if !g.hasToken(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pilebridge"`)
 			http.Error(w, "a bearer token is needed (listen_token_file)", http.StatusUnauthorized)
 			return
 		}
+	}
+	if g.hasToken(r) {
+		r = r.WithContext(context.WithValue(r.Context(), authorizedKey{}, true))
 	}
 	g.next.ServeHTTP(w, r)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"text/tabwriter"
 	"time"
 
@@ -126,26 +127,51 @@ func outboxList(cfg *config.Config, all bool) (outboxListing, error) {
 	if all {
 		path += "?all=1"
 	}
-	return l, askDaemon(cfg, path, &l)
+	l = outboxListing{Pending: []uploader.Entry{}, Parked: []uploader.Entry{}, Delivered: []uploader.Entry{}}
+	for path != "" {
+		var page outboxListing
+		next, err := askDaemon(cfg, path, &page)
+		if err != nil {
+			return l, err
+		}
+		l.Pending, l.Parked, l.Delivered = append(l.Pending, page.Pending...), append(l.Parked, page.Parked...), append(l.Delivered, page.Delivered...)
+		path = next
+	}
+	return l, nil
 }
 
-// askDaemon GETs path (with its query) from the running daemon and
-// decodes its JSON answer into out.
-func askDaemon(cfg *config.Config, path string, out any) error {
+// askDaemon GETs path (with its query) from the running daemon with the
+// API token (personal data comes unmasked only with it; without the token
+// file's permission, masked), decodes its JSON answer into out, and
+// returns the path of the next page, if the answer has one.
+func askDaemon(cfg *config.Config, path string, out any) (string, error) {
 	u, err := daemonURL(cfg, path)
 	if err != nil {
-		return err
+		return "", err
 	}
-	resp, err := http.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("ask the running daemon: %w", err)
+		return "", err
+	}
+	if tok, err := readToken(cfg); err == nil {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("ask the running daemon: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("daemon answered %s", resp.Status)
+		return "", fmt.Errorf("daemon answered %s", resp.Status)
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	next := ""
+	if m := linkNext.FindStringSubmatch(resp.Header.Get("Link")); m != nil {
+		next = m[1]
+	}
+	return next, json.NewDecoder(resp.Body).Decode(out)
 }
+
+var linkNext = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
 
 func outboxRetry(cfg *config.Config, order string) (requeueResult, error) {
 	var res requeueResult

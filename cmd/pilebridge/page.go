@@ -110,10 +110,14 @@ func pageLang(r *http.Request) string {
 	return "zh"
 }
 
+// pageCSP: the page has no script, no frames, no forms elsewhere and only
+// its own inline style, so nothing else may run or load.
+const pageCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
 // servePage is GET /: the station at a glance, server-rendered, refreshing
 // itself; no JavaScript.
 func (a *app) servePage(w http.ResponseWriter, r *http.Request) {
-	d, err := a.statusOf(time.Now(), 20)
+	d, err := a.statusOf(time.Now(), 20, false) // the page masks personal data, token or not
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -126,5 +130,6 @@ func (a *app) servePage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", pageCSP)
 	_, _ = w.Write(buf.Bytes())
 }

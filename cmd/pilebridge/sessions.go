@@ -100,7 +100,15 @@ func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry,
 	if !until.IsZero() {
 		q.Set("until", until.Format(time.RFC3339Nano))
 	}
-	return out, askDaemon(cfg, "/sessions?"+q.Encode(), &out)
+	for path := "/sessions?" + q.Encode(); path != ""; {
+		var page []uploader.LedgerEntry
+		next, err := askDaemon(cfg, path, &page)
+		if err != nil {
+			return nil, err
+		}
+		out, path = append(out, page...), next
+	}
+	return out, nil
 }
 
 // serveSessions is GET /sessions?since=&until= (RFC 3339).
@@ -119,15 +127,28 @@ func (a *app) serveSessions(w http.ResponseWriter, r *http.Request) {
 			*p.t = t
 		}
 	}
-	entries, err := a.outbox.Ledger(since, until)
+	limit, ok := pageLimit(w, r)
+	if !ok {
+		return
+	}
+	entries, next, err := a.outbox.LedgerPage(since, until, r.URL.Query().Get("after"), limit)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	if !authorized(r) {
+		for i := range entries {
+			entries[i].Record = entries[i].Record.Masked()
+		}
+	}
+	if next != "" {
+		setNext(w, r, next)
+	}
 	writeJSON(w, entries)
 }
 
-// pruneLedger drops delivered bills older than history_days, at start and
+// pruneLedger drops delivered bills older than history_days and blanks the
+// personal data of those older than pii_days, a minute after the start and
 // every six hours, in small transactions beside the poll loop.
 func (a *app) pruneLedger(ctx context.Context) {
 	t := time.NewTimer(time.Minute)
@@ -144,6 +165,12 @@ func (a *app) pruneLedger(ctx context.Context) {
 			a.log.Error().Err(err).Msg("ledger prune")
 		} else if n > 0 {
 			a.log.Info().Int("pruned", n).Int("history_days", a.cfg.HistoryDays).Msg("ledger pruned")
+		}
+		cutoff = time.Now().AddDate(0, 0, -a.cfg.PIIDays)
+		if n, err := a.outbox.BlankPII(ctx, cutoff); err != nil && ctx.Err() == nil {
+			a.log.Error().Err(err).Msg("personal data retention")
+		} else if n > 0 {
+			a.log.Info().Int("blanked", n).Int("pii_days", a.cfg.PIIDays).Msg("VIN, plate and mobile blanked on delivered bills")
 		}
 		t.Reset(6 * time.Hour)
 	}

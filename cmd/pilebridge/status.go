@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -157,8 +158,38 @@ func (s *statusBoard) snapshot() []portView {
 	return out
 }
 
+// Paging of /outbox and /sessions: anyone who reaches listen could
+// otherwise make the board read and send its whole database at once.
+const (
+	defaultPage = 500
+	maxPage     = 5000
+)
+
+// pageLimit reads ?limit= (default defaultPage, at most maxPage).
+func pageLimit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return defaultPage, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPage {
+		http.Error(w, fmt.Sprintf("limit: want 1..%d", maxPage), http.StatusBadRequest)
+		return 0, false
+	}
+	return n, true
+}
+
+// setNext points to the next page (RFC 8288 Link, rel="next"): the same
+// query with after= where this page ended.
+func setNext(w http.ResponseWriter, r *http.Request, after string) {
+	q := r.URL.Query()
+	q.Set("after", after)
+	w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", r.URL.Path, q.Encode()))
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store") // records carry personal data; state is live
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
@@ -173,16 +204,34 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("GET /sessions", a.serveSessions)
 	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
-		pending, parked, delivered, err := a.outbox.List(r.URL.Query().Get("all") != "")
+		limit, ok := pageLimit(w, r)
+		if !ok {
+			return
+		}
+		var after uint64
+		if v := r.URL.Query().Get("after"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				http.Error(w, "after: want the sequence number a page ended at", http.StatusBadRequest)
+				return
+			}
+			after = n
+		}
+		pending, parked, delivered, next, err := a.outbox.ListPage(r.URL.Query().Get("all") != "", after, limit)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		l := outboxListing{Pending: pending, Parked: parked, Delivered: delivered}
-		for _, p := range []*[]uploader.Entry{&l.Pending, &l.Parked, &l.Delivered} {
-			if *p == nil {
-				*p = []uploader.Entry{} // [] not null
+		if !authorized(r) {
+			for _, list := range [][]uploader.Entry{l.Pending, l.Parked, l.Delivered} {
+				for i := range list {
+					list[i].Record = list[i].Record.Masked()
+				}
 			}
+		}
+		if next > 0 {
+			setNext(w, r, strconv.FormatUint(next, 10))
 		}
 		writeJSON(w, l)
 	})

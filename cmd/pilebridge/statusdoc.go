@@ -100,7 +100,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // statusOf reads everything the page shows; recent is how many closed
 // sessions to include.
-func (a *app) statusOf(now time.Time, recent int) (statusDoc, error) {
+func (a *app) statusOf(now time.Time, recent int, unmasked bool) (statusDoc, error) {
 	counts, err := a.outbox.Counts()
 	if err != nil {
 		return statusDoc{}, err
@@ -156,7 +156,12 @@ func (a *app) statusOf(now time.Time, recent int) (statusDoc, error) {
 				QueuedAt: optT(e.EnqueuedAt), ParkedAt: optT(e.DoneAt), Reason: e.LastError})
 		}
 	}
-	if d.Recent, err = a.outbox.LedgerLast(recent); err != nil {
+	if d.Recent, err = a.outbox.LedgerLast(recent); err == nil && !unmasked {
+		for i := range d.Recent {
+			d.Recent[i].Record = d.Recent[i].Record.Masked()
+		}
+	}
+	if err != nil {
 		return d, err
 	}
 	return d, nil
@@ -183,7 +188,7 @@ func (a *app) serveStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		recent = n
 	}
-	d, err := a.statusOf(time.Now(), recent)
+	d, err := a.statusOf(time.Now(), recent, authorized(r))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

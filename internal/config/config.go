@@ -34,6 +34,7 @@ type Config struct {
 	PollInterval     time.Duration     `yaml:"poll_interval"`
 	HistoryDays      int               `yaml:"history_days"`    // closed sessions kept in the ledger (delivered ones; unsent bills are never dropped)
 	BackupInterval   time.Duration     `yaml:"backup_interval"` // a hot copy of the database to data_dir/backup, kept two deep
+	PIIDays          int               `yaml:"pii_days"`        // delivered bills keep VIN, plate and mobile this long, then they are blanked
 	Listen           string            `yaml:"listen"`
 	ListenHosts      []string          `yaml:"listen_hosts"`      // Host names the local API answers besides IPs and localhost
 	ListenTokenFile  string            `yaml:"listen_token_file"` // bearer token for its POSTs (default: data_dir/listen_token)
@@ -228,11 +229,11 @@ func (es Errors) Error() string {
 
 // Load reads, defaults and validates a config file.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	c, err := LoadAll(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
-	return Parse(data, path)
+	return c, nil
 }
 
 var (
@@ -259,7 +260,13 @@ func LoadAll(path string) (*Config, error) {
 	if err != nil {
 		return nil, Errors{{File: path, Key: "(file)", Msg: err.Error()}}
 	}
-	return ParseAll(data, path)
+	c, err := ParseAll(data, path)
+	if c != nil {
+		if w := inlineSecretWarning(path, c); w != "" {
+			c.Warnings = append(c.Warnings, w)
+		}
+	}
+	return c, err
 }
 
 // ParseAll is LoadAll on bytes: every mistake of the file at once. Unknown
@@ -414,6 +421,9 @@ func (c *Config) defaults() {
 		c.HistoryDays = 90
 	}
 	def(&c.BackupInterval, time.Hour)
+	if c.PIIDays == 0 {
+		c.PIIDays = min(30, max(c.HistoryDays, 1))
+	}
 	if c.Tariff.TimeZone == "" {
 		c.Tariff.TimeZone = "Asia/Shanghai"
 	}
@@ -537,6 +547,9 @@ func (c *Config) validate() Errors {
 	if c.PollInterval < 100*time.Millisecond {
 		ck.bad("poll_interval", "%v: at least 100ms", c.PollInterval)
 	}
+	if c.PIIDays < 1 || c.PIIDays > c.HistoryDays {
+		ck.bad("pii_days", "%d: want 1..history_days (%d)", c.PIIDays, c.HistoryDays)
+	}
 	if c.BackupInterval < time.Minute {
 		ck.bad("backup_interval", "%s: want at least 1m (a copy of the whole database each time)", c.BackupInterval)
 	}
@@ -592,15 +605,30 @@ func nearestExisting(path string) (string, bool) {
 func (c *Config) checkPlatform(ck *checker) {
 	p := c.Platform
 	u, err := url.Parse(p.BaseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "" {
-		ck.bad("platform.base_url", "%q: want https://api.4pyun.com, https://dev-api.4pyun.com or a stand-in URL", p.BaseURL)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "":
+		ck.bad("platform.base_url", "%q: want https://api.4pyun.com, https://dev-api.4pyun.com or a stand-in URL", redactURL(p.BaseURL))
+	case u.User != nil:
+		ck.bad("platform.base_url", "%q: credentials in the URL are refused (they would be logged and shown); the platform authenticates by app_id and the signature", redactURL(p.BaseURL))
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		ck.bad("platform.base_url", "%q: the platform only over https (records carry VIN, plate and mobile, and the signature); http is for a stand-in on this board's loopback", p.BaseURL)
 	}
 	if p.AppID == "" {
 		ck.bad("platform.app_id", "required")
 	}
+	if p.AppSecret == "" && p.AppSecretFile == "" {
+		// systemd's LoadCredential=app_secret:FILE hands the unit a copy
+		// only it can read
+		if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+			if _, err := os.Stat(filepath.Join(dir, "app_secret")); err == nil {
+				p.AppSecretFile = filepath.Join(dir, "app_secret")
+				c.Platform.AppSecretFile = p.AppSecretFile
+			}
+		}
+	}
 	switch {
 	case (p.AppSecret == "") == (p.AppSecretFile == ""):
-		ck.bad("platform.app_secret", "give exactly one of app_secret or app_secret_file")
+		ck.bad("platform.app_secret", "give exactly one of app_secret or app_secret_file (or LoadCredential=app_secret:FILE in the unit)")
 	case p.AppSecretFile != "":
 		b, err := os.ReadFile(p.AppSecretFile)
 		if errors.Is(err, os.ErrNotExist) {
@@ -746,6 +774,38 @@ func checkDevice(dev string) (string, error) {
 		return real, nil
 	}
 	return filepath.Clean(dev), nil // not present here (a board's path): compared as written
+}
+
+// isLoopback: localhost or a loopback address, where plain http stays on
+// the board.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactURL hides a password in a URL written in a message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// inlineSecretWarning warns when the app secret is written in a config file
+// that others on the board can read.
+func inlineSecretWarning(path string, c *Config) string {
+	if c.Platform.AppSecret == "" || c.Platform.AppSecretFile != "" {
+		return ""
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm()&0o044 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("platform.app_secret is written in %s, which has mode %04o: others on the board can read the app secret; move it to app_secret_file (root:pilebridge 0640) or chmod 600 the config", path, st.Mode().Perm())
 }
 
 // secretModeWarning warns when the secret file can be read by others, or by

@@ -205,3 +205,62 @@ func TestRS485Accepted(t *testing.T) {
 		require.NotNil(t, c.Buses[0].RS485, rs)
 	}
 }
+
+// The platform only over TLS (records carry VIN, plate and mobile, and the
+// signature): http is refused but for a stand-in on loopback; credentials
+// in the URL are refused and never echoed.
+func TestBaseURLOnlyOverTLS(t *testing.T) {
+	for url, want := range map[string]string{
+		"http://api.4pyun.com":               "only over https",
+		"http://192.168.1.10:8080":           "only over https",
+		"https://user:pw@api.4pyun.com":      "credentials in the URL are refused",
+		"https://api.4pyun.com":              "",
+		"http://127.0.0.1:8080":              "",
+		"http://localhost:8080":              "",
+		"http://[::1]:8080":                  "",
+		"https://dev-api.4pyun.com/gateway/": "",
+	} {
+		doc := strings.Replace(base, "https://api.4pyun.com", url, 1)
+		_, err := Parse([]byte(doc), "c.yaml")
+		if want == "" {
+			assert.NoError(t, err, url)
+			continue
+		}
+		require.Error(t, err, url)
+		assert.Contains(t, err.Error(), "platform.base_url")
+		assert.Contains(t, err.Error(), want, url)
+		assert.NotContains(t, err.Error(), "pw@", "the password is not echoed")
+	}
+}
+
+// An inline app_secret in a config others can read is warned about, as a
+// readable secret file is; systemd's LoadCredential= is a source too.
+func TestSecretSources(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(base, "/tmp/d", filepath.Join(dir, "d"), 1)), 0o644))
+	c, err := Load(path)
+	require.NoError(t, err)
+	require.Len(t, c.Warnings, 1)
+	assert.Contains(t, c.Warnings[0], "platform.app_secret is written in "+path+", which has mode 0644")
+	require.NoError(t, os.Chmod(path, 0o600))
+	c, err = Load(path)
+	require.NoError(t, err)
+	assert.Empty(t, c.Warnings, "a 0600 config may hold it")
+
+	creds := filepath.Join(dir, "creds")
+	require.NoError(t, os.MkdirAll(creds, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(creds, "app_secret"), []byte("from-systemd\n"), 0o400))
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	c, err = Parse([]byte(strings.Replace(base, ", app_secret: sec", "", 1)), "c.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, "from-systemd", c.Platform.AppSecret)
+}
+
+func TestPIIDaysBounded(t *testing.T) {
+	c, err := Parse([]byte(base), "c.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, 30, c.PIIDays)
+	_, err = Parse([]byte(base+"history_days: 10\npii_days: 20\n"), "c.yaml")
+	assert.ErrorContains(t, err, "pii_days: 20: want 1..history_days (10)")
+}

@@ -1,0 +1,33 @@
+// Package pii masks the personal data a charging record carries: the car's
+// VIN, its plate and the driver's mobile number. A plate with a time and a
+// place is whereabouts data (PIPL art. 28); what is shown without the
+// local API's token, on the page and in logs, is masked by these rules
+// alone, so every place masks alike.
+package pii
+
+import "strings"
+
+// keep shows the first head and last tail runes of s and stars between; a
+// value too short to hide anything is starred whole.
+func keep(s string, head, tail int) string {
+	r := []rune(s)
+	if len(r) == 0 {
+		return ""
+	}
+	if len(r) <= head+tail {
+		return strings.Repeat("*", len(r))
+	}
+	return string(r[:head]) + strings.Repeat("*", len(r)-head-tail) + string(r[len(r)-tail:])
+}
+
+// Plate keeps the province, the city letter and the first character, and
+// the last: 川A660N11 → 川A6****1.
+func Plate(s string) string { return keep(s, 3, 1) }
+
+// Mobile keeps the operator prefix and the last four digits: 13800138000 →
+// 138****8000.
+func Mobile(s string) string { return keep(s, 3, 4) }
+
+// VIN keeps the last six characters (the serial number), enough to tell two
+// of a fleet's cars apart: LSTOP103212132001 → ***********132001.
+func VIN(s string) string { return keep(s, 0, 6) }
