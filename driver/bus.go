@@ -199,9 +199,6 @@ func (b *Bus) LastGood() time.Time {
 	return t
 }
 
-// Name is the bus name from the config.
-func (b *Bus) Name() string { return b.cfg.Name }
-
 // Run serves requests until ctx ends, then closes the line.
 func (b *Bus) Run(ctx context.Context) {
 	defer close(b.done)

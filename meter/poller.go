@@ -25,9 +25,6 @@ func NewPoller(bus RegisterReader, slave uint8, p *Profile, r Ratios) *Poller {
 	return &Poller{bus: bus, slave: slave, profile: p, ratios: r, data: make([][]byte, len(p.blocks))}
 }
 
-// Profile is the poller's profile.
-func (p *Poller) Profile() *Profile { return p.profile }
-
 // Poll reads every block and decodes them, stamped at.
 func (p *Poller) Poll(ctx context.Context, at time.Time) (Reading, error) {
 	for i, b := range p.profile.blocks {

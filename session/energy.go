@@ -77,9 +77,6 @@ func (e *Energy) Start(mwh, res int64, at time.Time) {
 	*e = Energy{BaseMWh: mwh, BaseAt: at, LastMWh: mwh, LastAt: at, ChangedAt: at, RoseFrom: at, ResMWh: max(res, 1)}
 }
 
-// QuantityMWh is the session's energy so far.
-func (e *Energy) QuantityMWh() int64 { return e.CountedMWh }
-
 // limitMWh is the most the register can plausibly rise from e.LastMWh by at:
 // rated power × 1.5 over the time since the register may have last changed
 // (a coarse or frozen register shows many seconds of energy at once), plus

@@ -81,15 +81,6 @@ func addCount(tx *bbolt.Tx, d int64) (int64, error) {
 	return n, b.Put(keyCount, seqKey(uint64(n)))
 }
 
-// Enqueue commits one record (fsync) on its own.
-func (o *Outbox) Enqueue(r Record) error {
-	if err := o.db.Update(func(tx *bbolt.Tx) error { return o.EnqueueTx(tx, r) }); err != nil {
-		return err
-	}
-	o.Notify()
-	return nil
-}
-
 // EnqueueTx adds a record inside the caller's transaction. An unsent progress
 // record of the same order is replaced: only the newest progress matters.
 func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {

@@ -87,7 +87,6 @@ func load(path string) (*config.Config, *meter.Registry, error) {
 	return cfg, reg, nil
 }
 
-// newTariff builds the configured tariff.
 // rs485Of is a bus's RS-485 mode for the driver: RTS high while sending
 // unless the config says otherwise.
 func rs485Of(r *config.RS485) driver.RS485 {
@@ -98,6 +97,7 @@ func rs485Of(r *config.RS485) driver.RS485 {
 		RxDuringTx: r.RxDuringTx, DelayBeforeSend: r.DelayRTSBeforeSend, DelayAfterSend: r.DelayRTSAfterSend}
 }
 
+// newTariff builds the configured tariff.
 func newTariff(cfg *config.Config) (*session.Tariff, error) {
 	specs := make([]session.PeriodSpec, len(cfg.Tariff.Periods))
 	for i, p := range cfg.Tariff.Periods {

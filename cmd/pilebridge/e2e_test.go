@@ -329,6 +329,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 	}
 	for doc, want := range cases {
 		p := filepath.Join(dir, "c.yaml")
+		doc = strings.ReplaceAll(doc, "data_dir: /tmp/x", "data_dir: "+filepath.Join(dir, "data")) // a path of the test's own
 		require.NoError(t, os.WriteFile(p, []byte(doc), 0o600))
 		for _, cmd := range []string{"run", "check"} {
 			out, err := exec.Command(bridgeBin, cmd, "--config", p).CombinedOutput()

@@ -68,7 +68,7 @@ func newPageTemplate(loc *time.Location, lang int) (*template.Template, error) {
 			return key
 		},
 		"kwh":     milli,
-		"yuan":    cents,
+		"yuan":    yuan,
 		"add":     func(a, b int64) int64 { return a + b },
 		"kw":      func(w int64) string { return fmt.Sprintf("%.1f", float64(w)/1000) },
 		"deref":   func(p *int) int { return *p },

@@ -217,11 +217,11 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 		}
 		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Order, r.DeviceNo, r.PortNo,
 			r.StartTime.In(loc).Format(time.DateTime), r.EndTime.In(loc).Format(time.TimeOnly),
-			milli(r.QuantityWh), cents(r.EnergyFen+r.ServiceFen), r.StateDesc, delivery)
+			milli(r.QuantityWh), yuan(r.EnergyFen+r.ServiceFen), r.StateDesc, delivery)
 		wh, fen = wh+r.QuantityWh, fen+r.EnergyFen+r.ServiceFen
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "%d sessions, %s kWh, %s yuan\n", len(entries), milli(wh), cents(fen))
+	fmt.Fprintf(w, "%d sessions, %s kWh, %s yuan\n", len(entries), milli(wh), yuan(fen))
 }
 
 // milli prints Wh as kWh with three decimals, exactly.
@@ -233,11 +233,15 @@ func milli(wh int64) string {
 	return fmt.Sprintf("%s%d.%03d", sign, wh/1000, wh%1000)
 }
 
-// cents prints fen as yuan with two decimals, exactly.
-func cents(fen int64) string {
+// hundredths prints 0.01 units with two decimals, exactly: fen as yuan,
+// centi-amps as amps.
+func hundredths(v int64) string {
 	sign := ""
-	if fen < 0 {
-		sign, fen = "-", -fen
+	if v < 0 {
+		sign, v = "-", -v
 	}
-	return fmt.Sprintf("%s%d.%02d", sign, fen/100, fen%100)
+	return fmt.Sprintf("%s%d.%02d", sign, v/100, v%100)
 }
+
+// yuan prints fen as yuan.
+func yuan(fen int64) string { return hundredths(fen) }

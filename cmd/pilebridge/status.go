@@ -265,14 +265,6 @@ type outboxListing struct {
 	Delivered []uploader.Entry `json:"delivered"`
 }
 
-// optTime is t, or nil when unset (never 0001-01-01).
-func optTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UTC()
-}
-
 // collector reads the live counters at scrape time.
 // collector reads the daemon's state at each scrape. A source it cannot
 // read (the outbox, from a failing store) is counted in

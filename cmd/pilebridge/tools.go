@@ -239,7 +239,7 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				soc = fmt.Sprintf("%d %%", r.SOC)
 			}
 			fmt.Fprintf(stdout, "%s  %12s  %8s  %9s  %9s  %-12s  %s\n", r.Time.Format("15:04:05.000"), milli(r.EnergyWh),
-				milli(r.PowerW), tenths(r.VoltageDV), cents(r.CurrentCA), r.Status.String(), soc)
+				milli(r.PowerW), tenths(r.VoltageDV), hundredths(r.CurrentCA), r.Status.String(), soc)
 		}
 		select {
 		case <-ctx.Done():
@@ -289,7 +289,7 @@ func engineering(r meter.Reading, name string) (any, string) {
 	case "voltage":
 		return tenths(r.VoltageDV), "V"
 	case "current":
-		return cents(r.CurrentCA), "A"
+		return hundredths(r.CurrentCA), "A"
 	case "soc":
 		if r.HasSOC {
 			return r.SOC, "%"

@@ -877,7 +877,7 @@ func (c *Config) checkPiles(ck *checker, buses map[string]bool) {
 			if pt.PollInterval < 100*time.Millisecond {
 				ck.bad(pk+".poll_interval", "%v: at least 100ms", pt.PollInterval)
 			}
-			if pt.Timeout < 0 || pt.Timeout > 10*time.Second {
+			if pt.Timeout != 0 && (pt.Timeout < 10*time.Millisecond || pt.Timeout > 10*time.Second) {
 				ck.bad(pk+".timeout", "%v: want 10ms..10s (0: the bus's)", pt.Timeout)
 			}
 			if pt.Retries != nil && (*pt.Retries < 0 || *pt.Retries > 5) {

@@ -1,0 +1,12 @@
+package uploader
+
+import "go.etcd.io/bbolt"
+
+// Enqueue commits one record (fsync) on its own.
+func (o *Outbox) Enqueue(r Record) error {
+	if err := o.db.Update(func(tx *bbolt.Tx) error { return o.EnqueueTx(tx, r) }); err != nil {
+		return err
+	}
+	o.Notify()
+	return nil
+}
