@@ -106,4 +106,8 @@ func (r Reading) Quantised() bool { return r.EnergyResMWh > 1000 }
 func (r Reading) EnergyStepWh() int64 { return (r.EnergyResMWh + 999) / 1000 }
 
 // SetEnergyMWh sets the energy and its rounded Wh together.
-func (r *Reading) SetEnergyMWh(mwh int64) { r.EnergyMWh, r.EnergyWh = mwh, (mwh+500)/1000 }
+func (r *Reading) SetEnergyMWh(mwh int64) { r.EnergyMWh, r.EnergyWh = mwh, RoundWh(mwh) }
+
+// RoundWh is mWh to Wh, half up: the one rounding of energy (a bill rounds
+// once, at its end; energy is never negative).
+func RoundWh(mwh int64) int64 { return (mwh + 500) / 1000 }

@@ -3,6 +3,8 @@ package session
 import (
 	"sort"
 	"time"
+
+	"pilebridge/meter"
 )
 
 // Billed is energy in one tariff period, at the prices of that period.
@@ -51,8 +53,8 @@ func BuildBill(periods map[string]*Billed) Bill {
 	return b
 }
 
-// roundMWh is mWh to Wh, half up (energy is never negative).
-func roundMWh(mwh int64) int64 { return (mwh + 500) / 1000 }
+// roundMWh is mWh to Wh: meter.RoundWh, the one rounding of energy.
+func roundMWh(mwh int64) int64 { return meter.RoundWh(mwh) }
 
 // book attributes mWh that flowed evenly over [from, to) to tariff periods.
 func book(periods map[string]*Billed, t *Tariff, from, to time.Time, mwh int64) {

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"reflect"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"pilebridge/session"
 )
 
 // Device states (device_state) and port states (port_state).
@@ -140,4 +143,78 @@ func (d *DeviceSync) flush(ctx context.Context) {
 		}
 		d.mu.Unlock()
 	}
+}
+
+// portStates and portDescs are how the platform shows a port in each of the
+// session engine's states: its port state code and state_desc (the page
+// shows the same Chinese texts).
+var portStates = map[session.PortState]int{
+	session.Idle: PortIdle, session.Plugged: PortOccupied, session.Starting: PortCharging,
+	session.Charging: PortCharging, session.Finishing: PortCharging, session.Finished: PortOccupied,
+	session.StartFailed: PortOccupied, session.Faulted: PortFault, session.Offline: PortFault,
+}
+
+var portDescs = map[session.PortState]string{
+	session.Idle: "空闲", session.Plugged: "已插枪", session.Starting: "启动中", session.Charging: DescCharging,
+	session.Finishing: "停止中", session.Finished: DescDone, session.StartFailed: DescStartFailed,
+	session.Faulted: "故障", session.Offline: DescCommLost,
+}
+
+// PortDesc is a port state's text as the platform (and the page) shows it.
+func PortDesc(st session.PortState) string { return portDescs[st] }
+
+// PileInfo is what device/sync says of a pile besides its ports.
+type PileInfo struct {
+	DeviceNo, Name string
+	DeviceType     int
+	EnergyCode     string
+	RatedPowerW    int64
+	Version        string // the bridge's, as DEVICE_SOFTWARE_VERSION
+}
+
+// PortView is one port as device/sync reports it.
+type PortView struct {
+	PortNo, Alias string
+	State         session.PortState
+	FaultText     string // shown instead of 故障 when the pile gives one
+}
+
+// DeviceOf builds a pile's device/sync report from its ports' states: the
+// pile is offline when every port is, faulted when every port is faulted
+// or offline, available otherwise.
+func DeviceOf(p PileInfo, ports []PortView) DeviceStatus {
+	dev := DeviceStatus{No: p.DeviceNo, Name: p.Name, Type: p.DeviceType, EnergyCode: p.EnergyCode,
+		State: DeviceAvailable, StateDesc: "可用", Metadata: map[string]string{
+			"DEVICE_SOFTWARE_VERSION": p.Version, "DEVICE_PROTOCOL_VERSION": "modbus"}}
+	if dev.Name == "" {
+		dev.Name = p.DeviceNo
+	}
+	offline, faulted := 0, 0
+	for _, pt := range ports {
+		desc := portDescs[pt.State]
+		if pt.State == session.Faulted && pt.FaultText != "" {
+			desc = pt.FaultText
+		}
+		alias := pt.Alias
+		if alias == "" {
+			alias = pt.PortNo // the platform wants one for every port
+		}
+		dev.Port = append(dev.Port, PortStatus{No: pt.PortNo, State: portStates[pt.State], StateDesc: desc, Alias: alias})
+		switch pt.State {
+		case session.Offline:
+			offline++
+		case session.Faulted:
+			faulted++
+		}
+	}
+	switch {
+	case offline == len(ports):
+		dev.State, dev.StateDesc = DeviceOffline, "离线"
+	case offline+faulted == len(ports):
+		dev.State, dev.StateDesc = DeviceFault, "故障"
+	}
+	if p.RatedPowerW > 0 {
+		dev.Metadata["DEVICE_CHARGE_POWER"] = strconv.FormatInt(p.RatedPowerW*10000, 10)
+	}
+	return dev
 }

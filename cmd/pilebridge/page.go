@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"pilebridge/session"
+	"pilebridge/uploader"
 )
 
 //go:embed web/status.html
@@ -32,9 +35,6 @@ var labels = map[string][2]string{
 	"latency": {"延迟", "latency"}, "strays": {"迟到帧", "stray frames"},
 	"recent": {"最近结束的充电", "Recent sessions"}, "port": {"枪", "port"}, "end": {"结束", "ended"}, "result": {"结果", "result"},
 	"delivery": {"上传", "delivery"}, "none": {"暂无", "none yet"}, "refresh": {"自动刷新", "refreshes every"},
-	"state.idle": {"空闲", "idle"}, "state.plugged": {"已插枪", "plugged in"}, "state.starting": {"启动中", "starting"},
-	"state.charging": {"充电中", "charging"}, "state.finishing": {"停止中", "finishing"}, "state.finished": {"充电完成", "finished"},
-	"state.start_failed": {"启动失败", "start failed"}, "state.faulted": {"故障", "faulted"}, "state.offline": {"通信中断", "offline"},
 	"kind.progress": {"进度", "progress"}, "kind.final": {"账单", "bill"}, "kind.start_failed": {"启动失败", "start failed"},
 	"delivery.pending": {"排队", "pending"}, "delivery.delivered": {"已上传", "delivered"}, "delivery.parked": {"被拒", "parked"},
 }
@@ -62,6 +62,12 @@ func newPages(loc *time.Location) (map[string]*template.Template, error) {
 func newPageTemplate(loc *time.Location, lang int) (*template.Template, error) {
 	funcs := template.FuncMap{
 		"t": func(key string) string {
+			if st, ok := strings.CutPrefix(key, "state."); ok {
+				if lang == 0 {
+					return uploader.PortDesc(session.PortState(st)) // the texts the platform shows
+				}
+				return strings.ReplaceAll(st, "_", " ")
+			}
 			if l, ok := labels[key]; ok {
 				return l[lang]
 			}

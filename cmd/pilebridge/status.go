@@ -95,56 +95,16 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 	s.devsync.Update(dev)
 }
 
-var portStates = map[session.PortState]int{
-	session.Idle: uploader.PortIdle, session.Plugged: uploader.PortOccupied, session.Starting: uploader.PortCharging,
-	session.Charging: uploader.PortCharging, session.Finishing: uploader.PortCharging, session.Finished: uploader.PortOccupied,
-	session.StartFailed: uploader.PortOccupied, session.Faulted: uploader.PortFault, session.Offline: uploader.PortFault,
-}
-
-var portDescs = map[session.PortState]string{
-	session.Idle: "空闲", session.Plugged: "已插枪", session.Starting: "启动中", session.Charging: "充电中",
-	session.Finishing: "停止中", session.Finished: "充电完成", session.StartFailed: "启动失败",
-	session.Faulted: "故障", session.Offline: "通信中断",
-}
-
 // deviceLocked builds a pile's device/sync report from its ports.
 func (s *statusBoard) deviceLocked(deviceNo string) uploader.DeviceStatus {
 	p := s.piles[deviceNo]
-	dev := uploader.DeviceStatus{No: p.DeviceNo, Name: p.Name, Type: p.DeviceType, EnergyCode: p.EnergyCode,
-		State: uploader.DeviceAvailable, StateDesc: "可用", Metadata: map[string]string{
-			"DEVICE_SOFTWARE_VERSION": version, "DEVICE_PROTOCOL_VERSION": "modbus"}}
-	if dev.Name == "" {
-		dev.Name = p.DeviceNo
-	}
-	offline, faulted := 0, 0
+	ports := make([]uploader.PortView, 0, len(p.Ports))
 	for _, pt := range p.Ports {
 		v := s.ports[p.DeviceNo+"/"+pt.PortNo]
-		desc := portDescs[v.State]
-		if v.State == session.Faulted && v.FaultText != "" {
-			desc = v.FaultText
-		}
-		alias := pt.Alias
-		if alias == "" {
-			alias = pt.PortNo // the platform wants one for every port
-		}
-		dev.Port = append(dev.Port, uploader.PortStatus{No: pt.PortNo, State: portStates[v.State], StateDesc: desc, Alias: alias})
-		switch v.State {
-		case session.Offline:
-			offline++
-		case session.Faulted:
-			faulted++
-		}
+		ports = append(ports, uploader.PortView{PortNo: pt.PortNo, Alias: pt.Alias, State: v.State, FaultText: v.FaultText})
 	}
-	switch {
-	case offline == len(p.Ports):
-		dev.State, dev.StateDesc = uploader.DeviceOffline, "离线"
-	case offline+faulted == len(p.Ports):
-		dev.State, dev.StateDesc = uploader.DeviceFault, "故障"
-	}
-	if p.RatedPowerW > 0 {
-		dev.Metadata["DEVICE_CHARGE_POWER"] = strconv.FormatInt(p.RatedPowerW*10000, 10)
-	}
-	return dev
+	return uploader.DeviceOf(uploader.PileInfo{DeviceNo: p.DeviceNo, Name: p.Name, DeviceType: p.DeviceType,
+		EnergyCode: p.EnergyCode, RatedPowerW: p.RatedPowerW, Version: version}, ports)
 }
 
 func (s *statusBoard) snapshot() []portView {
