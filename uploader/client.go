@@ -82,8 +82,13 @@ func (e *CallError) Error() string {
 		if e.Resp.Message != "" {
 			fmt.Fprintf(&b, ": %s", e.Resp.Message)
 		}
-		if e.Resp.Hint != "" {
-			fmt.Fprintf(&b, " (hint: %s)", e.Resp.Hint)
+		switch {
+		case e.Resp.Code == "401":
+			// the platform's hint names a header ("Authorization"); what
+			// the operator must do is check the credentials
+			b.WriteString(": check platform.app_id and the app secret")
+		case e.Resp.Hint != "":
+			fmt.Fprintf(&b, " (field: %s)", e.Resp.Hint)
 		}
 	}
 	if e.Status != 0 && e.Status != http.StatusOK {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,4 +182,19 @@ func TestRS485RefusedIsNamed(t *testing.T) {
 		return strings.Contains(string(log), "the tty driver has no RS-485 mode (TIOCSRS485 refused)")
 	})
 	assert.Empty(t, s.bills())
+}
+
+// Every reason has its words in both languages, and every figure it
+// carries appears in both: the page shows the Chinese, /healthz the English.
+func TestReasonsSpeakBothLanguages(t *testing.T) {
+	for kind, texts := range reasonTexts {
+		assert.NotEmpty(t, texts[0], kind)
+		assert.NotEmpty(t, texts[1], kind)
+		for _, m := range regexp.MustCompile(`\{\w+\}`).FindAllString(texts[0], -1) {
+			assert.Contains(t, texts[1], m, "%s: the Chinese says %s too", kind, m)
+		}
+	}
+	r := newReason("parked", "", "records", "2")
+	assert.Equal(t, "outbox: 2 record(s) parked by the platform; see `pilebridge outbox list`", r.Text)
+	assert.Equal(t, "发件箱: 2 条记录被平台拒收,见 pilebridge outbox list", r.say(true))
 }

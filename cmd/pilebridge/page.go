@@ -73,6 +73,7 @@ func newPageTemplate(loc *time.Location, lang int) (*template.Template, error) {
 			}
 			return key
 		},
+		"why":     func(r reason) string { return r.say(lang == 0) },
 		"kwh":     milli,
 		"yuan":    yuan,
 		"add":     func(a, b int64) int64 { return a + b },

@@ -76,12 +76,15 @@ func TestStatusPageInBrowser(t *testing.T) {
 	assert.Contains(t, dom, `class="parked"`, "the parked bill is listed")
 	assert.Contains(t, dom, "401")
 	assert.Contains(t, dom, "需要处理", "health says what needs attention")
+	assert.Contains(t, dom, "条记录被平台拒收", "the reason in the page's language")
+	assert.NotContains(t, dom, "parked by the platform", "not in English on the Chinese page")
 	assert.Contains(t, dom, `http-equiv="refresh"`, "it refreshes itself")
 	assert.NotContains(t, dom, "<script", "works without JavaScript")
 
 	en := headless(t, bin, "--dump-dom", "http://"+listen+"/?lang=en")
 	assert.Contains(t, en, "charging")
 	assert.Contains(t, en, "Records the platform rejected")
+	assert.Contains(t, en, "record(s) parked by the platform")
 
 	shot := os.Getenv("PILEBRIDGE_SCREENSHOT")
 	if shot == "" {

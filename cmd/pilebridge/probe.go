@@ -96,7 +96,7 @@ func cmdProbe(ctx context.Context, o probeOpts, asJSON bool, stdout, stderr io.W
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Device, probeSetting{r.Baud, r.Parity}, r.Slave, r.Answer, strings.Join(r.Profiles, ", "))
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(stdout, "%d responder(s) in %s (%d settings × %d slave ids tried)\n", len(found), time.Since(started).Round(time.Second), len(o.settings), len(o.slaves))
+	fmt.Fprintf(stdout, "%d responder(s) in %s (%d of %d probes tried: %d settings × %d slave ids)\n", len(found), time.Since(started).Round(time.Second), done, total, len(o.settings), len(o.slaves))
 	return nil
 }
 

@@ -204,7 +204,9 @@ func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 
 func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ORDER\tPILE/PORT\tSTART\tEND\tkWh\tYUAN\tSTATE\tDELIVERY")
+	// STATE last: its Chinese text is two columns wide a character, which
+	// tabwriter cannot know, so nothing is aligned after it
+	fmt.Fprintln(tw, "ORDER\tPILE/PORT\tSTART\tEND\tkWh\tYUAN\tDELIVERY\tSTATE")
 	var wh, fen int64
 	for _, e := range entries {
 		r := e.Record
@@ -216,8 +218,8 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 			delivery += ": " + e.Reason
 		}
 		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Order, r.DeviceNo, r.PortNo,
-			r.StartTime.In(loc).Format(time.DateTime), r.EndTime.In(loc).Format(time.TimeOnly),
-			milli(r.QuantityWh), yuan(r.EnergyFen+r.ServiceFen), r.StateDesc, delivery)
+			r.StartTime.In(loc).Format(time.DateTime), r.EndTime.In(loc).Format(time.DateTime),
+			milli(r.QuantityWh), yuan(r.EnergyFen+r.ServiceFen), delivery, r.StateDesc)
 		wh, fen = wh+r.QuantityWh, fen+r.EnergyFen+r.ServiceFen
 	}
 	_ = tw.Flush()

@@ -18,7 +18,8 @@ type statusDoc struct {
 	StartedAt time.Time              `json:"started_at"`
 	UptimeMs  int64                  `json:"uptime_ms"`
 	Clock     string                 `json:"clock"` // believed, or provisional until it is
-	Health    []string               `json:"unhealthy"`
+	Health    []string               `json:"unhealthy"` // the reasons' English texts, as /healthz gives them
+	Reasons   []reason               `json:"unhealthy_reasons"`
 	Platform  platformDoc            `json:"platform"`
 	Ports     []portView             `json:"ports"`
 	Buses     []busDoc               `json:"buses"`
@@ -107,10 +108,14 @@ func (a *app) statusOf(now time.Time, recent int, unmasked bool) (statusDoc, err
 	}
 	d := statusDoc{
 		Station: a.cfg.StationUUID, Version: version, StartedAt: a.started.UTC(), UptimeMs: now.Sub(a.started).Milliseconds(),
-		Clock: "provisional", Health: a.reasons(now, counts, nil), Ports: a.status.snapshot(), Now: now.UTC(),
+		Clock: "provisional", Reasons: a.reasons(now, counts, nil), Ports: a.status.snapshot(), Now: now.UTC(),
 	}
-	if d.Health == nil {
-		d.Health = []string{}
+	d.Health = []string{}
+	for _, r := range d.Reasons {
+		d.Health = append(d.Health, r.Text)
+	}
+	if d.Reasons == nil {
+		d.Reasons = []reason{}
 	}
 	if a.clock.Believed(now) {
 		d.Clock = "believed"

@@ -234,12 +234,15 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if n%20 == 0 {
 				fmt.Fprintln(stdout, "TIME          ENERGY_kWh    POWER_kW  VOLTAGE_V  CURRENT_A  STATUS        SOC")
 			}
-			soc := "-"
+			soc, status := "-", "-" // a meter reports neither
 			if r.HasSOC {
 				soc = fmt.Sprintf("%d %%", r.SOC)
 			}
+			if r.HasStatus {
+				status = r.Status.String()
+			}
 			fmt.Fprintf(stdout, "%s  %12s  %8s  %9s  %9s  %-12s  %s\n", r.Time.Format("15:04:05.000"), milli(r.EnergyWh),
-				milli(r.PowerW), tenths(r.VoltageDV), hundredths(r.CurrentCA), r.Status.String(), soc)
+				milli(r.PowerW), tenths(r.VoltageDV), hundredths(r.CurrentCA), status, soc)
 		}
 		select {
 		case <-ctx.Done():
@@ -339,13 +342,14 @@ func printRaw(w io.Writer, addr int, data []byte, asJSON bool) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ADDR\tHEX\tU16\tI16\tU32 (ABCD)\tI32 (ABCD)\tF32 (ABCD)\tU32 (CDAB)\tF32 (CDAB)\t")
+	// the address in decimal and in hex: meter manuals use either
+	fmt.Fprintln(tw, "ADDR\tADDR_HEX\tHEX\tU16\tI16\tU32 (ABCD)\tI32 (ABCD)\tF32 (ABCD)\tU32 (CDAB)\tF32 (CDAB)\t")
 	for _, r := range rows {
 		if r.U32 == nil {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t\t\t\t\t\t\n", r.Addr, r.Hex, r.U16, r.I16)
+			fmt.Fprintf(tw, "%d\t0x%04X\t%s\t%d\t%d\t\t\t\t\t\t\n", r.Addr, r.Addr, r.Hex, r.U16, r.I16)
 			continue
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%g\t%d\t%g\t\n", r.Addr, r.Hex, r.U16, r.I16, *r.U32, *r.I32, *r.F32, *r.U32s, *r.F32s)
+		fmt.Fprintf(tw, "%d\t0x%04X\t%s\t%d\t%d\t%d\t%d\t%g\t%d\t%g\t\n", r.Addr, r.Addr, r.Hex, r.U16, r.I16, *r.U32, *r.I32, *r.F32, *r.U32s, *r.F32s)
 	}
 	return tw.Flush()
 }
