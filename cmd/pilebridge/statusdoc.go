@@ -17,7 +17,7 @@ type statusDoc struct {
 	Version   string                 `json:"version"`
 	StartedAt time.Time              `json:"started_at"`
 	UptimeMs  int64                  `json:"uptime_ms"`
-	Clock     string                 `json:"clock"` // believed, or provisional until it is
+	Clock     string                 `json:"clock"`     // believed, or provisional until it is
 	Health    []string               `json:"unhealthy"` // the reasons' English texts, as /healthz gives them
 	Reasons   []reason               `json:"unhealthy_reasons"`
 	Platform  platformDoc            `json:"platform"`
