@@ -53,19 +53,14 @@ func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, e
 	r := Reading{Time: at}
 	for name, f := range p.Fields {
 		regs := p.regs(data, f.FC, f.Addr, f.words())
+		spec, known := fieldTable[name]
 		if f.Type == "ascii" {
-			switch name {
-			case "vin":
-				r.VIN = decodeASCII(regs)
-			case "mobile":
-				r.Mobile = decodeASCII(regs)
+			if known && spec.ascii {
+				spec.setTxt(&r, decodeASCII(regs))
 			}
 			continue
 		}
-		k := int64(1)
-		if name == "energy" {
-			k = 1000 // mWh: keep the register's own resolution
-		}
+		k := max(spec.k, 1)
 		v, res, ok, err := p.value(data, f, regs, ratios, k)
 		if err != nil {
 			return Reading{}, err
@@ -73,49 +68,15 @@ func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, e
 		if !ok {
 			continue
 		}
-		switch name {
-		case "energy":
-			if v < 0 {
-				return Reading{}, &DecodeError{Profile: p.Name, Field: name, Raw: fmt.Sprintf("% x", regs), Msg: fmt.Sprintf("negative energy %d mWh", v)}
-			}
-			r.SetEnergyMWh(v)
-			r.HasEnergy, r.EnergyResMWh = true, max(res, 1)
-		case "session_count":
-			r.SessionCount, r.HasSessionCount = v, true
-		case "power":
-			r.PowerW, r.HasPower = v, true
-		case "voltage":
-			r.VoltageDV = v
-		case "current":
-			r.CurrentCA = v
-		case "soc":
-			if v < 0 || v > 100 {
-				continue // out of range SOC is "not reported", not a reason to drop the poll
-			}
-			r.SOC, r.HasSOC = int(v), true
-		case "status":
-			r.RawStatus = v
-			s, known := p.statuses[v]
-			if !known {
-				return Reading{}, &DecodeError{Profile: p.Name, Field: name, Raw: fmt.Sprint(v), Msg: "status value not in status_map"}
-			}
-			r.Status, r.HasStatus = s, true
-		case "fault":
-			r.FaultCode = v
-			if v != 0 {
-				r.FaultText = p.Faults[v]
-				if r.FaultText == "" {
-					r.FaultText = fmt.Sprintf("故障码%d", v)
-				}
-			}
-		case "stop_reason":
-			r.StopCode = v
-			r.StopReason = p.StopReasons[v]
-		default:
+		if !known {
 			if r.Extra == nil {
 				r.Extra = map[string]int64{}
 			}
 			r.Extra[name] = v
+			continue
+		}
+		if err := spec.decode(p, &r, v, res, regs); err != nil {
+			return Reading{}, err
 		}
 	}
 	return r, nil

@@ -14,45 +14,13 @@ type RegisterSetter func(fc uint8, addr uint16, words []uint16)
 // profile can be served over the wire.
 func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 	for name, f := range p.Fields {
+		spec, known := fieldTable[name]
+		k, floor := max(spec.k, 1), spec.floor
 		var v int64
-		k, floor := int64(1), false
-		switch name {
-		case "energy":
-			// A meter's register shows the energy counted so far: whole
-			// register steps, truncated, never rounded up.
-			v, k, floor = r.EnergyMWh, 1000, true
-		case "session_count":
-			v = r.SessionCount
-		case "power":
-			v = r.PowerW
-		case "voltage":
-			v = r.VoltageDV
-		case "current":
-			v = r.CurrentCA
-		case "soc":
-			if !r.HasSOC {
-				if len(f.Invalid) > 0 {
-					set(f.FC, f.Addr, splitWords(f, f.Invalid[0]))
-				}
-				continue
-			}
-			v = int64(r.SOC)
-		case "status":
-			raw, ok := p.StatusRaw(r.Status)
-			if !ok {
-				return fmt.Errorf("profile %s has no raw value for status %s", p.Name, r.Status)
-			}
-			v = raw
-		case "fault":
-			v = r.FaultCode
-		case "stop_reason":
-			v = r.StopCode
-		case "vin", "mobile":
+		switch {
+		case known && spec.ascii:
 			words := make([]uint16, f.Words)
-			b := []byte(r.VIN)
-			if name == "mobile" {
-				b = []byte(r.Mobile)
-			}
+			b := []byte(spec.text(r))
 			for i := range words {
 				var hi, lo byte = ' ', ' '
 				if 2*i < len(b) {
@@ -65,6 +33,18 @@ func (p *Profile) Encode(r Reading, ratios Ratios, set RegisterSetter) error {
 			}
 			set(f.FC, f.Addr, words)
 			continue
+		case known:
+			val, ok, err := spec.encode(p, r)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if len(f.Invalid) > 0 { // not reported: the value the device shows then
+					set(f.FC, f.Addr, splitWords(f, f.Invalid[0]))
+				}
+				continue
+			}
+			v = val
 		default:
 			v = r.Extra[name]
 		}

@@ -12,26 +12,6 @@ import (
 	"pilebridge/driver"
 )
 
-// Well-known field names and the unit each is decoded into.
-var knownUnits = map[string]string{
-	"energy":      "Wh",
-	"power":       "W",
-	"voltage":     "0.1 V",
-	"current":     "0.01 A",
-	"soc":         "%",
-	"status":      "",
-	"fault":       "",
-	"stop_reason": "",
-	"vin":         "",
-	"mobile":      "",
-	// session_count is the pile's transaction counter: it changes once per
-	// session, so a change proves a new session (see docs/billing.md).
-	"session_count": "",
-}
-
-// asciiFields are the known fields that hold text.
-var asciiFields = map[string]bool{"vin": true, "mobile": true}
-
 var typeWords = map[string]int{"u16": 1, "i16": 1, "u32": 2, "i32": 2, "u64": 4, "i64": 4, "f32": 2, "ascii": 0}
 
 // Field says where a quantity lives and how to turn its registers into an
@@ -285,16 +265,15 @@ func (p *Profile) validateField(f *Field) error {
 	if f.DecimalsAddr != nil && (f.DecimalsOffset < -9 || f.DecimalsOffset > 9) {
 		return p.fail(f, "decimals_offset %d out of -9..9", f.DecimalsOffset)
 	}
-	if _, known := knownUnits[f.Name]; !known && f.Unit == "" {
-		return p.fail(f, "unknown field name: give it a unit (e.g. unit: Wh) or use one of energy, power, voltage, current, soc, status, fault, stop_reason, session_count, vin, mobile")
+	spec, known := fieldTable[f.Name]
+	if !known && f.Unit == "" {
+		return p.fail(f, "unknown field name: give it a unit (e.g. unit: Wh) or use one of "+knownFieldNames)
 	}
-	if asciiFields[f.Name] && f.Type != "ascii" {
+	if known && spec.ascii && f.Type != "ascii" {
 		return p.fail(f, "%s must be ascii", f.Name)
 	}
-	if !asciiFields[f.Name] && f.Type == "ascii" {
-		if _, known := knownUnits[f.Name]; known {
-			return p.fail(f, "%s cannot be ascii", f.Name)
-		}
+	if known && !spec.ascii && f.Type == "ascii" {
+		return p.fail(f, "%s cannot be ascii", f.Name)
 	}
 	return nil
 }
@@ -314,8 +293,8 @@ func (p *Profile) HasStatus() bool { return p.Fields["status"] != nil }
 
 // UnitOf is the unit a field decodes to.
 func (p *Profile) UnitOf(name string) string {
-	if u, ok := knownUnits[name]; ok {
-		return u
+	if s, ok := fieldTable[name]; ok {
+		return s.unit
 	}
 	if f := p.Fields[name]; f != nil {
 		return f.Unit

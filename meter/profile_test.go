@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -269,4 +270,28 @@ func TestEnergyWrap(t *testing.T) {
 	assert.EqualValues(t, int64(1)<<32*10*40*1000, p.EnergyWrapMWh(Ratios{CT: 40}))
 	p, _ = reg.Get("sdm120")
 	assert.Zero(t, p.EnergyWrapMWh(Ratios{}))
+}
+
+// Every well-known field is in one table, and each one a profile declares
+// shows in `read`: session_count once read as 0 beside its register's 5.
+func TestFieldTableCoversEveryField(t *testing.T) {
+	for _, name := range strings.Split(knownFieldNames, ", ") {
+		spec, ok := fieldTable[name]
+		require.True(t, ok, name)
+		assert.NotEmpty(t, spec.key, name)
+		assert.NotNil(t, spec.show, name)
+		if spec.ascii {
+			assert.NotNil(t, spec.text, name)
+		} else {
+			assert.NotNil(t, spec.decode, name)
+			assert.NotNil(t, spec.encode, name)
+		}
+	}
+	assert.Len(t, fieldTable, len(strings.Split(knownFieldNames, ", ")), "the names message lists every field")
+	r := Reading{SessionCount: 5, HasSessionCount: true}
+	assert.EqualValues(t, 5, FieldValue(r, "session_count"))
+	assert.Equal(t, "session_count", FieldKey("session_count"))
+	v, div, unit, ok := FieldEngineering(Reading{EnergyWh: 1234567}, "energy")
+	assert.True(t, ok)
+	assert.Equal(t, []any{int64(1234567), int64(1000), "kWh"}, []any{v, div, unit})
 }

@@ -366,9 +366,27 @@ func TestReadUnitsWatchAndRaw(t *testing.T) {
 	defer rig.Close()
 	require.NoError(t, rig.Piles[1].Update(func(r *meter.Reading) {
 		r.PowerW, r.Status, r.VoltageDV, r.CurrentCA = 11000, meter.StatusCharging, 2305, 4783
+		r.SessionCount, r.HasSessionCount = 5, true
 	}))
 
-	out, errs, code := runCLI(t, "read", "--device", link, "--profile", "ref-ac")
+	// every field the profile has, as its register holds it
+	out, errs, code := runCLI(t, "read", "--device", link, "--profile", "ref-ac", "--json")
+	require.Equal(t, 0, code, errs)
+	var asJSON map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &asJSON), out)
+	raw, _, code := runCLI(t, "read", "--device", link, "--raw", "--addr", "19", "--count", "2", "--json")
+	require.Equal(t, 0, code)
+	var counter []struct {
+		U32 *uint32 `json:"u32_abcd"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(raw), &counter), raw)
+	assert.EqualValues(t, *counter[0].U32, asJSON["session_count"], "session_count as its register shows it")
+	assert.EqualValues(t, 5, asJSON["session_count"])
+	assert.Equal(t, "charging", asJSON["status"])
+	out, _, _ = runCLI(t, "read", "--device", link, "--raw", "--addr", "0x13", "--count", "1")
+	assert.Regexp(t, `\b19\s+0x0013\b`, out, "an address shown in decimal and hex, as manuals give either")
+
+	out, errs, code = runCLI(t, "read", "--device", link, "--profile", "ref-ac")
 	require.Equal(t, 0, code, errs)
 	assert.Regexp(t, `energy\s+7654\.32\d\s+kWh`, out, "kWh with 3 decimals")
 	assert.Regexp(t, `power\s+11\.000\s+kW`, out)

@@ -227,23 +227,10 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 }
 
 // milli prints Wh as kWh with three decimals, exactly.
-func milli(wh int64) string {
-	sign := ""
-	if wh < 0 {
-		sign, wh = "-", -wh
-	}
-	return fmt.Sprintf("%s%d.%03d", sign, wh/1000, wh%1000)
-}
+func milli(wh int64) string { return decimal(wh, 1000) }
 
-// hundredths prints 0.01 units with two decimals, exactly: fen as yuan,
-// centi-amps as amps.
-func hundredths(v int64) string {
-	sign := ""
-	if v < 0 {
-		sign, v = "-", -v
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, v/100, v%100)
-}
+// hundredths prints 0.01 units with two decimals, exactly: centi-amps as amps.
+func hundredths(v int64) string { return decimal(v, 100) }
 
-// yuan prints fen as yuan.
-func yuan(fen int64) string { return hundredths(fen) }
+// yuan prints fen as yuan, exactly.
+func yuan(fen int64) string { return decimal(fen, 100) }

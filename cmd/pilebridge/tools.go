@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -242,7 +243,7 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				status = r.Status.String()
 			}
 			fmt.Fprintf(stdout, "%s  %12s  %8s  %9s  %9s  %-12s  %s\n", r.Time.Format("15:04:05.000"), milli(r.EnergyWh),
-				milli(r.PowerW), tenths(r.VoltageDV), hundredths(r.CurrentCA), status, soc)
+				milli(r.PowerW), decimal(r.VoltageDV, 10), hundredths(r.CurrentCA), status, soc)
 		}
 		select {
 		case <-ctx.Done():
@@ -255,7 +256,7 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func printReadingJSON(w io.Writer, p *meter.Profile, id int, r meter.Reading) error {
 	out := map[string]any{"profile": p.Name, "slave": id, "time": r.Time.UTC().Format(time.RFC3339Nano)}
 	for _, n := range p.FieldNames() {
-		out[jsonName(n)] = fieldValue(r, n)
+		out[meter.FieldKey(n)] = meter.FieldValue(r, n)
 	}
 	if r.Quantised() {
 		out["energy_step_wh"] = r.EnergyStepWh()
@@ -282,33 +283,30 @@ func printReading(w io.Writer, p *meter.Profile, id int, r meter.Reading) error 
 	return tw.Flush()
 }
 
-// engineering is a field as a technician reads it: kWh, kW, V, A.
+// engineering is a field as a technician reads it: kWh, kW, V, A, from
+// the field table's divisor and unit (meter.FieldEngineering).
 func engineering(r meter.Reading, name string) (any, string) {
-	switch name {
-	case "energy":
-		return milli(r.EnergyWh), "kWh"
-	case "power":
-		return milli(r.PowerW), "kW"
-	case "voltage":
-		return tenths(r.VoltageDV), "V"
-	case "current":
-		return hundredths(r.CurrentCA), "A"
-	case "soc":
-		if r.HasSOC {
-			return r.SOC, "%"
-		}
-		return "-", "%"
+	if v, div, unit, ok := meter.FieldEngineering(r, name); ok {
+		return decimal(v, div), unit
 	}
-	return fieldValue(r, name), ""
+	v := meter.FieldValue(r, name)
+	if v == nil {
+		return "-", ""
+	}
+	return v, ""
 }
 
-// tenths prints 0.1 units with one decimal, exactly.
-func tenths(v int64) string {
+// decimal prints v/div exactly, with as many decimals as div has zeros.
+func decimal(v, div int64) string {
+	if div <= 1 {
+		return strconv.FormatInt(v, 10)
+	}
+	digits := len(strconv.FormatInt(div, 10)) - 1
 	sign := ""
 	if v < 0 {
 		sign, v = "-", -v
 	}
-	return fmt.Sprintf("%s%d.%d", sign, v/10, v%10)
+	return fmt.Sprintf("%s%d.%0*d", sign, v/div, digits, v%div)
 }
 
 // printRaw dumps registers: each as u16 and i16, and each pair starting
@@ -352,53 +350,4 @@ func printRaw(w io.Writer, addr int, data []byte, asJSON bool) error {
 		fmt.Fprintf(tw, "%d\t0x%04X\t%s\t%d\t%d\t%d\t%d\t%g\t%d\t%g\t\n", r.Addr, r.Addr, r.Hex, r.U16, r.I16, *r.U32, *r.I32, *r.F32, *r.U32s, *r.F32s)
 	}
 	return tw.Flush()
-}
-
-func jsonName(field string) string {
-	switch field {
-	case "energy":
-		return "energy_wh"
-	case "power":
-		return "power_w"
-	case "voltage":
-		return "voltage_dv"
-	case "current":
-		return "current_ca"
-	case "soc":
-		return "soc_pct"
-	}
-	return field
-}
-
-func fieldValue(r meter.Reading, name string) any {
-	switch name {
-	case "energy":
-		return r.EnergyWh
-	case "power":
-		return r.PowerW
-	case "voltage":
-		return r.VoltageDV
-	case "current":
-		return r.CurrentCA
-	case "soc":
-		if !r.HasSOC {
-			return nil
-		}
-		return r.SOC
-	case "status":
-		return r.Status.String()
-	case "fault":
-		if r.FaultText != "" {
-			return fmt.Sprintf("%d %s", r.FaultCode, r.FaultText)
-		}
-		return r.FaultCode
-	case "stop_reason":
-		if r.StopReason != "" {
-			return fmt.Sprintf("%d %s", r.StopCode, r.StopReason)
-		}
-		return r.StopCode
-	case "vin":
-		return r.VIN
-	}
-	return r.Extra[name]
 }
