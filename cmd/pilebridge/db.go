@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,7 +9,7 @@ import (
 
 	"pilebridge/internal/config"
 	"pilebridge/internal/dbfile"
-	"pilebridge/internal/faillog"
+	"pilebridge/internal/station"
 	"pilebridge/session"
 	"pilebridge/uploader"
 )
@@ -72,7 +71,7 @@ func cmdDB(args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "the next start begins with an empty store")
 		return nil
 	case "backup":
-		db, err := openDB(cfg.DataDir, 300*time.Millisecond)
+		db, err := station.OpenDB(cfg.DataDir, 300*time.Millisecond)
 		if err != nil {
 			return err
 		}
@@ -85,33 +84,4 @@ func cmdDB(args []string, stdout io.Writer) error {
 		return nil
 	}
 	return fmt.Errorf("db: unknown subcommand %q: want salvage, reset or backup", sub)
-}
-
-// backups copies the database to data_dir/backup every backup_interval
-// (at once when the newest copy is older than that), while commits go on.
-func (a *app) backups(ctx context.Context) {
-	fail := faillog.New(a.log, "database backup failed", 0)
-	wait := time.Duration(0)
-	if last := dbfile.LatestBackup(a.cfg.DataDir); !last.IsZero() {
-		wait = max(0, a.cfg.BackupInterval-time.Since(last))
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		if name, err := dbfile.Backup(a.db, a.cfg.DataDir, now); err != nil {
-			fail.Fail(now, err, nil)
-			t.Reset(min(a.cfg.BackupInterval, 10*time.Minute))
-			continue
-		} else {
-			fail.OK(now)
-			a.log.Debug().Str("file", name).Int64("took_ms", time.Since(now).Milliseconds()).Msg("database backed up")
-		}
-		t.Reset(a.cfg.BackupInterval)
-	}
 }

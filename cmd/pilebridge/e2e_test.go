@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 
 // station is one simulated pile on a pty, the platform stand-in on loopback
 // HTTP, and a config for the real bridge binary.
-type station struct {
+type testStation struct {
 	t      *testing.T
 	dir    string
 	config string
@@ -55,7 +55,7 @@ type station struct {
 	rig    *simulator.Rig
 }
 
-func newStation(t *testing.T, extra string) *station {
+func newStation(t *testing.T, extra string) *testStation {
 	dir := t.TempDir()
 	reg, err := meter.LoadRegistry("")
 	require.NoError(t, err)
@@ -101,7 +101,7 @@ piles:
 %s`, dir, ln.Addr(), link, extra)
 	path := filepath.Join(dir, "pilebridge.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
-	return &station{t: t, dir: dir, config: path, plat: plat, pile: rig.Piles[3], rig: rig}
+	return &testStation{t: t, dir: dir, config: path, plat: plat, pile: rig.Piles[3], rig: rig}
 }
 
 type bridge struct {
@@ -109,7 +109,7 @@ type bridge struct {
 	log *os.File
 }
 
-func (s *station) startBridge() *bridge {
+func (s *testStation) startBridge() *bridge {
 	logf, err := os.OpenFile(filepath.Join(s.dir, "bridge.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	require.NoError(s.t, err)
 	cmd := exec.Command(bridgeBin, "run", "--config", s.config)
@@ -145,7 +145,7 @@ type bill struct {
 	SOC         *int   `json:"soc"`
 }
 
-func (s *station) bills() []bill {
+func (s *testStation) bills() []bill {
 	var out []bill
 	for _, r := range s.plat.Received(simulator.PathReplenish) {
 		var b bill
@@ -155,7 +155,7 @@ func (s *station) bills() []bill {
 	return out
 }
 
-func (s *station) finals() []bill {
+func (s *testStation) finals() []bill {
 	var out []bill
 	for _, b := range s.bills() {
 		if b.State != 2 {
@@ -165,7 +165,7 @@ func (s *station) finals() []bill {
 	return out
 }
 
-func (s *station) waitFor(what string, d time.Duration, cond func() bool) {
+func (s *testStation) waitFor(what string, d time.Duration, cond func() bool) {
 	s.t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -178,7 +178,7 @@ func (s *station) waitFor(what string, d time.Duration, cond func() bool) {
 }
 
 // charging runs the pile at power until the context ends (energy integrates in the simulator).
-func (s *station) charging(ctx context.Context) {
+func (s *testStation) charging(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -193,9 +193,9 @@ func (s *station) charging(ctx context.Context) {
 
 // meterWh is what the pile's whole-Wh energy register shows: the true
 // energy, truncated (ref-dc's register is whole Wh).
-func (s *station) meterWh() int64 { return s.pile.Reading().EnergyMWh / 1000 }
+func (s *testStation) meterWh() int64 { return s.pile.Reading().EnergyMWh / 1000 }
 
-func (s *station) set(st meter.Status, powerW int64, stop int64) {
+func (s *testStation) set(st meter.Status, powerW int64, stop int64) {
 	require.NoError(s.t, s.pile.Update(func(r *meter.Reading) {
 		r.Status, r.PowerW, r.StopCode = st, powerW, stop
 		r.VIN, r.SOC, r.HasSOC = "LDC12345678901234", 40, true
@@ -204,7 +204,7 @@ func (s *station) set(st meter.Status, powerW int64, stop int64) {
 
 // startSession takes the pile through starting to charging at powerW, as
 // a pile does when a session starts.
-func (s *station) startSession(powerW int64) {
+func (s *testStation) startSession(powerW int64) {
 	s.set(meter.StatusStarting, 0, 0)
 	time.Sleep(400 * time.Millisecond)
 	s.set(meter.StatusCharging, powerW, 0)

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
 	// the time-zone database in the binary: a board's root may have no
 	// /usr/share/zoneinfo, and tariff.time_zone must load all the same
 	_ "time/tzdata"

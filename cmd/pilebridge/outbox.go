@@ -18,6 +18,7 @@ import (
 
 	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
+	"pilebridge/internal/station"
 	"pilebridge/uploader"
 )
 
@@ -84,7 +85,7 @@ func cmdOutbox(args []string, stdout io.Writer) error {
 }
 
 func withOutbox(cfg *config.Config, f func(*uploader.Outbox) error) (bool, error) {
-	db, err := openDB(cfg.DataDir, 300*time.Millisecond)
+	db, err := station.OpenDB(cfg.DataDir, 300*time.Millisecond)
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return false, err
@@ -113,8 +114,8 @@ func daemonURL(cfg *config.Config, path string) (string, error) {
 	return "http://" + net.JoinHostPort(host, port) + path, nil
 }
 
-func outboxList(cfg *config.Config, all bool) (outboxListing, error) {
-	var l outboxListing
+func outboxList(cfg *config.Config, all bool) (station.OutboxListing, error) {
+	var l station.OutboxListing
 	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
 		var err error
 		l.Pending, l.Parked, l.Delivered, err = box.List(all)
@@ -127,9 +128,9 @@ func outboxList(cfg *config.Config, all bool) (outboxListing, error) {
 	if all {
 		path += "?all=1"
 	}
-	l = outboxListing{Pending: []uploader.Entry{}, Parked: []uploader.Entry{}, Delivered: []uploader.Entry{}}
+	l = station.OutboxListing{Pending: []uploader.Entry{}, Parked: []uploader.Entry{}, Delivered: []uploader.Entry{}}
 	for path != "" {
-		var page outboxListing
+		var page station.OutboxListing
 		next, err := askDaemon(cfg, path, &page)
 		if err != nil {
 			return l, err
@@ -153,7 +154,7 @@ func askDaemon(cfg *config.Config, path string, out any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if tok, err := readToken(cfg); err == nil {
+	if tok, err := station.ReadToken(cfg); err == nil {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -173,8 +174,8 @@ func askDaemon(cfg *config.Config, path string, out any) (string, error) {
 
 var linkNext = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
 
-func outboxRetry(cfg *config.Config, order string) (requeueResult, error) {
-	var res requeueResult
+func outboxRetry(cfg *config.Config, order string) (station.RequeueResult, error) {
+	var res station.RequeueResult
 	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
 		var err error
 		res.Requeued, res.Dropped, err = box.Requeue(order)
@@ -193,7 +194,7 @@ func outboxRetry(cfg *config.Config, order string) (requeueResult, error) {
 	} else {
 		q.Set("parked", "1")
 	}
-	tok, err := readToken(cfg)
+	tok, err := station.ReadToken(cfg)
 	if err != nil {
 		return res, err
 	}
@@ -213,7 +214,7 @@ func outboxRetry(cfg *config.Config, order string) (requeueResult, error) {
 	return res, json.NewDecoder(resp.Body).Decode(&res)
 }
 
-func printListing(w io.Writer, l outboxListing) {
+func printListing(w io.Writer, l station.OutboxListing) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WHERE\tSEQ\tORDER\tKIND\tSTATE\tQUANTITY_WH\tFEES_FEN\tATTEMPTS\tLAST_ERROR")
 	row := func(where string, e uploader.Entry) {

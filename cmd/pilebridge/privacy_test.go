@@ -117,7 +117,7 @@ func TestPersonalDataNeedsTheToken(t *testing.T) {
 }
 
 // ctxCharging runs the station's pile integration for the test's life.
-func ctxCharging(t *testing.T, s *station) {
+func ctxCharging(t *testing.T, s *testStation) {
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	go func() {

@@ -15,7 +15,6 @@ import (
 
 	"pilebridge/driver"
 	"pilebridge/internal/config"
-	"pilebridge/internal/limits"
 	"pilebridge/meter"
 )
 
@@ -153,31 +152,13 @@ func probeSettingOnce(ctx context.Context, o probeOpts, set probeSetting, step f
 		r := responder{Device: o.device, Baud: set.Baud, Parity: set.Parity, Slave: id, Answer: answer, Profiles: []string{}}
 		for _, p := range o.profiles {
 			rd, err := meter.NewPoller(bus, uint8(id), p, meter.Ratios{}).Poll(ctx, time.Now())
-			if err == nil && plausible(p, rd) {
+			if err == nil && p.Plausible(rd) {
 				r.Profiles = append(r.Profiles, p.Name)
 			}
 		}
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// plausible says whether a reading could come from a working meter or pile
-// with this profile: energy, power, voltage and SOC in their ranges.
-func plausible(p *meter.Profile, r meter.Reading) bool {
-	if !r.HasEnergy || r.EnergyWh < 0 || r.EnergyWh > 1_000_000_000_000 {
-		return false
-	}
-	if r.HasPower && (r.PowerW < -limits.MaxPowerW || r.PowerW > limits.MaxPowerW) {
-		return false
-	}
-	if p.Fields["voltage"] != nil && (r.VoltageDV < 0 || r.VoltageDV > 10_000) {
-		return false
-	}
-	if r.HasSOC && (r.SOC < 0 || r.SOC > 100) {
-		return false
-	}
-	return true
 }
 
 // parseIDs reads "1-10,17,200-247".

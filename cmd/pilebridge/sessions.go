@@ -1,18 +1,18 @@
 package main
 
 import (
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"pilebridge/internal/config"
+	"pilebridge/internal/station"
+	"pilebridge/internal/units"
 	"pilebridge/uploader"
 )
 
@@ -35,7 +35,7 @@ func cmdSessions(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tariff, err := newTariff(cfg) // its zone, defaults included, is the station's
+	tariff, err := station.NewTariff(cfg) // its zone, defaults included, is the station's
 	if err != nil {
 		return err
 	}
@@ -111,71 +111,6 @@ func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry,
 	return out, nil
 }
 
-// serveSessions is GET /sessions?since=&until= (RFC 3339).
-func (a *app) serveSessions(w http.ResponseWriter, r *http.Request) {
-	var since, until time.Time
-	for _, p := range []struct {
-		name string
-		t    *time.Time
-	}{{"since", &since}, {"until", &until}} {
-		if v := r.URL.Query().Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				http.Error(w, fmt.Sprintf("%s=%q: want an RFC 3339 time", p.name, v), http.StatusBadRequest)
-				return
-			}
-			*p.t = t
-		}
-	}
-	limit, ok := pageLimit(w, r)
-	if !ok {
-		return
-	}
-	entries, next, err := a.outbox.LedgerPage(since, until, r.URL.Query().Get("after"), limit)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	if !authorized(r) {
-		for i := range entries {
-			entries[i].Record = entries[i].Record.Masked()
-		}
-	}
-	if next != "" {
-		setNext(w, r, next)
-	}
-	writeJSON(w, entries)
-}
-
-// pruneLedger drops delivered bills older than history_days and blanks the
-// personal data of those older than pii_days, a minute after the start and
-// every six hours, in small transactions beside the poll loop.
-func (a *app) pruneLedger(ctx context.Context) {
-	t := time.NewTimer(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cutoff := time.Now().AddDate(0, 0, -a.cfg.HistoryDays)
-		n, err := a.outbox.PruneLedger(ctx, cutoff)
-		if err != nil && ctx.Err() == nil {
-			a.log.Error().Err(err).Msg("ledger prune")
-		} else if n > 0 {
-			a.log.Info().Int("pruned", n).Int("history_days", a.cfg.HistoryDays).Msg("ledger pruned")
-		}
-		cutoff = time.Now().AddDate(0, 0, -a.cfg.PIIDays)
-		if n, err := a.outbox.BlankPII(ctx, cutoff); err != nil && ctx.Err() == nil {
-			a.log.Error().Err(err).Msg("personal data retention")
-		} else if n > 0 {
-			a.log.Info().Int("blanked", n).Int("pii_days", a.cfg.PIIDays).Msg("VIN, plate and mobile blanked on delivered bills")
-		}
-		t.Reset(6 * time.Hour)
-	}
-}
-
 var ledgerColumns = []string{"order", "device_no", "port_no", "start_time", "end_time", "quantity_wh", "energy_fen",
 	"service_fen", "total_fen", "state", "state_desc", "vin", "plate", "status", "seqno", "reason", "attempts", "delivered_at"}
 
@@ -219,18 +154,9 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 		}
 		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Order, r.DeviceNo, r.PortNo,
 			r.StartTime.In(loc).Format(time.DateTime), r.EndTime.In(loc).Format(time.DateTime),
-			milli(r.QuantityWh), yuan(r.EnergyFen+r.ServiceFen), delivery, r.StateDesc)
+			units.KWh(r.QuantityWh), units.Yuan(r.EnergyFen+r.ServiceFen), delivery, r.StateDesc)
 		wh, fen = wh+r.QuantityWh, fen+r.EnergyFen+r.ServiceFen
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "%d sessions, %s kWh, %s yuan\n", len(entries), milli(wh), yuan(fen))
+	fmt.Fprintf(w, "%d sessions, %s kWh, %s yuan\n", len(entries), units.KWh(wh), units.Yuan(fen))
 }
-
-// milli prints Wh as kWh with three decimals, exactly.
-func milli(wh int64) string { return decimal(wh, 1000) }
-
-// hundredths prints 0.01 units with two decimals, exactly: centi-amps as amps.
-func hundredths(v int64) string { return decimal(v, 100) }
-
-// yuan prints fen as yuan, exactly.
-func yuan(fen int64) string { return decimal(fen, 100) }

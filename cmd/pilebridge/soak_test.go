@@ -192,7 +192,7 @@ piles:
 }
 
 func (s *soak) startBridge() *bridge {
-	st := &station{t: s.t, dir: s.dir, config: s.config}
+	st := &testStation{t: s.t, dir: s.dir, config: s.config}
 	return st.startBridge()
 }
 

@@ -38,7 +38,7 @@ func needRoot(t *testing.T) {
 }
 
 // onLoop puts the station's data_dir on a loop-mounted ext4 of its own.
-func (s *station) onLoop(sizeMiB int) string {
+func (s *testStation) onLoop(sizeMiB int) string {
 	s.t.Helper()
 	needRoot(s.t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -63,7 +63,7 @@ func chattr(t *testing.T, flag, path string) {
 	require.NoError(t, err, "chattr %s %s: %s", flag, path, out)
 }
 
-func (s *station) log() string {
+func (s *testStation) log() string {
 	b, _ := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
 	return string(b)
 }
@@ -215,7 +215,7 @@ func fileHash(t *testing.T, path string) string {
 }
 
 // bill makes one short session on the pile and returns its meter delta.
-func (s *station) oneBill(powerW int64) int64 {
+func (s *testStation) oneBill(powerW int64) int64 {
 	s.t.Helper()
 	closed := strings.Count(s.log(), `"message":"session closed"`)
 	start := s.meterWh()
@@ -487,7 +487,7 @@ func TestREADMEMinimalConfigIsHealthy(t *testing.T) {
 		"/var/lib/pilebridge", filepath.Join(dir, "data"), "/etc/pilebridge/app_secret", secret).Replace(cfg)
 	cfg += "listen: " + listen + "\n"
 	require.Contains(t, cfg, link)
-	s := &station{t: t, dir: dir, config: filepath.Join(dir, "pilebridge.yaml"), plat: plat}
+	s := &testStation{t: t, dir: dir, config: filepath.Join(dir, "pilebridge.yaml"), plat: plat}
 	require.NoError(t, os.WriteFile(s.config, []byte(cfg), 0o600))
 	b := s.startBridge()
 	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"pilebridge/driver"
 	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
+	"pilebridge/internal/units"
 	"pilebridge/meter"
 )
 
@@ -242,8 +242,8 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if r.HasStatus {
 				status = r.Status.String()
 			}
-			fmt.Fprintf(stdout, "%s  %12s  %8s  %9s  %9s  %-12s  %s\n", r.Time.Format("15:04:05.000"), milli(r.EnergyWh),
-				milli(r.PowerW), decimal(r.VoltageDV, 10), hundredths(r.CurrentCA), status, soc)
+			fmt.Fprintf(stdout, "%s  %12s  %8s  %9s  %9s  %-12s  %s\n", r.Time.Format("15:04:05.000"), units.KWh(r.EnergyWh),
+				units.KWh(r.PowerW), units.Decimal(r.VoltageDV, 10), units.Decimal(r.CurrentCA, 100), status, soc)
 		}
 		select {
 		case <-ctx.Done():
@@ -287,26 +287,13 @@ func printReading(w io.Writer, p *meter.Profile, id int, r meter.Reading) error 
 // the field table's divisor and unit (meter.FieldEngineering).
 func engineering(r meter.Reading, name string) (any, string) {
 	if v, div, unit, ok := meter.FieldEngineering(r, name); ok {
-		return decimal(v, div), unit
+		return units.Decimal(v, div), unit
 	}
 	v := meter.FieldValue(r, name)
 	if v == nil {
 		return "-", ""
 	}
 	return v, ""
-}
-
-// decimal prints v/div exactly, with as many decimals as div has zeros.
-func decimal(v, div int64) string {
-	if div <= 1 {
-		return strconv.FormatInt(v, 10)
-	}
-	digits := len(strconv.FormatInt(div, 10)) - 1
-	sign := ""
-	if v < 0 {
-		sign, v = "-", -v
-	}
-	return fmt.Sprintf("%s%d.%0*d", sign, v/div, digits, v%div)
 }
 
 // printRaw dumps registers: each as u16 and i16, and each pair starting

@@ -1,4 +1,4 @@
-package main
+package station
 
 import (
 	"context"
@@ -17,19 +17,8 @@ import (
 	"pilebridge/internal/config"
 )
 
-// The local API (listen) serves VIN, plate and mobile (unmasked only with
-// the bearer token: authorized), and can requeue the
-// outbox. A web page in the operator's browser can reach it too: by a
-// cross-site POST, or by DNS rebinding (a name of the attacker's that
-// resolves to the board). guard refuses both:
-//   - a Host that is not an IP literal, localhost or a configured name
-//     (listen_hosts) is refused with 421: a rebinding page sends its own name;
-//   - a POST whose Origin is another site is refused with 403;
-//   - a POST needs the bearer token (listen_token_file, created 0600 in
-//     data_dir when unset), which the CLI reads from the same file.
-
 // tokenPath is where the local API's bearer token is kept.
-func tokenPath(cfg *config.Config) string {
+func TokenPath(cfg *config.Config) string {
 	if cfg.ListenTokenFile != "" {
 		return cfg.ListenTokenFile
 	}
@@ -38,7 +27,7 @@ func tokenPath(cfg *config.Config) string {
 
 // ensureToken reads the token, creating it (0600) if the file is missing.
 func ensureToken(cfg *config.Config) (string, error) {
-	path := tokenPath(cfg)
+	path := TokenPath(cfg)
 	if b, err := os.ReadFile(path); err == nil {
 		tok := strings.TrimSpace(string(b))
 		if len(tok) < 16 {
@@ -68,8 +57,8 @@ func ensureToken(cfg *config.Config) (string, error) {
 }
 
 // readToken is the CLI's side: the token the daemon created.
-func readToken(cfg *config.Config) (string, error) {
-	b, err := os.ReadFile(tokenPath(cfg))
+func ReadToken(cfg *config.Config) (string, error) {
+	b, err := os.ReadFile(TokenPath(cfg))
 	if err != nil {
 		return "", fmt.Errorf("the daemon's API token: %w (run as the service user or root)", err)
 	}

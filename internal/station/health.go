@@ -1,4 +1,4 @@
-package main
+package station
 
 import (
 	"context"
@@ -76,7 +76,7 @@ func round(d time.Duration) string { return d.Round(time.Second).String() }
 
 // stuck is what alive reports: a bus hung inside one exchange, a commit
 // hung in its fsync.
-func (a *app) stuck(now time.Time) []reason {
+func (a *Station) stuck(now time.Time) []reason {
 	var out []reason
 	for _, name := range a.busNames() {
 		if d, s := a.buses[name].Stuck(); s {
@@ -92,7 +92,7 @@ func (a *app) stuck(now time.Time) []reason {
 // alive is the watchdog's test: every loop that must keep running can. A
 // bus hung inside one exchange, or a commit hung in its fsync, stops the
 // pings, and systemd restarts the daemon.
-func (a *app) alive(now time.Time) error {
+func (a *Station) alive(now time.Time) error {
 	var texts []string
 	for _, r := range a.stuck(now) {
 		texts = append(texts, r.Text)
@@ -106,14 +106,14 @@ func (a *app) alive(now time.Time) error {
 // unhealthy lists what /healthz reports: what alive reports, a bus with no
 // good exchange for offline_after, a failed last commit, a bill waiting for
 // delivery longer than platform.max_bill_age, bills parked by the platform.
-func (a *app) unhealthy(now time.Time) []reason {
+func (a *Station) unhealthy(now time.Time) []reason {
 	counts, err := a.outbox.Counts()
 	return a.reasons(now, counts, err)
 }
 
 // reasons is unhealthy on outbox counts already read (or the error reading
 // them).
-func (a *app) reasons(now time.Time, counts uploader.Counts, countsErr error) []reason {
+func (a *Station) reasons(now time.Time, counts uploader.Counts, countsErr error) []reason {
 	out := a.stuck(now)
 	silence := a.cfg.Session.OfflineAfter
 	for _, name := range a.busNames() {
@@ -156,7 +156,7 @@ func (a *app) reasons(now time.Time, counts uploader.Counts, countsErr error) []
 	return out
 }
 
-func (a *app) busNames() []string {
+func (a *Station) busNames() []string {
 	names := make([]string, 0, len(a.buses))
 	for n := range a.buses {
 		names = append(names, n)
@@ -166,7 +166,7 @@ func (a *app) busNames() []string {
 }
 
 // serveHealth is GET /healthz: 200 "ok", or 503 with one reason a line.
-func (a *app) serveHealth(w http.ResponseWriter, r *http.Request) {
+func (a *Station) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	reasons := a.unhealthy(time.Now())
@@ -191,7 +191,7 @@ func systemdNotify(state string) error {
 
 // watchdog pings systemd at a third of WatchdogSec while alive holds. It
 // returns at once when the unit has no watchdog.
-func (a *app) watchdog(ctx context.Context, notify notifier, alive func(time.Time) error) {
+func (a *Station) watchdog(ctx context.Context, notify notifier, alive func(time.Time) error) {
 	every, err := daemon.SdWatchdogEnabled(false)
 	if err != nil {
 		a.log.Error().Err(err).Msg("systemd watchdog settings")

@@ -1,4 +1,4 @@
-package main
+package station
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"pilebridge/internal/units"
 	"pilebridge/session"
 	"pilebridge/uploader"
 )
@@ -74,8 +75,8 @@ func newPageTemplate(loc *time.Location, lang int) (*template.Template, error) {
 			return key
 		},
 		"why":     func(r reason) string { return r.say(lang == 0) },
-		"kwh":     milli,
-		"yuan":    yuan,
+		"kwh":     units.KWh,
+		"yuan":    units.Yuan,
 		"add":     func(a, b int64) int64 { return a + b },
 		"kw":      func(w int64) string { return fmt.Sprintf("%.1f", float64(w)/1000) },
 		"deref":   func(p *int) int { return *p },
@@ -123,7 +124,7 @@ const pageCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; 
 
 // servePage is GET /: the station at a glance, server-rendered, refreshing
 // itself; no JavaScript.
-func (a *app) servePage(w http.ResponseWriter, r *http.Request) {
+func (a *Station) servePage(w http.ResponseWriter, r *http.Request) {
 	d, err := a.statusOf(time.Now(), 20, false) // the page masks personal data, token or not
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

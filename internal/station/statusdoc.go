@@ -1,4 +1,4 @@
-package main
+package station
 
 import (
 	"net/http"
@@ -101,13 +101,13 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // statusOf reads everything the page shows; recent is how many closed
 // sessions to include.
-func (a *app) statusOf(now time.Time, recent int, unmasked bool) (statusDoc, error) {
+func (a *Station) statusOf(now time.Time, recent int, unmasked bool) (statusDoc, error) {
 	counts, err := a.outbox.Counts()
 	if err != nil {
 		return statusDoc{}, err
 	}
 	d := statusDoc{
-		Station: a.cfg.StationUUID, Version: version, StartedAt: a.started.UTC(), UptimeMs: now.Sub(a.started).Milliseconds(),
+		Station: a.cfg.StationUUID, Version: a.version, StartedAt: a.started.UTC(), UptimeMs: now.Sub(a.started).Milliseconds(),
 		Clock: "provisional", Reasons: a.reasons(now, counts, nil), Ports: a.status.snapshot(), Now: now.UTC(),
 	}
 	d.Health = []string{}
@@ -172,7 +172,7 @@ func (a *app) statusOf(now time.Time, recent int, unmasked bool) (statusDoc, err
 	return d, nil
 }
 
-func (a *app) busDevice(name string) string {
+func (a *Station) busDevice(name string) string {
 	for _, b := range a.cfg.Buses {
 		if b.Name == name {
 			return b.Device
@@ -183,7 +183,7 @@ func (a *app) busDevice(name string) string {
 
 // serveStatus is GET /status: the statusDoc as JSON (?recent=N closed
 // sessions, default 20).
-func (a *app) serveStatus(w http.ResponseWriter, r *http.Request) {
+func (a *Station) serveStatus(w http.ResponseWriter, r *http.Request) {
 	recent := 20
 	if v := r.URL.Query().Get("recent"); v != "" {
 		n, err := strconv.Atoi(v)

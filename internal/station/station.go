@@ -1,12 +1,10 @@
-package main
+package station
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"html/template"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -18,7 +16,6 @@ import (
 	"go.etcd.io/bbolt"
 
 	"pilebridge/driver"
-	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
 	"pilebridge/internal/dbfile"
 	"pilebridge/meter"
@@ -26,14 +23,8 @@ import (
 	"pilebridge/uploader"
 )
 
-func configFlag(name, synopsis, about string, out io.Writer) (*flag.FlagSet, *string) {
-	fs := cli.Flags(name, synopsis, about, out)
-	path := fs.String("config", "/etc/pilebridge/pilebridge.yaml", "config file")
-	return fs, path
-}
-
-// app is the daemon, wired from the config.
-type app struct {
+// Station is the daemon, wired from the config.
+type Station struct {
 	cfg      *config.Config
 	log      zerolog.Logger
 	db       *bbolt.DB
@@ -48,13 +39,14 @@ type app struct {
 	status   *statusBoard
 	started  time.Time
 	notify   notifier
+	version  string
 	clock    session.Clock
 	pages    map[string]*template.Template // the status page, by language
 }
 
-// load checks the config and every profile it names; nothing is opened.
+// Load checks the config and every profile it names; nothing is opened.
 // `check` and `run` both call it: the daemon accepts exactly what check does.
-func load(path string) (*config.Config, *meter.Registry, error) {
+func Load(path string) (*config.Config, *meter.Registry, error) {
 	cfg, err := config.LoadAll(path)
 	var errs config.Errors
 	if err != nil && !errors.As(err, &errs) {
@@ -63,7 +55,7 @@ func load(path string) (*config.Config, *meter.Registry, error) {
 	if cfg == nil {
 		return nil, nil, err // not YAML at all: nothing more to check
 	}
-	if _, err := newTariff(cfg); err != nil {
+	if _, err := NewTariff(cfg); err != nil {
 		errs = append(errs, &config.Error{File: path, Key: "tariff", Msg: err.Error()})
 	}
 	reg, err := meter.LoadRegistry(cfg.ProfilesDir)
@@ -97,8 +89,8 @@ func rs485Of(r *config.RS485) driver.RS485 {
 		RxDuringTx: r.RxDuringTx, DelayBeforeSend: r.DelayRTSBeforeSend, DelayAfterSend: r.DelayRTSAfterSend}
 }
 
-// newTariff builds the configured tariff.
-func newTariff(cfg *config.Config) (*session.Tariff, error) {
+// NewTariff builds the configured tariff.
+func NewTariff(cfg *config.Config) (*session.Tariff, error) {
 	specs := make([]session.PeriodSpec, len(cfg.Tariff.Periods))
 	for i, p := range cfg.Tariff.Periods {
 		specs[i] = session.PeriodSpec{Start: p.Start, End: p.End, Type: p.Type, Electricity: p.Electricity, Service: p.Service}
@@ -106,70 +98,40 @@ func newTariff(cfg *config.Config) (*session.Tariff, error) {
 	return session.NewTariff(cfg.Tariff.TimeZone, specs)
 }
 
-func cmdCheck(args []string, stdout io.Writer) error {
-	fs, path := configFlag("check", "pilebridge check --config FILE",
-		"Validates the config and every profile it uses exactly as the daemon does, then exits: 0 when fine, 78 naming every mistake by key.", stdout)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, reg, err := load(*path)
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, p := range cfg.Piles {
-		n += len(p.Ports)
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stdout, "warning:", w)
-	}
-	fmt.Fprintf(stdout, "config ok: %d buses, %d piles, %d ports, %d profiles\n", len(cfg.Buses), len(cfg.Piles), n, len(reg.Names()))
-	return nil
-}
-
-func openDB(dataDir string, wait time.Duration) (*bbolt.DB, error) {
+// OpenDB opens the daemon's database in data_dir (internal/dbfile checks it
+// first) with the store's measured bbolt settings.
+func OpenDB(dataDir string, wait time.Duration) (*bbolt.DB, error) {
 	opts := session.BoltOptions()
 	opts.Timeout = wait
 	return dbfile.Open(dataDir, opts)
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, path := configFlag("run", "pilebridge [run] --config FILE",
-		"Runs the daemon: polls every port, keeps sessions, uploads records to the platform.", stdout)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, reg, err := load(*path)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	if err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings {
-		log.Warn().Str("config", *path).Msg(w)
-	}
-	a, err := build(cfg, reg, log)
-	if err != nil {
-		return err
-	}
-	defer a.db.Close()
-	return a.run(ctx)
+// Options are what the station takes besides its config.
+type Options struct {
+	Version string // the bridge's, in logs, metrics and device/sync
+	// Notify speaks systemd's notify protocol; nil: the real one
+	// (NOTIFY_SOCKET; a no-op without it).
+	Notify func(state string) error
 }
 
-func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, profiles: reg, buses: map[string]*driver.Bus{}, notify: systemdNotify}
-	db, err := openDB(cfg.DataDir, 5*time.Second)
+// Build opens the store and wires the station from a loaded config: buses,
+// pollers and session machines, the outbox and its sender, device/sync,
+// the status board. Nothing runs until Run.
+func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Options) (*Station, error) {
+	a := &Station{cfg: cfg, log: log, profiles: reg, buses: map[string]*driver.Bus{}, notify: systemdNotify, version: opts.Version}
+	if opts.Notify != nil {
+		a.notify = opts.Notify
+	}
+	db, err := OpenDB(cfg.DataDir, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	a.db = db
-	fail := func(err error) (*app, error) {
+	fail := func(err error) (*Station, error) {
 		db.Close()
 		return nil, err
 	}
-	tariff, err := newTariff(cfg)
+	tariff, err := NewTariff(cfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -205,7 +167,7 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 	if err != nil {
 		return fail(err)
 	}
-	a.status = newStatusBoard(cfg, a.devsync)
+	a.status = newStatusBoard(a.devsync, opts.Version)
 
 	for _, b := range cfg.Buses {
 		dc := driver.Config{
@@ -268,13 +230,15 @@ func build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger) (*app, e
 	return a, nil
 }
 
-func (a *app) run(ctx context.Context) error {
+// Run runs the station until ctx ends: every bus, port, the sender, the
+// local API, the watchdog; then it stops them and returns.
+func (a *Station) Run(ctx context.Context) error {
 	a.started = time.Now()
 	counts, err := a.outbox.Counts()
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	a.log.Info().Str("version", version).Str("station", a.cfg.StationUUID).Str("platform", a.cfg.Platform.BaseURL).
+	a.log.Info().Str("version", a.version).Str("station", a.cfg.StationUUID).Str("platform", a.cfg.Platform.BaseURL).
 		Int("buses", len(a.buses)).Int("ports", len(a.ports)).Int64("outbox_pending", counts.Pending).Msg("pilebridge starting")
 	if counts.Parked > 0 {
 		a.log.Warn().Int64("parked", counts.Parked).Time("oldest_parked", counts.OldestParked).
@@ -341,3 +305,6 @@ func (a *app) run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Close closes the station's database; call it after Run has returned.
+func (a *Station) Close() error { return a.db.Close() }

@@ -1,0 +1,121 @@
+package station
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"pilebridge/uploader"
+)
+
+// Paging of /outbox and /sessions: anyone who reaches listen could
+// otherwise make the board read and send its whole database at once.
+const (
+	defaultPage = 500
+	maxPage     = 5000
+)
+
+// pageLimit reads ?limit= (default defaultPage, at most maxPage).
+func pageLimit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return defaultPage, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPage {
+		http.Error(w, fmt.Sprintf("limit: want 1..%d", maxPage), http.StatusBadRequest)
+		return 0, false
+	}
+	return n, true
+}
+
+// setNext points to the next page (RFC 8288 Link, rel="next"): the same
+// query with after= where this page ended.
+func setNext(w http.ResponseWriter, r *http.Request, after string) {
+	q := r.URL.Query()
+	q.Set("after", after)
+	w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", r.URL.Path, q.Encode()))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store") // records carry personal data; state is live
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// handler serves /status, /outbox, /outbox/retry and /metrics on the
+// configured listen address (keep it on loopback or a management network).
+func (a *Station) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.servePage)
+	mux.HandleFunc("GET /status", a.serveStatus)
+	mux.HandleFunc("GET /sessions", a.serveSessions)
+	mux.HandleFunc("GET /healthz", a.serveHealth)
+	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
+		limit, ok := pageLimit(w, r)
+		if !ok {
+			return
+		}
+		var after uint64
+		if v := r.URL.Query().Get("after"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				http.Error(w, "after: want the sequence number a page ended at", http.StatusBadRequest)
+				return
+			}
+			after = n
+		}
+		pending, parked, delivered, next, err := a.outbox.ListPage(r.URL.Query().Get("all") != "", after, limit)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		l := OutboxListing{Pending: pending, Parked: parked, Delivered: delivered}
+		if !authorized(r) {
+			for _, list := range [][]uploader.Entry{l.Pending, l.Parked, l.Delivered} {
+				for i := range list {
+					list[i].Record = list[i].Record.Masked()
+				}
+			}
+		}
+		if next > 0 {
+			setNext(w, r, strconv.FormatUint(next, 10))
+		}
+		writeJSON(w, l)
+	})
+	mux.HandleFunc("POST /outbox/retry", func(w http.ResponseWriter, r *http.Request) {
+		order := r.URL.Query().Get("order")
+		if order == "" && r.URL.Query().Get("parked") == "" {
+			http.Error(w, "give order=ORDER or parked=1", http.StatusBadRequest)
+			return
+		}
+		n, dropped, err := a.outbox.Requeue(order)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, RequeueResult{Requeued: n, Dropped: dropped})
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+type RequeueResult struct {
+	Requeued int `json:"requeued"`
+	Dropped  int `json:"dropped_obsolete"`
+}
+
+type OutboxListing struct {
+	Pending   []uploader.Entry `json:"pending"`
+	Parked    []uploader.Entry `json:"parked"`
+	Delivered []uploader.Entry `json:"delivered"`
+}
