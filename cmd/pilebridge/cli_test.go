@@ -85,7 +85,7 @@ func TestProfilesAndScan(t *testing.T) {
 // Records queued while the platform is down survive kill -9 and are delivered
 // after restart; `outbox list` shows them, offline and through the running daemon.
 func TestOutboxAcrossKillAndCLI(t *testing.T) {
-	s := newStation(t, "listen: "+freeAddr(t)+"\n")
+	s := newStation(t, "listen: 127.0.0.1:0\n")
 
 	s.plat.Inject(simulator.PlatformFault{Kind: "502", Count: 1_000_000}) // the platform is down
 	b := s.startBridge()
@@ -93,10 +93,9 @@ func TestOutboxAcrossKillAndCLI(t *testing.T) {
 	defer cancel()
 	go s.charging(ctx)
 	start := s.meterWh()
-	s.set(meter.StatusStarting, 0, 0) // the session's first reading, before any energy flows
-	time.Sleep(500 * time.Millisecond)
-	s.set(meter.StatusCharging, 60000, 0)
-	time.Sleep(1500 * time.Millisecond)
+	s.startSession(60000) // the session's first reading, before any energy flows
+	s.waitFor("charging seen", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"charging"`) })
+	time.Sleep(time.Second) // energy flows
 	s.set(meter.StatusFinished, 0, 3)
 	delta := s.meterWh() - start
 
@@ -158,10 +157,10 @@ func getBody(t *testing.T, url string) string {
 // The operator's view while the platform rejects records (wrong secret, say):
 // status, metrics and device/sync, then `outbox retry --parked` once fixed.
 func TestStatusMetricsAndParkedRetry(t *testing.T) {
-	listen := freeAddr(t)
-	s := newStation(t, "listen: "+listen+"\n")
+	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Kind: "401", Count: 1_000_000})
 	b := s.startBridge()
+	listen := s.listenAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.charging(ctx)
@@ -175,6 +174,7 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 	// after a restart the parked bill is still in sight: /status, /metrics, the log
 	require.NoError(t, b.stop(syscall.SIGTERM))
 	b = s.startBridge()
+	listen = s.listenAddr() // a port of its own again
 	var counts struct {
 		Outbox struct {
 			Parked       int64   `json:"parked"`
@@ -270,9 +270,9 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 // send: another Host (DNS rebinding), another Origin, a POST without the
 // token.
 func TestLocalAPIRefusals(t *testing.T) {
-	listen := freeAddr(t)
-	s := newStation(t, "listen: "+listen+"\nlisten_hosts: [pilebridge.local]\n")
+	s := newStation(t, "listen: 127.0.0.1:0\nlisten_hosts: [pilebridge.local]\n")
 	b := s.startBridge()
+	listen := s.listenAddr()
 	defer b.stop(syscall.SIGTERM)
 	tokenFile := filepath.Join(s.dir, "data", "listen_token")
 	s.waitFor("the API token", 10*time.Second, func() bool { _, err := os.Stat(tokenFile); return err == nil })

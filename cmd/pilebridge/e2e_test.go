@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,6 +54,34 @@ type testStation struct {
 	plat   *simulator.Platform
 	pile   *simulator.Pile
 	rig    *simulator.Rig
+	// started is when the last bridge was started: its listen.addr is
+	// newer than that
+	started time.Time
+}
+
+var dataDirRe = regexp.MustCompile(`(?m)^data_dir: (\S+)$`)
+
+// listenAddr is the address the running bridge listens on: its config says
+// listen: 127.0.0.1:0, so the kernel picked a free port, and the daemon
+// wrote it down in data_dir/listen.addr (no port is raced for).
+func (s *testStation) listenAddr() string {
+	s.t.Helper()
+	cfg, err := os.ReadFile(s.config)
+	require.NoError(s.t, err)
+	m := dataDirRe.FindSubmatch(cfg)
+	require.NotNil(s.t, m, "data_dir in the config")
+	file := filepath.Join(string(m[1]), "listen.addr")
+	var addr string
+	s.waitFor("the bridge's listen address", 15*time.Second, func() bool {
+		st, err := os.Stat(file)
+		if err != nil || st.ModTime().Before(s.started.Add(-time.Second)) {
+			return false
+		}
+		b, err := os.ReadFile(file)
+		addr = strings.TrimSpace(string(b))
+		return err == nil && addr != ""
+	})
+	return addr
 }
 
 func newStation(t *testing.T, extra string) *testStation {
@@ -114,6 +143,7 @@ func (s *testStation) startBridge() *bridge {
 	require.NoError(s.t, err)
 	cmd := exec.Command(bridgeBin, "run", "--config", s.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	s.started = time.Now()
 	require.NoError(s.t, cmd.Start())
 	b := &bridge{cmd: cmd, log: logf}
 	s.t.Cleanup(func() {
@@ -203,12 +233,24 @@ func (s *testStation) set(st meter.Status, powerW int64, stop int64) {
 }
 
 // startSession takes the pile through starting to charging at powerW, as
-// a pile does when a session starts.
+// a pile does when a session starts: charging begins once the bridge has
+// seen the pile starting (its baseline is that reading).
 func (s *testStation) startSession(powerW int64) {
-	s.set(meter.StatusStarting, 0, 0)
-	time.Sleep(400 * time.Millisecond)
+	s.setAndSee(meter.StatusStarting, 0, 0, "starting")
 	s.set(meter.StatusCharging, powerW, 0)
 }
+
+// setAndSee sets the pile's status and waits until the bridge logs that
+// its port went to state: an event, not a sleep.
+func (s *testStation) setAndSee(st meter.Status, powerW, stop int64, state string) {
+	s.t.Helper()
+	seen := strings.Count(s.log(), `"to":"`+state+`"`)
+	s.set(st, powerW, stop)
+	s.waitFor("the bridge to see the port "+state, 10*time.Second, func() bool {
+		return strings.Count(s.log(), `"to":"`+state+`"`) > seen
+	})
+}
+
 
 // The foundation's promise: simulator → pty → bridge → signed upload → stand-in,
 // and the bill is exactly the meter's delta.
@@ -219,9 +261,7 @@ func TestEndToEndSession(t *testing.T) {
 	defer cancel()
 	go s.charging(ctx)
 	start := s.meterWh()
-	s.set(meter.StatusStarting, 0, 0)
-	time.Sleep(500 * time.Millisecond)
-	s.set(meter.StatusCharging, 60000, 0)
+	s.startSession(60000)
 	s.waitFor("progress records", 10*time.Second, func() bool { return len(s.bills()) >= 3 })
 	s.set(meter.StatusFinished, 0, 1)
 	delta := s.meterWh() - start

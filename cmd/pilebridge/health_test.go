@@ -83,9 +83,9 @@ func TestSystemdNotifyAndWatchdog(t *testing.T) {
 // /healthz: ok while polling; 503 naming the bus when the pile goes silent,
 // and naming the parked bill when the platform rejects one.
 func TestHealthz(t *testing.T) {
-	listen := freeAddr(t)
-	s := newStation(t, "listen: "+listen+"\n")
+	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.startBridge()
+	listen := s.listenAddr()
 	url := "http://" + listen + "/healthz"
 	get := func() (int, string) {
 		resp, err := http.Get(url)

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -107,6 +109,15 @@ func daemonURL(cfg *config.Config, path string) (string, error) {
 	host, port, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return "", fmt.Errorf("listen %q: %w", cfg.Listen, err)
+	}
+	if port == "0" { // the daemon picked a port and wrote down where
+		b, err := os.ReadFile(station.ListenAddrFile(cfg))
+		if err != nil {
+			return "", fmt.Errorf("listen %s: the running daemon's address: %w", cfg.Listen, err)
+		}
+		if host, port, err = net.SplitHostPort(strings.TrimSpace(string(b))); err != nil {
+			return "", fmt.Errorf("listen address in %s: %w", station.ListenAddrFile(cfg), err)
+		}
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1" // listening on every address: ask on loopback

@@ -46,9 +46,9 @@ func headless(t *testing.T, bin string, args ...string) string {
 // PILEBRIDGE_SCREENSHOT=docs/status-page.png keeps a phone-sized screenshot.
 func TestStatusPageInBrowser(t *testing.T) {
 	bin := browser(t)
-	listen := freeAddr(t)
-	s := newStation(t, "listen: "+listen+"\n")
+	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.startBridge()
+	listen := s.listenAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.charging(ctx)
@@ -62,11 +62,12 @@ func TestStatusPageInBrowser(t *testing.T) {
 		o, _, _ := runCLI(t, "outbox", "list", "--config", s.config)
 		return strings.Contains(o, "parked") && strings.Contains(o, "final")
 	})
-	s.set(meter.StatusIdle, 0, 0)
-	time.Sleep(600 * time.Millisecond)
+	s.setAndSee(meter.StatusIdle, 0, 0, "idle")
 	// a second one, charging now
 	s.startSession(60000)
-	time.Sleep(1500 * time.Millisecond)
+	s.waitFor("the second session charging", 10*time.Second, func() bool {
+		return strings.Count(s.log(), `"to":"charging"`) >= 2
+	})
 
 	dom := headless(t, bin, "--dump-dom", "http://"+listen+"/?lang=zh")
 	assert.Contains(t, dom, `data-port="E2E01/1"`)

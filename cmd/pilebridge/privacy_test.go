@@ -44,10 +44,10 @@ func get(t *testing.T, url, token string) httpAnswer {
 // the page. Every answer says nosniff, the page has a strict CSP, JSON is
 // no-store. /sessions and /outbox come in pages that the CLI follows.
 func TestPersonalDataNeedsTheToken(t *testing.T) {
-	listen := freeAddr(t)
 	vin, plate := "LDC12345678901234", "川A660N11"
-	s := newStation(t, "listen: "+listen+"\nplates: {"+vin+": "+plate+"}\n")
+	s := newStation(t, "listen: 127.0.0.1:0\nplates: {"+vin+": "+plate+"}\n")
 	b := s.startBridge()
+	listen := s.listenAddr()
 	ctxCharging(t, s)
 	for i := 0; i < 3; i++ {
 		s.oneBill(60000)

@@ -85,11 +85,11 @@ func healthz(addr string) string {
 // from the pile's start once writes return; a session entirely inside the
 // window is billed exactly once after it. Truth: the pile's own register.
 func TestStoreUnwritableAtSessionStart(t *testing.T) {
-	listen := freeAddr(t)
-	s := newStation(t, "listen: "+listen+"\n")
+	s := newStation(t, "listen: 127.0.0.1:0\n")
 	data := s.onLoop(16)
 	db := filepath.Join(data, "pilebridge.db")
 	b := s.startBridge()
+	listen := s.listenAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.charging(ctx)
@@ -140,11 +140,11 @@ func TestStoreUnwritableAtSessionStart(t *testing.T) {
 // answer. The final is never posted again; it is recorded once writes
 // return, and reaches the stand-in exactly once.
 func TestAcceptedFinalIsNotResentWhileTheStoreRefuses(t *testing.T) {
-	listen := freeAddr(t)
-	s := newStation(t, "listen: "+listen+"\n")
+	s := newStation(t, "listen: 127.0.0.1:0\n")
 	data := s.onLoop(16)
 	db := filepath.Join(data, "pilebridge.db")
 	b := s.startBridge()
+	listen := s.listenAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.charging(ctx)
@@ -422,13 +422,13 @@ func TestBabblingGatewayCostsLittle(t *testing.T) {
 			go func() { defer c.Close(); _ = simulator.Babble(ctx, c, 0) }()
 		}
 	}()
-	listen := freeAddr(t)
-	s := newStation(t, "listen: "+listen+"\n")
+	s := newStation(t, "listen: 127.0.0.1:0\n")
 	cfg, err := os.ReadFile(s.config)
 	require.NoError(t, err)
 	cfg = bytes.Replace(cfg, []byte("device: "+filepath.Join(s.dir, "ttyV0")), []byte("device: rtuovertcp://"+ln.Addr().String()), 1)
 	require.NoError(t, os.WriteFile(s.config, cfg, 0o600))
 	b := s.startBridge()
+	listen := s.listenAddr()
 	s.waitFor("the daemon up", 10*time.Second, func() bool { return strings.Contains(s.log(), "status and metrics served") })
 	cpu0, t0 := procCPU(t, b.cmd.Process.Pid), time.Now()
 	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
@@ -480,16 +480,16 @@ func TestREADMEMinimalConfigIsHealthy(t *testing.T) {
 	t.Cleanup(func() { hs.Close() })
 	secret := filepath.Join(dir, "app_secret")
 	require.NoError(t, os.WriteFile(secret, []byte("s3cret\n"), 0o600))
-	listen := freeAddr(t)
 	cfg := regexp.MustCompile(`device: \S+/dev/serial/by-id/\S+?,`).ReplaceAllString(block, "device: "+link+",")
 	cfg = regexp.MustCompile(`device: /dev/serial/by-id/[^,]+,`).ReplaceAllString(cfg, "device: "+link+",")
 	cfg = strings.NewReplacer("https://api.4pyun.com", "http://"+ln.Addr().String(),
 		"/var/lib/pilebridge", filepath.Join(dir, "data"), "/etc/pilebridge/app_secret", secret).Replace(cfg)
-	cfg += "listen: " + listen + "\n"
+	cfg += "listen: 127.0.0.1:0\n"
 	require.Contains(t, cfg, link)
 	s := &testStation{t: t, dir: dir, config: filepath.Join(dir, "pilebridge.yaml"), plat: plat}
 	require.NoError(t, os.WriteFile(s.config, []byte(cfg), 0o600))
 	b := s.startBridge()
+	listen := s.listenAddr()
 	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
 	for i := 0; i < 6; i++ {
 		time.Sleep(500 * time.Millisecond)

@@ -540,8 +540,9 @@ func (c *Config) validate() Errors {
 	if c.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 			ck.bad("listen", "%q: want host:port, e.g. 127.0.0.1:8080", c.Listen)
-		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			ck.bad("listen", "%q: port %q: want 1..65535", c.Listen, port)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			// 0: any free port, written to data_dir/listen.addr for the CLI
+			ck.bad("listen", "%q: port %q: want 1..65535 (or 0: any free port)", c.Listen, port)
 		}
 	}
 	if c.PollInterval < 100*time.Millisecond {

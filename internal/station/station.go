@@ -7,6 +7,8 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -283,7 +285,14 @@ func (a *Station) Run(ctx context.Context) error {
 				a.log.Error().Err(err).Msg("status server")
 			}
 		})
-		a.log.Info().Str("listen", a.cfg.Listen).Msg("status and metrics served")
+		// the address bound (a configured port 0 picks a free one), for the
+		// CLI and for tests that must not race for a port
+		addrFile := ListenAddrFile(a.cfg)
+		if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+			a.log.Warn().Err(err).Str("file", addrFile).Msg("the listen address could not be written down")
+		}
+		defer os.Remove(addrFile)
+		a.log.Info().Str("listen", ln.Addr().String()).Msg("status and metrics served")
 	}
 	// the stored sessions were restored in build; every loop now runs
 	if err := a.notify(daemon.SdNotifyReady); err != nil {
@@ -308,3 +317,8 @@ func (a *Station) Run(ctx context.Context) error {
 
 // Close closes the station's database; call it after Run has returned.
 func (a *Station) Close() error { return a.db.Close() }
+
+// ListenAddrFile is where the running daemon writes the address its local
+// API listens on (data_dir/listen.addr): the CLI finds it there when the
+// configured port is 0.
+func ListenAddrFile(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "listen.addr") }
