@@ -251,7 +251,6 @@ func (s *testStation) setAndSee(st meter.Status, powerW, stop int64, state strin
 	})
 }
 
-
 // The foundation's promise: simulator → pty → bridge → signed upload → stand-in,
 // and the bill is exactly the meter's delta.
 func TestEndToEndSession(t *testing.T) {
