@@ -145,24 +145,6 @@ func (d *DeviceSync) flush(ctx context.Context) {
 	}
 }
 
-// portStates and portDescs are how the platform shows a port in each of the
-// session engine's states: its port state code and state_desc (the page
-// shows the same Chinese texts).
-var portStates = map[session.PortState]int{
-	session.Idle: PortIdle, session.Plugged: PortOccupied, session.Starting: PortCharging,
-	session.Charging: PortCharging, session.Finishing: PortCharging, session.Finished: PortOccupied,
-	session.StartFailed: PortOccupied, session.Faulted: PortFault, session.Offline: PortFault,
-}
-
-var portDescs = map[session.PortState]string{
-	session.Idle: "空闲", session.Plugged: "已插枪", session.Starting: "启动中", session.Charging: DescCharging,
-	session.Finishing: "停止中", session.Finished: DescDone, session.StartFailed: DescStartFailed,
-	session.Faulted: "故障", session.Offline: DescCommLost,
-}
-
-// PortDesc is a port state's text as the platform (and the page) shows it.
-func PortDesc(st session.PortState) string { return portDescs[st] }
-
 // PileInfo is what device/sync says of a pile besides its ports.
 type PileInfo struct {
 	DeviceNo, Name string

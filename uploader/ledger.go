@@ -9,11 +9,6 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// The ledger keeps every closed session's bill (final or start-failure
-// record) with its delivery status, for reconciliation with the platform's
-// own records. It is written in the transaction that queues the bill and in
-// the one that settles its delivery, so it never disagrees with the outbox.
-
 var bucketLedger = []byte("ledger") // order -> LedgerEntry
 
 // Delivery states of a bill in the ledger.
@@ -128,86 +123,6 @@ func (o *Outbox) LedgerLast(n int) ([]LedgerEntry, error) {
 		return nil
 	})
 	return out, err
-}
-
-// BlankPII blanks the VIN, plate and mobile of delivered bills that ended
-// before cutoff, in the ledger and the list of recent deliveries; amounts,
-// times and readings stay for reconciliation. Bills not yet delivered keep
-// theirs: the platform still needs them (the plate earns the parking-fee
-// reduction).
-func (o *Outbox) BlankPII(ctx context.Context, cutoff time.Time) (int, error) {
-	n := 0
-	for _, name := range [][]byte{bucketLedger, bucketDelivered} {
-		var keys [][]byte
-		err := o.db.View(func(tx *bbolt.Tx) error {
-			return tx.Bucket(name).ForEach(func(k, v []byte) error {
-				var rec Record
-				var done bool
-				if string(name) == string(bucketLedger) {
-					var e LedgerEntry
-					if json.Unmarshal(v, &e) != nil {
-						return nil
-					}
-					rec, done = e.Record, e.Status == LedgerDelivered
-				} else {
-					var e Entry
-					if json.Unmarshal(v, &e) != nil {
-						return nil
-					}
-					rec, done = e.Record, true
-				}
-				if done && rec.EndTime.Before(cutoff) && (rec.VIN != "" || rec.Plate != "" || rec.Mobile != "") {
-					keys = append(keys, append([]byte(nil), k...))
-				}
-				return nil
-			})
-		})
-		if err != nil {
-			return n, err
-		}
-		for len(keys) > 0 {
-			if err := ctx.Err(); err != nil {
-				return n, err
-			}
-			part := keys[:min(256, len(keys))]
-			keys = keys[len(part):]
-			if err := o.db.Update(func(tx *bbolt.Tx) error {
-				b := tx.Bucket(name)
-				for _, k := range part {
-					v := b.Get(k)
-					if v == nil {
-						continue
-					}
-					var m map[string]json.RawMessage
-					if err := json.Unmarshal(v, &m); err != nil {
-						return err
-					}
-					var rec Record
-					if err := json.Unmarshal(m["record"], &rec); err != nil {
-						return err
-					}
-					rec.VIN, rec.Plate, rec.Mobile = "", "", ""
-					raw, err := json.Marshal(rec)
-					if err != nil {
-						return err
-					}
-					m["record"] = raw
-					data, err := json.Marshal(m)
-					if err != nil {
-						return err
-					}
-					if err := b.Put(k, data); err != nil {
-						return err
-					}
-				}
-				return nil
-			}); err != nil {
-				return n, err
-			}
-			n += len(part)
-		}
-	}
-	return n, nil
 }
 
 // PruneLedger drops bills of sessions that ended before cutoff. It reads in

@@ -1,6 +1,7 @@
 package uploader
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -548,4 +549,84 @@ func trimDelivered(b *bbolt.Bucket) error {
 		n--
 	}
 	return nil
+}
+
+// BlankPII blanks the VIN, plate and mobile of delivered bills that ended
+// before cutoff, in the ledger and the list of recent deliveries; amounts,
+// times and readings stay for reconciliation. Bills not yet delivered keep
+// theirs: the platform still needs them (the plate earns the parking-fee
+// reduction).
+func (o *Outbox) BlankPII(ctx context.Context, cutoff time.Time) (int, error) {
+	n := 0
+	for _, name := range [][]byte{bucketLedger, bucketDelivered} {
+		var keys [][]byte
+		err := o.db.View(func(tx *bbolt.Tx) error {
+			return tx.Bucket(name).ForEach(func(k, v []byte) error {
+				var rec Record
+				var done bool
+				if string(name) == string(bucketLedger) {
+					var e LedgerEntry
+					if json.Unmarshal(v, &e) != nil {
+						return nil
+					}
+					rec, done = e.Record, e.Status == LedgerDelivered
+				} else {
+					var e Entry
+					if json.Unmarshal(v, &e) != nil {
+						return nil
+					}
+					rec, done = e.Record, true
+				}
+				if done && rec.EndTime.Before(cutoff) && (rec.VIN != "" || rec.Plate != "" || rec.Mobile != "") {
+					keys = append(keys, append([]byte(nil), k...))
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return n, err
+		}
+		for len(keys) > 0 {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			part := keys[:min(256, len(keys))]
+			keys = keys[len(part):]
+			if err := o.db.Update(func(tx *bbolt.Tx) error {
+				b := tx.Bucket(name)
+				for _, k := range part {
+					v := b.Get(k)
+					if v == nil {
+						continue
+					}
+					var m map[string]json.RawMessage
+					if err := json.Unmarshal(v, &m); err != nil {
+						return err
+					}
+					var rec Record
+					if err := json.Unmarshal(m["record"], &rec); err != nil {
+						return err
+					}
+					rec.VIN, rec.Plate, rec.Mobile = "", "", ""
+					raw, err := json.Marshal(rec)
+					if err != nil {
+						return err
+					}
+					m["record"] = raw
+					data, err := json.Marshal(m)
+					if err != nil {
+						return err
+					}
+					if err := b.Put(k, data); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return n, err
+			}
+			n += len(part)
+		}
+	}
+	return n, nil
 }
