@@ -141,6 +141,17 @@ func PolicyOf(b Bus, pt Port) SlavePolicy {
 	return p
 }
 
+// Bounds of the file's values, each named once.
+const (
+	MaxHistoryDays     = 3660 // ten years of ledger
+	MinPollInterval    = 100 * time.Millisecond
+	MinBackupInterval  = time.Minute
+	MinBusTimeout      = 10 * time.Millisecond
+	MaxBusTimeout      = 10 * time.Second
+	MaxPersistInterval = 10 * time.Minute
+	MinMaxBillAge      = time.Minute
+)
+
 // MaxRatedPowerW is the largest rated power accepted.
 const MaxRatedPowerW = limits.MaxPowerW
 
@@ -545,17 +556,17 @@ func (c *Config) validate() Errors {
 			ck.bad("listen", "%q: port %q: want 1..65535 (or 0: any free port)", c.Listen, port)
 		}
 	}
-	if c.PollInterval < 100*time.Millisecond {
-		ck.bad("poll_interval", "%v: at least 100ms", c.PollInterval)
+	if c.PollInterval < MinPollInterval {
+		ck.bad("poll_interval", "%v: at least %s", c.PollInterval, MinPollInterval)
 	}
 	if c.PIIDays < 1 || c.PIIDays > c.HistoryDays {
 		ck.bad("pii_days", "%d: want 1..history_days (%d)", c.PIIDays, c.HistoryDays)
 	}
-	if c.BackupInterval < time.Minute {
-		ck.bad("backup_interval", "%s: want at least 1m (a copy of the whole database each time)", c.BackupInterval)
+	if c.BackupInterval < MinBackupInterval {
+		ck.bad("backup_interval", "%s: want at least %s (a copy of the whole database each time)", c.BackupInterval, MinBackupInterval)
 	}
-	if c.HistoryDays < 1 || c.HistoryDays > 3660 {
-		ck.bad("history_days", "%d: want 1..3660", c.HistoryDays)
+	if c.HistoryDays < 1 || c.HistoryDays > MaxHistoryDays {
+		ck.bad("history_days", "%d: want 1..%d", c.HistoryDays, MaxHistoryDays)
 	}
 	c.checkPlatform(ck)
 	c.checkSession(ck)
@@ -664,8 +675,8 @@ func (c *Config) checkPlatform(ck *checker) {
 	if p.OutboxMaxRecords < 1 {
 		ck.bad("platform.outbox_max_records", "%d: at least 1", p.OutboxMaxRecords)
 	}
-	if p.MaxBillAge < time.Minute {
-		ck.bad("platform.max_bill_age", "%v: at least 1m", p.MaxBillAge)
+	if p.MaxBillAge < MinMaxBillAge {
+		ck.bad("platform.max_bill_age", "%v: at least %s", p.MaxBillAge, MinMaxBillAge)
 	}
 }
 
@@ -677,8 +688,8 @@ func (c *Config) checkSession(ck *checker) {
 			ck.bad(key, "%v: must not be negative", d)
 		}
 	}
-	if s.PersistInterval < 0 || s.PersistInterval > 10*time.Minute {
-		ck.bad("session.persist_interval", "%v: want 0 (every reading) up to 10m", s.PersistInterval)
+	if s.PersistInterval < 0 || s.PersistInterval > MaxPersistInterval {
+		ck.bad("session.persist_interval", "%v: want 0 (every reading) up to %s", s.PersistInterval, MaxPersistInterval)
 	}
 	if s.HoldPolls < 0 {
 		ck.bad("session.hold_polls", "%d: at least 1 (0: the default, 3)", s.HoldPolls)
@@ -712,8 +723,8 @@ func (c *Config) checkBuses(ck *checker) map[string]bool {
 		if b.Baud < 300 || b.Baud > 921600 {
 			ck.bad(key+".baud", "%d: want 300..921600", b.Baud)
 		}
-		if b.Timeout < 10*time.Millisecond || b.Timeout > 10*time.Second {
-			ck.bad(key+".timeout", "%v: want 10ms..10s", b.Timeout)
+		if b.Timeout < MinBusTimeout || b.Timeout > MaxBusTimeout {
+			ck.bad(key+".timeout", "%v: want %s..%s", b.Timeout, MinBusTimeout, MaxBusTimeout)
 		}
 		if b.Retries < 0 || b.Retries > 5 {
 			ck.bad(key+".retries", "%d: want 0..5", b.Retries)
@@ -875,11 +886,11 @@ func (c *Config) checkPiles(ck *checker, buses map[string]bool) {
 			if pt.PT < 1 || pt.CT < 1 || pt.PT > 10000 || pt.CT > 10000 {
 				ck.bad(pk+".pt", "pt and ct must be 1..10000 (a ratio such as 400/5 is ct: 80)")
 			}
-			if pt.PollInterval < 100*time.Millisecond {
-				ck.bad(pk+".poll_interval", "%v: at least 100ms", pt.PollInterval)
+			if pt.PollInterval < MinPollInterval {
+				ck.bad(pk+".poll_interval", "%v: at least %s", pt.PollInterval, MinPollInterval)
 			}
-			if pt.Timeout != 0 && (pt.Timeout < 10*time.Millisecond || pt.Timeout > 10*time.Second) {
-				ck.bad(pk+".timeout", "%v: want 10ms..10s (0: the bus's)", pt.Timeout)
+			if pt.Timeout != 0 && (pt.Timeout < MinBusTimeout || pt.Timeout > MaxBusTimeout) {
+				ck.bad(pk+".timeout", "%v: want %s..%s (0: the bus's)", pt.Timeout, MinBusTimeout, MaxBusTimeout)
 			}
 			if pt.Retries != nil && (*pt.Retries < 0 || *pt.Retries > 5) {
 				ck.bad(pk+".retries", "%d: want 0..5", *pt.Retries)
