@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -220,29 +221,8 @@ func (o *Outbox) Counts() (c Counts, err error) {
 
 // List returns entries: pending, parked, and (all) recently delivered.
 func (o *Outbox) List(all bool) (pending, parked, delivered []Entry, err error) {
-	err = o.db.View(func(tx *bbolt.Tx) error {
-		read := func(name []byte, out *[]Entry) error {
-			return tx.Bucket(name).ForEach(func(_, v []byte) error {
-				var e Entry
-				if err := json.Unmarshal(v, &e); err != nil {
-					return err
-				}
-				*out = append(*out, e)
-				return nil
-			})
-		}
-		if err := read(bucketOutbox, &pending); err != nil {
-			return err
-		}
-		if err := read(bucketParked, &parked); err != nil {
-			return err
-		}
-		if all {
-			return read(bucketDelivered, &delivered)
-		}
-		return nil
-	})
-	return
+	pending, parked, delivered, _, err = o.ListPage(all, 0, math.MaxInt)
+	return pending, parked, delivered, err
 }
 
 // ListPage is List a page at a time: the entries of every list whose
@@ -586,46 +566,34 @@ func (o *Outbox) BlankPII(ctx context.Context, cutoff time.Time) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		for len(keys) > 0 {
-			if err := ctx.Err(); err != nil {
-				return n, err
-			}
-			part := keys[:min(256, len(keys))]
-			keys = keys[len(part):]
-			if err := o.db.Update(func(tx *bbolt.Tx) error {
-				b := tx.Bucket(name)
-				for _, k := range part {
-					v := b.Get(k)
-					if v == nil {
-						continue
-					}
-					var m map[string]json.RawMessage
-					if err := json.Unmarshal(v, &m); err != nil {
-						return err
-					}
-					var rec Record
-					if err := json.Unmarshal(m["record"], &rec); err != nil {
-						return err
-					}
-					rec.VIN, rec.Plate, rec.Mobile = "", "", ""
-					raw, err := json.Marshal(rec)
-					if err != nil {
-						return err
-					}
-					m["record"] = raw
-					data, err := json.Marshal(m)
-					if err != nil {
-						return err
-					}
-					if err := b.Put(k, data); err != nil {
-						return err
-					}
-				}
+		done, err := o.inChunks(ctx, name, keys, func(b *bbolt.Bucket, k []byte) error {
+			v := b.Get(k)
+			if v == nil {
 				return nil
-			}); err != nil {
-				return n, err
 			}
-			n += len(part)
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			var rec Record
+			if err := json.Unmarshal(m["record"], &rec); err != nil {
+				return err
+			}
+			rec.VIN, rec.Plate, rec.Mobile = "", "", ""
+			raw, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			m["record"] = raw
+			data, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			return b.Put(k, data)
+		})
+		n += done
+		if err != nil {
+			return n, err
 		}
 	}
 	return n, nil
