@@ -458,6 +458,9 @@ func (c *Config) defaults() {
 	}
 	if len(c.Tariff.Periods) == 0 {
 		c.Tariff.Periods = []Period{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "0", Service: "0"}}
+		// it works (the platform gets every quantity), but nobody should
+		// find out from a month of free bills
+		c.Warnings = append(c.Warnings, "no tariff: bills carry the quantity and 0 fen; add tariff.periods with the station's prices")
 	}
 	for i := range c.Buses {
 		b := &c.Buses[i]

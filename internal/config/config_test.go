@@ -11,6 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// priced: a tariff, so that the no-tariff warning stays out of tests about
+// other warnings.
+const priced = "tariff: {periods: [{start: \"00:00\", end: \"24:00\", type: flat, electricity: \"1\", service: \"0.5\"}]}\n"
+
 const base = `station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a
 data_dir: /tmp/d
 platform: {base_url: "https://api.4pyun.com", app_id: a, app_secret: sec}
@@ -186,7 +190,7 @@ func TestFileShapeMistakes(t *testing.T) {
 func TestSecretFileModeWarning(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "secret")
 	require.NoError(t, os.WriteFile(secret, []byte("s3cret"), 0o644))
-	doc := strings.Replace(base, "app_secret: sec", "app_secret_file: "+secret, 1)
+	doc := strings.Replace(base, "app_secret: sec", "app_secret_file: "+secret, 1) + priced
 	c, err := Parse([]byte(doc), "c.yaml")
 	require.NoError(t, err)
 	require.Len(t, c.Warnings, 1)
@@ -238,7 +242,7 @@ func TestBaseURLOnlyOverTLS(t *testing.T) {
 func TestSecretSources(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(base, "/tmp/d", filepath.Join(dir, "d"), 1)), 0o644))
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(base, "/tmp/d", filepath.Join(dir, "d"), 1)+priced), 0o644))
 	c, err := Load(path)
 	require.NoError(t, err)
 	require.Len(t, c.Warnings, 1)
@@ -263,4 +267,16 @@ func TestPIIDaysBounded(t *testing.T) {
 	assert.Equal(t, 30, c.PIIDays)
 	_, err = Parse([]byte(base+"history_days: 10\npii_days: 20\n"), "c.yaml")
 	assert.ErrorContains(t, err, "pii_days: 20: want 1..history_days (10)")
+}
+
+// A config without a tariff works, and says so: bills at 0 fen are a
+// warning in check and at start, not silence.
+func TestNoTariffIsAWarning(t *testing.T) {
+	c, err := Parse([]byte(base), "c.yaml")
+	require.NoError(t, err)
+	require.Len(t, c.Warnings, 1)
+	assert.Contains(t, c.Warnings[0], "no tariff: bills carry the quantity and 0 fen")
+	c, err = Parse([]byte(base+priced), "c.yaml")
+	require.NoError(t, err)
+	assert.Empty(t, c.Warnings)
 }
