@@ -84,7 +84,14 @@ func Open(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 			return nil, err
 		}
 	default:
+		// the walk must not race a running daemon's commits (it would see
+		// pages reused under an older meta page): it holds bbolt's lock
+		unlock, err := lockFor(p.DB(), opts.Timeout)
+		if err != nil {
+			return nil, err
+		}
 		res, err := boltwalk.Walk(p.DB())
+		unlock()
 		if err != nil {
 			return nil, &UnusableError{Path: p.DB(), Why: "is unreadable: " + err.Error(), Do: salvageHint}
 		}
@@ -245,6 +252,31 @@ func LatestBackup(dir string) time.Time {
 		return time.Time{}
 	}
 	return st.ModTime()
+}
+
+// lockFor takes the exclusive lock bbolt takes on the file, waiting up to
+// wait for another process (a daemon still stopping) to let it go. The
+// error then wraps bbolt.ErrTimeout, as bbolt's own would.
+func lockFor(path string, wait time.Duration) (unlock func(), err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || !time.Now().Before(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s is in use (is the daemon running?): %w", path, bbolt.ErrTimeout)
+			}
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // lockFree fails when another process (the daemon) holds the database.
