@@ -114,12 +114,13 @@ func SalvageRule(got, backup *dbfile.Contents, damaged map[string]bool) []string
 			}
 		}
 	}
-	// a bill the ledger holds as undelivered must be in a queue
+	// a bill the ledger holds as undelivered must be in a queue; a bill in
+	// a queue closes its order for the sessions' rule too
 	inQueue := map[string]bool{}
 	for _, b := range []map[string][]byte{pending, parked} {
 		for _, e := range entries(b) {
 			if e.Record.Terminal() {
-				inQueue[e.Record.Order] = true
+				inQueue[e.Record.Order], got.Closed[e.Record.Order] = true, true
 			}
 		}
 	}
