@@ -31,7 +31,18 @@ for arch in armhf arm64 amd64; do
 		file "$tmp/usr/bin/pilebridge" | grep -q "statically linked" || fail "$deb: binary not static"
 	fi
 	rm -rf "$tmp"
-	echo "ok   $deb: fields, contents, conffile, $want static binary"
+	# ./ of the data archive: 0755 like every directory a package ships
+	dpkg-deb --contents "$deb" | awk 'NR == 1' | grep -q '^drwxr-xr-x root/root .* \./$' || fail "$deb: ./ is not 0755 root/root"
+	if command -v lintian >/dev/null; then
+		# clean but for what deploy/deb/lintian-overrides explains
+		lintian --fail-on error,warning "$deb" >/dev/null 2>&1 || { lintian "$deb" >&2 || true; fail "$deb: lintian"; }
+		lint="lintian clean"
+	elif [ "${PILEBRIDGE_REQUIRE_LINTIAN:-}" = 1 ]; then
+		fail "lintian is not installed and PILEBRIDGE_REQUIRE_LINTIAN=1"
+	else
+		lint="lintian SKIPPED (not installed)"
+	fi
+	echo "ok   $deb: fields, contents, conffile, $want static binary, $lint"
 done
 
 # a throwaway root with a dpkg database and the accounts a Debian system has
