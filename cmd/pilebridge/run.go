@@ -33,6 +33,10 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
+	for _, b := range station.LineBudgets(cfg, reg) {
+		fmt.Fprintf(stdout, "line %s: %d ports, %.2f s per poll round at %d baud: %.0f %% of poll_interval %s\n",
+			b.Bus, b.Ports, b.Round.Seconds(), b.Baud, 100*b.Share(), b.Interval)
+	}
 	fmt.Fprintf(stdout, "config ok: %d buses, %d piles, %d ports, %d profiles\n", len(cfg.Buses), len(cfg.Piles), n, len(reg.Names()))
 	return nil
 }

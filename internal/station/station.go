@@ -78,6 +78,7 @@ func Load(path string) (*config.Config, *meter.Registry, error) {
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
+	cfg.Warnings = append(cfg.Warnings, budgetWarnings(cfg, LineBudgets(cfg, reg))...)
 	return cfg, reg, nil
 }
 
