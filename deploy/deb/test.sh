@@ -99,5 +99,15 @@ if command -v systemd-analyze >/dev/null; then
 	else
 		fail "systemd-analyze verify: $out"
 	fi
+	# the sandbox: exposure at most 2.0 (make test-board runs this unit on
+	# the emulated board and shows the same figure there)
+	exposure=$(systemd-analyze security --offline=yes "$unit/pilebridge.service" 2>/dev/null | sed -n 's/.*pilebridge.service: \([0-9.]*\).*/\1/p')
+	if [ -z "$exposure" ]; then
+		echo "skip systemd-analyze security (this systemd has no --offline)"
+	elif awk -v x="$exposure" 'BEGIN { exit !(x <= 2.0) }'; then
+		echo "ok   systemd-analyze security: exposure $exposure (≤ 2.0)"
+	else
+		fail "systemd-analyze security: exposure $exposure, want ≤ 2.0"
+	fi
 	rm -rf "$unit"
 fi
