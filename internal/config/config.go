@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -658,7 +659,7 @@ func (c *Config) checkPlatform(ck *checker) {
 		if c.Platform.AppSecret == "" {
 			ck.bad("platform.app_secret_file", "%s is empty", p.AppSecretFile)
 		}
-		if w := secretModeWarning(p.AppSecretFile); w != "" {
+		if w := secretModeWarning(p.AppSecretFile, ServiceGroup); w != "" {
 			c.Warnings = append(c.Warnings, w)
 		}
 	}
@@ -823,31 +824,44 @@ func inlineSecretWarning(path string, c *Config) string {
 	return fmt.Sprintf("platform.app_secret is written in %s, which has mode %04o: others on the board can read the app secret; move it to app_secret_file (root:pilebridge 0640) or chmod 600 the config", path, st.Mode().Perm())
 }
 
+// ServiceGroup is the group the packaged unit runs in (Group=): the app
+// secret file's group, readable by the service and nobody else.
+const ServiceGroup = "pilebridge"
+
 // secretModeWarning warns when the secret file can be read by others, or by
-// a group the service does not run in.
-func secretModeWarning(path string) string {
+// a group that is neither the service's (group, when it exists: root
+// running `check` judges the file as the service would) nor this process's.
+func secretModeWarning(path, group string) string {
 	st, err := os.Stat(path)
 	if err != nil {
 		return ""
 	}
 	mode := st.Mode().Perm()
 	if mode&0o004 != 0 {
-		return fmt.Sprintf("platform.app_secret_file %s has mode %04o: anyone on the board can read the app secret; chmod 640 and chown root:pilebridge", path, mode)
+		return fmt.Sprintf("platform.app_secret_file %s has mode %04o: anyone on the board can read the app secret; chmod 640 and chown root:%s", path, mode, group)
 	}
 	sys, ok := st.Sys().(*syscall.Stat_t)
 	if mode&0o040 == 0 || !ok {
 		return ""
 	}
-	if int(sys.Gid) == os.Getegid() {
+	gid := int(sys.Gid)
+	if g, err := user.LookupGroup(group); err == nil && g.Gid == strconv.Itoa(gid) {
+		return ""
+	}
+	if gid == os.Getegid() {
 		return ""
 	}
 	groups, _ := os.Getgroups()
 	for _, g := range groups {
-		if g == int(sys.Gid) {
+		if g == gid {
 			return ""
 		}
 	}
-	return fmt.Sprintf("platform.app_secret_file %s has mode %04o and group %d, which this service does not run in: that group can read the app secret; chown root:pilebridge", path, mode, sys.Gid)
+	name := strconv.Itoa(gid)
+	if g, err := user.LookupGroupId(name); err == nil {
+		name = g.Name
+	}
+	return fmt.Sprintf("platform.app_secret_file %s has mode %04o and group %s, which the service does not run in: that group can read the app secret; chown root:%s", path, mode, name, group)
 }
 
 func (c *Config) checkPiles(ck *checker, buses map[string]bool) {

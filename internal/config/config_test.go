@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -200,6 +201,29 @@ func TestSecretFileModeWarning(t *testing.T) {
 	c, err = Parse([]byte(doc), "c.yaml")
 	require.NoError(t, err)
 	assert.Empty(t, c.Warnings)
+}
+
+// Root running `check` (the README's deploy step) judges the secret file as
+// the service would: a file in the service's group is right, a file in
+// another group is named by that group's name.
+func TestSecretFileInTheServiceGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("PILEBRIDGE_REQUIRE_ROOT") != "" {
+			t.Fatal("needs root (chown to another group) and PILEBRIDGE_REQUIRE_ROOT is set")
+		}
+		t.Skip("SKIPPED LOUDLY: needs root to chown the file to another group")
+	}
+	other, err := user.LookupGroupId("1") // daemon on Debian: a group root is not in
+	if err != nil {
+		t.Skipf("no group 1 here: %v", err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret"), 0o640))
+	require.NoError(t, os.Chown(secret, 0, 1))
+	assert.Empty(t, secretModeWarning(secret, other.Name), "the service's own group")
+	w := secretModeWarning(secret, "no-such-group-pb")
+	assert.Contains(t, w, "group "+other.Name+",", "the other group by name")
+	assert.Contains(t, w, "chown root:no-such-group-pb")
 }
 
 func TestRS485Accepted(t *testing.T) {
