@@ -7,7 +7,7 @@ RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./interna
 LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-model fuzz
+.PHONY: all build test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-model fuzz test-board soak-board
 
 all: lint test build
 
@@ -75,6 +75,20 @@ deb: cross
 
 test-deb: deb
 	deploy/deb/test.sh $(DEBVERSION) dist
+
+# The armhf package on an emulated ARM board, as root: Debian bookworm under
+# systemd in qemu-system-arm, an emulated FTDI adapter wired to the simulated
+# pile, the platform stand-in over TLS. Deployed by the README's steps; then
+# a session, CUTS power cuts (qemu killed: the page cache is lost), an
+# upgrade and a hung daemon mid-session, each bill against the meter's
+# delta. The image (deploy/board/image.sh) is built once and cached.
+CUTS ?= 3
+test-board:
+	@img=$$(deploy/board/image.sh) && \
+	PILEBRIDGE_BOARD_IMAGE=$$img PILEBRIDGE_BOARD_VERSION=$(DEBVERSION) CUTS=$(CUTS) \
+		$(GO) test -count=1 -timeout 90m -run '^TestBoard$$' -v ./internal/boardtest/ | grep --line-buffered -Ev '^=== RUN'
+soak-board: CUTS = 30
+soak-board: test-board
 
 # One complete session: stand-in + simulated pile + bridge, then exit.
 demo: build
