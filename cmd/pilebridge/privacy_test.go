@@ -44,7 +44,7 @@ func get(t *testing.T, url, token string) httpAnswer {
 // the page. Every answer says nosniff, the page has a strict CSP, JSON is
 // no-store. /sessions and /outbox come in pages that the CLI follows.
 func TestPersonalDataNeedsTheToken(t *testing.T) {
-	vin, plate := "LDC12345678901234", "川A660N11"
+	vin, plate := "LDC12345678901234", "川AD66011"
 	s := newStation(t, "listen: 127.0.0.1:0\nplates: {"+vin+": "+plate+"}\n")
 	b := s.startBridge()
 	listen := s.listenAddr()
@@ -57,7 +57,7 @@ func TestPersonalDataNeedsTheToken(t *testing.T) {
 	require.NoError(t, err)
 	token := strings.TrimSpace(string(tokenB))
 	base := "http://" + listen
-	maskedVIN, maskedPlate := "***********901234", "川A6****1"
+	maskedVIN, maskedPlate := "***********901234", "川AD****1"
 	time.Sleep(500 * time.Millisecond) // the last delivery recorded
 
 	for _, path := range []string{"/status?recent=5", "/sessions", "/outbox?all=1"} {

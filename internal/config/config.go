@@ -26,27 +26,27 @@ import (
 
 // Config is the whole file.
 type Config struct {
-	StationUUID      string            `yaml:"station_uuid"`
-	DataDir          string            `yaml:"data_dir"`
-	NodeID           string            `yaml:"node_id"`
-	LocalUserID      string            `yaml:"local_user_id"`
-	ParkingReduction bool              `yaml:"parking_reduction"`
-	ProfilesDir      string            `yaml:"profiles_dir"`
-	PollInterval     time.Duration     `yaml:"poll_interval"`
-	HistoryDays      int               `yaml:"history_days"`    // closed sessions kept in the ledger (delivered ones; unsent bills are never dropped)
-	BackupInterval   time.Duration     `yaml:"backup_interval"` // a hot copy of the database to data_dir/backup, kept two deep
-	PIIDays          int               `yaml:"pii_days"`        // delivered bills keep VIN, plate and mobile this long, then they are blanked
-	Listen           string            `yaml:"listen"`
-	ListenHosts      []string          `yaml:"listen_hosts"`      // Host names the local API answers besides IPs and localhost
-	ListenTokenFile  string            `yaml:"listen_token_file"` // bearer token for its POSTs (default: data_dir/listen_token)
-	Log              Log               `yaml:"log"`
-	Clock            Clock             `yaml:"clock"`
-	Platform         Platform          `yaml:"platform"`
-	Session          Session           `yaml:"session"`
-	Tariff           Tariff            `yaml:"tariff"`
-	Plates           map[string]string `yaml:"plates"`
-	Buses            []Bus             `yaml:"buses"`
-	Piles            []Pile            `yaml:"piles"`
+	StationUUID      string        `yaml:"station_uuid"`
+	DataDir          string        `yaml:"data_dir"`
+	NodeID           string        `yaml:"node_id"`
+	LocalUserID      string        `yaml:"local_user_id"`
+	ParkingReduction bool          `yaml:"parking_reduction"`
+	ProfilesDir      string        `yaml:"profiles_dir"`
+	PollInterval     time.Duration `yaml:"poll_interval"`
+	HistoryDays      int           `yaml:"history_days"`    // closed sessions kept in the ledger (delivered ones; unsent bills are never dropped)
+	BackupInterval   time.Duration `yaml:"backup_interval"` // a hot copy of the database to data_dir/backup, kept two deep
+	PIIDays          int           `yaml:"pii_days"`        // delivered bills keep VIN, plate and mobile this long, then they are blanked
+	Listen           string        `yaml:"listen"`
+	ListenHosts      []string      `yaml:"listen_hosts"`      // Host names the local API answers besides IPs and localhost
+	ListenTokenFile  string        `yaml:"listen_token_file"` // bearer token for its POSTs (default: data_dir/listen_token)
+	Log              Log           `yaml:"log"`
+	Clock            Clock         `yaml:"clock"`
+	Platform         Platform      `yaml:"platform"`
+	Session          Session       `yaml:"session"`
+	Tariff           Tariff        `yaml:"tariff"`
+	Plates           Plates        `yaml:"plates"`
+	Buses            []Bus         `yaml:"buses"`
+	Piles            []Pile        `yaml:"piles"`
 
 	// Warnings are things that work but should not stay so (a secret file
 	// others can read); the daemon logs them and check prints them.
@@ -145,6 +145,8 @@ func PolicyOf(b Bus, pt Port) SlavePolicy {
 // Bounds of the file's values, each named once.
 const (
 	MaxHistoryDays     = 3660 // ten years of ledger
+	MaxPlateWindow     = 24 * time.Hour
+	DefaultPlateWindow = 10 * time.Minute
 	MinPollInterval    = 100 * time.Millisecond
 	MinBackupInterval  = time.Minute
 	MinBusTimeout      = 10 * time.Millisecond
@@ -433,6 +435,7 @@ func (c *Config) defaults() {
 		c.HistoryDays = 90
 	}
 	def(&c.BackupInterval, time.Hour)
+	def(&c.Plates.Window, DefaultPlateWindow)
 	if c.PIIDays == 0 {
 		c.PIIDays = min(30, max(c.HistoryDays, 1))
 	}
@@ -576,6 +579,7 @@ func (c *Config) validate() Errors {
 	c.checkSession(ck)
 	buses := c.checkBuses(ck)
 	c.checkPiles(ck, buses)
+	c.checkPlates(ck, c.portKeys())
 	return ck.errs
 }
 
@@ -862,6 +866,17 @@ func secretModeWarning(path, group string) string {
 		name = g.Name
 	}
 	return fmt.Sprintf("platform.app_secret_file %s has mode %04o and group %s, which the service does not run in: that group can read the app secret; chown root:%s", path, mode, name, group)
+}
+
+// portKeys are the configured ports as device_no/port_no.
+func (c *Config) portKeys() map[string]bool {
+	keys := map[string]bool{}
+	for _, pl := range c.Piles {
+		for _, pt := range pl.Ports {
+			keys[pl.DeviceNo+"/"+pt.PortNo] = true
+		}
+	}
+	return keys
 }
 
 func (c *Config) checkPiles(ck *checker, buses map[string]bool) {

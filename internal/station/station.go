@@ -208,7 +208,7 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 				OfflineClose: cfg.Session.OfflineClose, HoldPolls: cfg.Session.HoldPolls,
 				StartPowerW: pt.MeterOnly.StartPowerW, StartFor: pt.MeterOnly.StartFor,
 				StopPowerW: pt.MeterOnly.StopPowerW, StopFor: pt.MeterOnly.StopFor,
-				Plates: cfg.Plates, WrapMWh: prof.EnergyWrapMWh(ratios),
+				Plates: cfg.Plates.VINs, WrapMWh: prof.EnergyWrapMWh(ratios),
 			}
 			plog := log.With().Str("port", key).Logger()
 			m, err := session.NewMachine(pc, tariff, store.NextOrder, plog)
