@@ -38,6 +38,8 @@ type storedSession struct {
 	LastSent        stamp                   `cbor:"19,keyasint,omitempty"`
 	LowSince        stamp                   `cbor:"20,keyasint,omitempty"`
 	Provisional     bool                    `cbor:"21,keyasint,omitempty"`
+	PlateSource     PlateSource             `cbor:"22,keyasint,omitempty"`
+	PlateAt         stamp                   `cbor:"23,keyasint,omitempty"`
 }
 
 type storedEnergy struct {
@@ -119,6 +121,7 @@ func (c codec) encode(s *Session) ([]byte, error) {
 		PendingMWh: s.PendingMWh, PendingFrom: stampOf(s.PendingFrom), PendingFromProv: s.PendingFromProv,
 		Count: s.Count, HasCount: s.HasCount, VIN: s.VIN, Mobile: s.Mobile, Plate: s.Plate, SOC: s.SOC, HasSOC: s.HasSOC,
 		Seq: s.Seq, LastSent: stampOf(s.LastSent), LowSince: stampOf(s.LowSince), Provisional: s.Provisional,
+		PlateSource: s.PlateSource, PlateAt: stampOf(s.PlateAt),
 	}
 	if h := e.Hold; h != nil {
 		r.Energy.Hold = &storedHold{Polls: h.Polls, FirstMWh: h.FirstMWh, FirstAt: stampOf(h.FirstAt),
@@ -162,6 +165,7 @@ func (c codec) decode(data []byte) (*Session, error) {
 		PendingMWh: r.PendingMWh, PendingFrom: r.PendingFrom.time(), PendingFromProv: r.PendingFromProv,
 		Count: r.Count, HasCount: r.HasCount, VIN: r.VIN, Mobile: r.Mobile, Plate: r.Plate, SOC: r.SOC, HasSOC: r.HasSOC,
 		Seq: r.Seq, LastSent: r.LastSent.time(), LowSince: r.LowSince.time(), Provisional: r.Provisional,
+		PlateSource: r.PlateSource, PlateAt: r.PlateAt.time(),
 	}
 	if h := e.Hold; h != nil {
 		s.Energy.Hold = &Hold{Polls: h.Polls, FirstMWh: h.FirstMWh, FirstAt: h.FirstAt.time(),

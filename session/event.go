@@ -34,20 +34,21 @@ func (r Reason) Abnormal() bool { return r == ReasonFault || r == ReasonAborted 
 // Event is what the session package reports: one per opened-and-delivering
 // interval (progress), and exactly one at the end (closed or start failed).
 type Event struct {
-	Kind       EventKind
-	Order      string
-	Seq        int // per order, increasing
-	Start, End time.Time
-	QuantityWh int64
-	EnergyFen  int64
-	ServiceFen int64
-	Reason     Reason // closed and start failed
-	Detail     string // the pile's own words: stop reason or fault text
-	VIN        string
-	Plate      string
-	Mobile     string // from the pile, when it reports one
-	SOC        int
-	HasSOC     bool
+	Kind        EventKind
+	Order       string
+	Seq         int // per order, increasing
+	Start, End  time.Time
+	QuantityWh  int64
+	EnergyFen   int64
+	ServiceFen  int64
+	Reason      Reason // closed and start failed
+	Detail      string // the pile's own words: stop reason or fault text
+	VIN         string
+	Plate       string
+	PlateSource PlateSource // where Plate came from
+	Mobile      string      // from the pile, when it reports one
+	SOC         int
+	HasSOC      bool
 }
 
 // Terminal says the event ends its order.

@@ -363,7 +363,10 @@ func (m *Machine) identify(r meter.Reading) (changed bool) {
 		s.SOC, s.HasSOC, changed = r.SOC, true, true
 	}
 	if r.VIN != "" && s.VIN == "" {
-		s.VIN, s.Plate, changed = r.VIN, m.cfg.Plates[r.VIN], true
+		s.VIN, changed = r.VIN, true
+		if p := m.cfg.Plates[r.VIN]; p != "" {
+			m.SetPlate(PlateRead{Plate: p, Source: PlateFromVIN, At: r.Time})
+		}
 	}
 	if r.Mobile != "" && s.Mobile == "" {
 		s.Mobile, changed = r.Mobile, true
@@ -484,7 +487,7 @@ func (m *Machine) event(kind EventKind, reason Reason, detail string, end time.T
 	}
 	ev := Event{Kind: kind, Order: s.Order, Seq: s.Seq, Start: s.StartTime, End: end,
 		QuantityWh: b.QuantityWh, EnergyFen: b.EnergyFen, ServiceFen: b.ServiceFen,
-		Reason: reason, Detail: detail, VIN: s.VIN, Plate: s.Plate, Mobile: s.Mobile, SOC: s.SOC, HasSOC: s.HasSOC}
+		Reason: reason, Detail: detail, VIN: s.VIN, Plate: s.Plate, PlateSource: s.PlateSource, Mobile: s.Mobile, SOC: s.SOC, HasSOC: s.HasSOC}
 	if kind == EventStartFailed {
 		ev.QuantityWh, ev.EnergyFen, ev.ServiceFen = 0, 0, 0
 	}

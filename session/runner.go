@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/internal/faillog"
+	"pilebridge/internal/pii"
 	"pilebridge/meter"
 )
 
@@ -51,7 +52,18 @@ type Port struct {
 	// every event are stored at once regardless.
 	PersistEvery time.Duration
 
+	// Plates, if set, gives the plates read for this port's bay.
+	Plates PlateBook
+
 	loop portLoop
+}
+
+// PlateBook holds the plates read at the ports' bays (cameras, a parking
+// system, the attendant).
+type PlateBook interface {
+	// PlateFor is the best read for port that belongs to a session opened
+	// at opened: read within the book's window before it, or since.
+	PlateFor(port string, opened time.Time) (PlateRead, bool)
 }
 
 // portLoop is the runner's state for one port between polls.
@@ -153,6 +165,13 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	sess, order := p.Machine.Session(), ""
 	if sess != nil {
 		order = sess.Order
+		if p.Plates != nil {
+			if pr, ok := p.Plates.PlateFor(p.Key, sess.OpenedAt); ok && p.Machine.SetPlate(pr) {
+				dirty = true // stored at once: a restart keeps it
+				l.log.Info().Str("order", order).Str("plate", pii.Plate(pr.Plate)).Str("source", string(pr.Source)).
+					Time("read_at", pr.At).Msg("plate")
+			}
+		}
 	}
 	due := now.Sub(l.stored) >= p.PersistEvery
 	if len(l.pending) > 0 || dirty || order != l.lastOrder || (changed && due) {

@@ -40,8 +40,12 @@ type Session struct {
 	VIN      string `json:"vin,omitempty"`
 	Mobile   string `json:"mobile,omitempty"` // from the pile, if it reports one
 	Plate    string `json:"plate,omitempty"`
-	SOC      int    `json:"soc"`
-	HasSOC   bool   `json:"has_soc"`
+	// PlateSource and PlateAt: where the plate came from and when it was
+	// read (a better read replaces it: SetPlate).
+	PlateSource PlateSource `json:"plate_source,omitempty"`
+	PlateAt     time.Time   `json:"plate_at,omitempty"`
+	SOC         int         `json:"soc"`
+	HasSOC      bool        `json:"has_soc"`
 
 	Seq      int       `json:"seq"`
 	LastSent time.Time `json:"last_progress"`
