@@ -27,24 +27,27 @@ const (
 // Record is one replenish/sync report as stored in the outbox: without the
 // public fields and signature, which each attempt adds afresh.
 type Record struct {
-	Kind       Kind      `json:"kind"`
-	Order      string    `json:"order"`
-	Seq        int       `json:"seq"` // per order, increasing
-	StartTime  time.Time `json:"start_time"`
-	EndTime    time.Time `json:"end_time"`
-	VIN        string    `json:"vin,omitempty"`
-	Plate      string    `json:"plate,omitempty"`
-	Mobile     string    `json:"mobile"`
-	QuantityWh int64     `json:"quantity"`
-	EnergyFen  int64     `json:"energy_value"`
-	ServiceFen int64     `json:"fee_value"`
-	State      int       `json:"state"`
-	StateDesc  string    `json:"state_desc"`
-	DeviceNo   string    `json:"device_no"`
-	DeviceType int       `json:"device_type"`
-	PortNo     string    `json:"port_no"`
-	EnergyCode string    `json:"energy_code"`
-	SOC        *int      `json:"soc,omitempty"`
+	Kind      Kind      `json:"kind"`
+	Order     string    `json:"order"`
+	Seq       int       `json:"seq"` // per order, increasing
+	StartTime time.Time `json:"start_time"`
+	EndTime   time.Time `json:"end_time"`
+	VIN       string    `json:"vin,omitempty"`
+	Plate     string    `json:"plate,omitempty"`
+	// PlateSource is where the plate came from (vin, camera, api,
+	// attendant): for the ledger, not sent.
+	PlateSource string `json:"plate_source,omitempty"`
+	Mobile      string `json:"mobile"`
+	QuantityWh  int64  `json:"quantity"`
+	EnergyFen   int64  `json:"energy_value"`
+	ServiceFen  int64  `json:"fee_value"`
+	State       int    `json:"state"`
+	StateDesc   string `json:"state_desc"`
+	DeviceNo    string `json:"device_no"`
+	DeviceType  int    `json:"device_type"`
+	PortNo      string `json:"port_no"`
+	EnergyCode  string `json:"energy_code"`
+	SOC         *int   `json:"soc,omitempty"`
 }
 
 // Masked is the record with its personal data masked (internal/pii): what

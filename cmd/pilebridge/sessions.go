@@ -112,7 +112,7 @@ func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry,
 }
 
 var ledgerColumns = []string{"order", "device_no", "port_no", "start_time", "end_time", "quantity_wh", "energy_fen",
-	"service_fen", "total_fen", "state", "state_desc", "vin", "plate", "status", "seqno", "reason", "attempts", "delivered_at"}
+	"service_fen", "total_fen", "state", "state_desc", "vin", "plate", "plate_source", "status", "seqno", "reason", "attempts", "delivered_at"}
 
 func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 	cw := csv.NewWriter(w)
@@ -127,7 +127,7 @@ func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 		}
 		row := []string{r.Order, r.DeviceNo, r.PortNo, r.StartTime.UTC().Format(uploader.TimeLayout), r.EndTime.UTC().Format(uploader.TimeLayout),
 			strconv.FormatInt(r.QuantityWh, 10), strconv.FormatInt(r.EnergyFen, 10), strconv.FormatInt(r.ServiceFen, 10),
-			strconv.FormatInt(r.EnergyFen+r.ServiceFen, 10), strconv.Itoa(r.State), r.StateDesc, r.VIN, r.Plate,
+			strconv.FormatInt(r.EnergyFen+r.ServiceFen, 10), strconv.Itoa(r.State), r.StateDesc, r.VIN, r.Plate, r.PlateSource,
 			e.Status, e.Seqno, e.Reason, strconv.Itoa(e.Attempts), delivered}
 		if err := cw.Write(row); err != nil {
 			return err
