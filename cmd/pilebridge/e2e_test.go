@@ -85,10 +85,17 @@ func (s *testStation) listenAddr() string {
 }
 
 func newStation(t *testing.T, extra string) *testStation {
+	return newStationWith(t, "ref-dc", extra)
+}
+
+// newStationWith is a station whose pile presents profile (ref-dc: a DC
+// pile, CN_DC; ref-ac: an AC pile, CN_AC).
+func newStationWith(t *testing.T, profile, extra string) *testStation {
 	dir := t.TempDir()
 	reg, err := meter.LoadRegistry("")
 	require.NoError(t, err)
-	prof, _ := reg.Get("ref-dc")
+	prof, _ := reg.Get(profile)
+	energyCode := map[string]string{"ref-dc": "CN_DC", "ref-ac": "CN_AC"}[profile]
 	link := filepath.Join(dir, "ttyV0")
 	rig, err := simulator.ServeOnPty(link, prof, 5_000_000, 3)
 	require.NoError(t, err)
@@ -122,12 +129,12 @@ buses:
 piles:
   - device_no: E2E01
     device_type: 0
-    energy_code: CN_DC
+    energy_code: %s
     bus: l1
     rated_power_w: 120000
     ports:
-      - {port_no: "1", slave: 3, profile: ref-dc, poll_interval: 200ms}
-%s`, dir, ln.Addr(), link, extra)
+      - {port_no: "1", slave: 3, profile: %s, poll_interval: 200ms}
+%s`, dir, ln.Addr(), link, energyCode, profile, extra)
 	path := filepath.Join(dir, "pilebridge.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	return &testStation{t: t, dir: dir, config: path, plat: plat, pile: rig.Piles[3], rig: rig}
@@ -172,6 +179,7 @@ type bill struct {
 	StartTime   string `json:"start_time"`
 	EndTime     string `json:"end_time"`
 	VIN         string `json:"vin"`
+	Plate       string `json:"plate"`
 	SOC         *int   `json:"soc"`
 }
 

@@ -39,6 +39,8 @@ usage:
   pilebridge outbox retry ORDER|--parked --config FILE
   pilebridge sessions [--since DATE] [--until DATE] [--csv|--json] --config FILE
                                         closed sessions' bills and their delivery, for reconciliation
+  pilebridge plate PORT PLATE --config FILE
+                                        the attendant's read of the car's plate at a port
   pilebridge db salvage|reset|backup --config FILE
                                         a damaged or lost database: recover what can be read, fill in
                                         from data_dir/backup; start empty on purpose; copy it now
@@ -79,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdOutbox(args, stdout)
 	case "sessions":
 		err = cmdSessions(args, stdout)
+	case "plate":
+		err = cmdPlate(args, stdout)
 	case "db":
 		err = cmdDB(args, stdout)
 	case "version":

@@ -30,6 +30,8 @@ usage (each command's --help describes its flags):
   pilesim serve [--link PATH] [--tcp ADDR] [--rtutcp ADDR] [--profile NAME] [--slaves 1,2] [script flags]
   pilesim platform --listen ADDR --app-id ID --app-secret SECRET [--log FILE]
   pilesim demo --bridge BIN --config FILE     stand-in + simulator + bridge, one session, then exit
+  pilesim camera --push URL --plate P [--serial S] [--channel N] [--every D] [--base64]
+                                              a bay's LPR camera pushing its read (AlarmInfoPlate)
   pilesim scale --bridge BIN [--lines 16] [--slaves 16] [--idle 45s] [--charge 45s]
                                               the bridge at station size: CPU, RSS, device bytes, bills
 `
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPlatform(ctx, args, log)
 	case "demo":
 		err = cmdDemo(ctx, args, stdout, log)
+	case "camera":
+		err = cmdCamera(ctx, args, stdout)
 	case "scale":
 		err = cmdScale(ctx, args, stdout, log)
 	case "floor": // run by scale

@@ -120,7 +120,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if !g.hasToken(r) {
+		if !g.hasToken(r) && !isCameraPush(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pilebridge"`)
 			http.Error(w, "a bearer token is needed (listen_token_file)", http.StatusUnauthorized)
 			return
@@ -130,4 +130,10 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(context.WithValue(r.Context(), authorizedKey{}, true))
 	}
 	g.next.ServeHTTP(w, r)
+}
+
+// isCameraPush: POST /plates/camera[/SECRET], which cameras reach without a
+// token (the plate hub checks their address and secret instead).
+func isCameraPush(r *http.Request) bool {
+	return r.Method == http.MethodPost && (r.URL.Path == "/plates/camera" || strings.HasPrefix(r.URL.Path, "/plates/camera/"))
 }

@@ -25,6 +25,7 @@ var (
 	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges on the wire by outcome.", []string{"bus", "slave", "outcome"}, nil)
 	mSkipped   = prometheus.NewDesc("pilebridge_modbus_skipped_total", "Reads failed fast, without an exchange, while a dead slave backs off.", []string{"bus", "slave"}, nil)
 	mStrays    = prometheus.NewDesc("pilebridge_modbus_stray_frames_total", "Whole frames from a slave other than the one addressed (late replies), skipped.", []string{"bus"}, nil)
+	mPlates    = prometheus.NewDesc("pilebridge_plate_reads_total", "Plates read for the bays, by source (camera, api, attendant) and result (taken, invalid, no_plate, refused, malformed).", []string{"source", "result"}, nil)
 	mScrapeErr = prometheus.NewDesc("pilebridge_scrape_errors_total", "Scrapes that could not read a source; its metrics are missing from those scrapes.", []string{"source"}, nil)
 	mBabbles   = prometheus.NewDesc("pilebridge_modbus_babbles_total", "Times the line did not fall silent (a device or converter kept sending): closed and reopened after a backoff.", []string{"bus"}, nil)
 	mLatency   = prometheus.NewDesc("pilebridge_modbus_last_latency_seconds", "Latency of the last good exchange.", []string{"bus", "slave"}, nil)
@@ -46,13 +47,16 @@ var allStates = []session.PortState{session.Idle, session.Plugged, session.Start
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mScrapeErr, mExchanges, mSkipped, mStrays, mBabbles, mLatency, mRecords, mOldest, mUploads, mAnswers,
-		mEnergy, mPower, mSOC, mPortState, mResets} {
+		mEnergy, mPower, mSOC, mPortState, mResets, mPlates} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mBuild, prometheus.GaugeValue, 1, c.a.version)
+	for k, v := range c.a.plates.Counts() {
+		ch <- prometheus.MustNewConstMetric(mPlates, prometheus.CounterValue, float64(v), k[0], k[1])
+	}
 	for name, b := range c.a.buses {
 		ls := b.LineStats()
 		ch <- prometheus.MustNewConstMetric(mStrays, prometheus.CounterValue, float64(ls.StrayFrames), name)

@@ -39,6 +39,7 @@ type Station struct {
 	runner   *session.Runner
 	store    *session.Store
 	status   *statusBoard
+	plates   *plateHub
 	started  time.Time
 	notify   notifier
 	version  string
@@ -171,6 +172,7 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 		return fail(err)
 	}
 	a.status = newStatusBoard(a.devsync, opts.Version)
+	a.plates = newPlateHub(cfg, log.With().Str("part", "plates").Logger())
 
 	for _, b := range cfg.Buses {
 		dc := driver.Config{
@@ -221,6 +223,7 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 				Poller:       meter.NewPoller(a.buses[p.Bus], uint8(pt.Slave), prof, ratios),
 				Interval:     pt.PollInterval,
 				PersistEvery: cfg.Session.PersistInterval,
+				Plates:       a.plates,
 			})
 			a.status.addPort(key, p, pt)
 		}

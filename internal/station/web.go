@@ -103,6 +103,11 @@ func (a *Station) handler() http.Handler {
 		}
 		writeJSON(w, RequeueResult{Requeued: n, Dropped: dropped})
 	})
+	// a camera sends no token: the guard lets these through, and the hub
+	// takes a push only from the addresses configured for the camera
+	mux.HandleFunc("POST /plates/camera", a.plates.serveCamera)
+	mux.HandleFunc("POST /plates/camera/{secret}", a.plates.serveCamera)
+	mux.HandleFunc("POST /plates", a.plates.servePlate)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"pilebridge/internal/config"
+	"pilebridge/internal/station"
+)
+
+// cmdPlate gives an open session (or one about to open) its plate, as the
+// attendant reads it: through the running daemon, with its token.
+func cmdPlate(args []string, stdout io.Writer) error {
+	fs, path := configFlag("plate", "pilebridge plate PORT PLATE --config FILE",
+		"Tells the running daemon the plate of the car at PORT (device_no/port_no), as the attendant reads it: it goes on the port's session and its bill, and wins over a camera's read.", stdout)
+	flags, pos := splitArgs(args)
+	if err := fs.Parse(flags); err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return fmt.Errorf("plate: want PORT PLATE (for example TEST250911100001/1 川A12345)")
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	u, err := daemonURL(cfg, "/plates")
+	if err != nil {
+		return err
+	}
+	tok, err := station.ReadToken(cfg)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(station.PlateInput{Port: pos[0], Plate: pos[1], Source: "attendant"})
+	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the running daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("plate: the daemon answered %s: %s", resp.Status, strings.TrimSpace(string(answer)))
+	}
+	var got station.PlateInput
+	if err := json.Unmarshal(answer, &got); err != nil {
+		return fmt.Errorf("plate: the daemon's answer: %w", err)
+	}
+	fmt.Fprintf(stdout, "port %s: plate %s (attendant)\n", got.Port, got.Plate)
+	return nil
+}
+
+// splitArgs separates flags (with their values) from positional arguments,
+// so that flags may follow them.
+func splitArgs(args []string) (flags, pos []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) && a != "-h" && a != "--help" {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return flags, pos
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"pilebridge/meter"
+	"pilebridge/simulator"
+)
+
+const platesConfig = `listen: 127.0.0.1:0
+parking_reduction: true
+plates:
+  cameras:
+    - {serial: cam-bay1, from: [127.0.0.1], ports: ["E2E01/1"]}
+    - {serial: cam-elsewhere, from: [192.0.2.7], ports: ["E2E01/1"]}
+`
+
+// acSession takes the AC pile (it reports no VIN) through a session at
+// powerW and returns the meter's delta: the pile draws nothing while
+// starting and once finished.
+func (s *testStation) acSession(powerW int64, during func()) int64 {
+	s.t.Helper()
+	setAC := func(st meter.Status, w, stop int64) {
+		require.NoError(s.t, s.pile.Update(func(r *meter.Reading) {
+			r.Status, r.PowerW, r.StopCode, r.VIN = st, w, stop, ""
+		}))
+	}
+	closed := strings.Count(s.log(), `"message":"session closed"`)
+	start := s.meterWh()
+	seen := strings.Count(s.log(), `"to":"starting"`)
+	setAC(meter.StatusStarting, 0, 0)
+	s.waitFor("the bridge to see the port starting", 10*time.Second, func() bool {
+		return strings.Count(s.log(), `"to":"starting"`) > seen
+	})
+	setAC(meter.StatusCharging, powerW, 0)
+	during()
+	setAC(meter.StatusFinished, 0, 1)
+	delta := s.meterWh() - start
+	s.waitFor("the session closed", 10*time.Second, func() bool {
+		return strings.Count(s.log(), `"message":"session closed"`) > closed
+	})
+	setAC(meter.StatusIdle, 0, 0)
+	return delta
+}
+
+// Parking-fee reduction on an AC pile: the bay's camera pushes the plate
+// before the car plugs in; the final bill at the independent stand-in
+// carries it, and so does every progress record once it is known. A push
+// from an address not configured for the camera, or from a camera not
+// configured at all, is refused.
+func TestCameraPlateReachesTheBill(t *testing.T) {
+	s := newStationWith(t, "ref-ac", platesConfig)
+	s.startBridge()
+	push := "http://" + s.listenAddr() + "/plates/camera"
+	ctxCharging(t, s)
+	ctx := context.Background()
+
+	for _, serial := range []string{"cam-elsewhere", "cam-unknown"} {
+		code, answer, err := simulator.Camera{Serial: serial}.Push(ctx, push, "川A12345", 90, time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusForbidden, code, "%s: %s", serial, answer)
+		assert.Contains(t, string(answer), `"info":"no"`)
+	}
+	// a camera set to base64, reading a full-width plate
+	code, answer, err := simulator.Camera{Serial: "cam-bay1", Base64: true}.Push(ctx, push, "川ＡＤ６６０１１", 96, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, "%s", answer)
+	assert.JSONEq(t, `{"Response_AlarmInfoPlate":{"info":"ok"}}`, string(answer))
+
+	// the car parks, then plugs in: 30 s later (3 s in the race pass)
+	gap := 30 * time.Second
+	if testing.Short() {
+		gap = 3 * time.Second
+	}
+	time.Sleep(gap)
+	delta := s.acSession(7000, func() { time.Sleep(2500 * time.Millisecond) })
+	s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	f := s.finals()[0]
+	assert.Equal(t, delta, f.Quantity, "bill equals the meter's delta")
+	assert.Empty(t, f.VIN, "an AC pile reports no VIN")
+	assert.Equal(t, "川AD66011", f.Plate, "the bay camera's plate, normalised")
+	for _, b := range s.bills() {
+		assert.Equal(t, "川AD66011", b.Plate, "every record of the order carries it (read before the session opened)")
+	}
+	assert.Zero(t, s.plat.Rejected())
+	log := s.log()
+	assert.NotContains(t, log, "川AD66011", "the log masks plates")
+	assert.Contains(t, log, "川AD****1")
+	assert.Contains(t, log, "camera push refused")
+	assert.NotContains(t, log, "no plate: this bill cannot earn", "the bill had its plate")
+}
+
+// An attendant's entry (POST /plates with the token, as `pilebridge
+// plate` sends it) wins over the camera's read; a read without the token
+// is refused; a read that is not a plate is refused with the reason.
+func TestAttendantPlateWinsOverCamera(t *testing.T) {
+	s := newStationWith(t, "ref-ac", platesConfig)
+	s.startBridge()
+	base := "http://" + s.listenAddr()
+	ctxCharging(t, s)
+	tokenB, err := os.ReadFile(filepath.Join(s.dir, "data", "listen_token"))
+	require.NoError(t, err)
+	token := strings.TrimSpace(string(tokenB))
+	post := func(body, tok string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/plates", bytes.NewBufferString(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	delta := s.acSession(7000, func() {
+		code, _, err := simulator.Camera{Serial: "cam-bay1"}.Push(context.Background(), base+"/plates/camera", "川A12345", 90, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		s.waitFor("the camera's plate on a progress record", 10*time.Second, func() bool {
+			for _, b := range s.bills() {
+				if b.Plate == "川A12345" {
+					return true
+				}
+			}
+			return false
+		})
+		code, body := post(`{"port":"E2E01/1","plate":"川B54321","source":"attendant"}`, "")
+		assert.Equal(t, http.StatusUnauthorized, code, body)
+		code, body = post(`{"port":"E2E01/1","plate":"川B5432","source":"attendant"}`, token)
+		assert.Equal(t, http.StatusBadRequest, code)
+		assert.Contains(t, body, "6 characters")
+		code, body = post(`{"port":"E2E01/9","plate":"川B54321"}`, token)
+		assert.Equal(t, http.StatusBadRequest, code)
+		assert.Contains(t, body, "no such port")
+		// the attendant, with the CLI (it reads the daemon's token)
+		out, err := exec.Command(bridgeBin, "plate", "E2E01/1", "川b·54321", "--config", s.config).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, "port E2E01/1: plate 川B54321 (attendant)\n", string(out))
+		// the camera reads again: the attendant's entry stays
+		code, _, err = simulator.Camera{Serial: "cam-bay1"}.Push(context.Background(), base+"/plates/camera", "川A12345", 99, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		time.Sleep(1500 * time.Millisecond)
+	})
+	s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	f := s.finals()[0]
+	assert.Equal(t, delta, f.Quantity)
+	assert.Equal(t, "川B54321", f.Plate, "the attendant's entry")
+}
