@@ -27,6 +27,9 @@ type LedgerEntry struct {
 	Attempts    int        `json:"attempts"`         // every delivery attempt, retries included
 	QueuedAt    time.Time  `json:"queued_at"`
 	DeliveredAt *time.Time `json:"delivered_at"`
+	// NoPlate: the station has parking-fee reduction and the bill has no
+	// plate (it waited plates.final_wait for one, or could not).
+	NoPlate bool `json:"no_plate,omitempty"`
 }
 
 func ledgerPutTx(tx *bbolt.Tx, e LedgerEntry) error {

@@ -18,7 +18,8 @@ var (
 	bucketParked    = []byte("outbox_parked")   // seq -> Entry, rejected by the platform
 	bucketDelivered = []byte("outbox_sent")     // seq -> Entry, the most recent deliveries
 	bucketOutMeta   = []byte("outbox_meta")
-	bucketClosed    = []byte("outbox_closed") // order -> seq and time of its terminal record
+	bucketClosed    = []byte("outbox_closed")     // order -> seq and time of its terminal record
+	bucketPlateWait = []byte("outbox_plate_wait") // port -> seq of its bill waiting for a plate
 	keyCount        = []byte("count")
 )
 
@@ -33,6 +34,8 @@ type Entry struct {
 	LastError   string    `json:"last_error,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	DoneAt      time.Time `json:"done_at,omitzero"`
+	// PlateWait: a bill held until NextAttempt for a plate (plates.final_wait).
+	PlateWait bool `json:"plate_wait,omitempty"`
 }
 
 // Outbox is the durable queue of charging records, in the daemon's bbolt file.
@@ -50,7 +53,7 @@ func NewOutbox(db *bbolt.DB, maxRecords int, log zerolog.Logger) (*Outbox, error
 		return nil, fmt.Errorf("outbox: outbox_max_records must be set")
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed, bucketLedger} {
+		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed, bucketLedger, bucketPlateWait} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -86,52 +89,61 @@ func addCount(tx *bbolt.Tx, d int64) (int64, error) {
 // EnqueueTx adds a record inside the caller's transaction. An unsent progress
 // record of the same order is replaced: only the newest progress matters.
 func (o *Outbox) EnqueueTx(tx *bbolt.Tx, r Record) error {
+	_, err := o.enqueueTx(tx, r, Entry{}, false)
+	return err
+}
+
+// enqueueTx queues r with the fields of tmpl (a hold), noting in the ledger
+// that the bill has no plate when noPlate.
+func (o *Outbox) enqueueTx(tx *bbolt.Tx, r Record, tmpl Entry, noPlate bool) (uint64, error) {
 	box, idx := tx.Bucket(bucketOutbox), tx.Bucket(bucketProgIdx)
 	seq, err := box.NextSequence()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	added := int64(1)
 	if old := idx.Get([]byte(r.Order)); old != nil && r.Kind == KindProgress {
 		if box.Get(old) != nil {
 			if err := box.Delete(old); err != nil {
-				return err
+				return 0, err
 			}
 			added--
 		}
 		if err := idx.Delete([]byte(r.Order)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	now := time.Now().UTC()
-	data, err := json.Marshal(Entry{Seq: seq, Record: r, EnqueuedAt: now})
+	e := tmpl
+	e.Seq, e.Record, e.EnqueuedAt = seq, r, now
+	data, err := json.Marshal(e)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := box.Put(seqKey(seq), data); err != nil {
-		return err
+		return 0, err
 	}
 	if r.Kind == KindProgress {
 		if err := idx.Put([]byte(r.Order), seqKey(seq)); err != nil {
-			return err
+			return 0, err
 		}
 	} else {
 		v := append(seqKey(seq), seqKey(uint64(now.Unix()))...)
 		if err := tx.Bucket(bucketClosed).Put([]byte(r.Order), v); err != nil {
-			return err
+			return 0, err
 		}
-		if err := ledgerPutTx(tx, LedgerEntry{Record: r, Status: LedgerPending, QueuedAt: now}); err != nil {
-			return err
+		if err := ledgerPutTx(tx, LedgerEntry{Record: r, Status: LedgerPending, QueuedAt: now, NoPlate: noPlate}); err != nil {
+			return 0, err
 		}
 	}
 	n, err := addCount(tx, added)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if n > int64(o.maxRecords) {
-		return o.trimTx(tx, n)
+		return seq, o.trimTx(tx, n)
 	}
-	return nil
+	return seq, nil
 }
 
 // trimTx drops the oldest progress records until the queue fits.
@@ -442,6 +454,9 @@ func (o *Outbox) Settle(batch []Entry, results []Result, now time.Time) error {
 				e.DoneAt, e.LastError, e.NextAttempt = now, "", time.Time{}
 				if res.Err != nil {
 					dst, e.LastError = tx.Bucket(bucketParked), res.Err.Error()
+				}
+				if e.PlateWait && e.Record.Plate == "" && res.Err == nil {
+					o.log.Warn().Str("order", e.Record.Order).Msg("no plate came within plates.final_wait: the bill went without, and cannot earn the parking-fee reduction")
 				}
 				if err := moveOut(tx, dst, e, stillQueued); err != nil {
 					return err

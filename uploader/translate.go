@@ -2,6 +2,7 @@ package uploader
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
@@ -38,7 +39,11 @@ type Translator struct {
 	Ports       map[string]Port // by the session package's port key
 	LocalUserID string          // mobile when the pile gives none
 	WantsPlate  bool            // the station has parking-fee reduction
-	Log         zerolog.Logger
+	// FinalWait: a finished bill without a plate waits this long for one
+	// (AttachPlate) when WantsPlate; 0 sends it at once.
+	FinalWait time.Duration
+	Now       func() time.Time // time.Now when nil
+	Log       zerolog.Logger
 }
 
 // EnqueueTx queues the record for e inside the session's transaction.
@@ -49,7 +54,19 @@ func (t *Translator) EnqueueTx(tx *bbolt.Tx, port string, e session.Event) error
 	}
 	r := RecordOf(e, p, t.LocalUserID)
 	if r.Kind == KindFinal && r.State == StateFinished && r.Plate == "" && t.WantsPlate {
+		if t.FinalWait > 0 {
+			now := time.Now
+			if t.Now != nil {
+				now = t.Now
+			}
+			until := now().Add(t.FinalWait)
+			t.Log.Info().Str("order", r.Order).Str("port", port).Time("until", until).
+				Msg("bill waits for a plate (parking-fee reduction); sent as it is if none comes")
+			return t.Outbox.EnqueueAwaitingPlateTx(tx, port, r, until)
+		}
 		t.Log.Warn().Str("order", r.Order).Msg("no plate: this bill cannot earn the parking-fee reduction")
+		_, err := t.Outbox.enqueueTx(tx, r, Entry{}, true)
+		return err
 	}
 	return t.Outbox.EnqueueTx(tx, r)
 }

@@ -159,3 +159,56 @@ func TestAttendantPlateWinsOverCamera(t *testing.T) {
 	assert.Equal(t, delta, f.Quantity)
 	assert.Equal(t, "川B54321", f.Plate, "the attendant's entry")
 }
+
+// With parking-fee reduction on, a bill that ends without a plate waits
+// for one (plates.final_wait, 2 min by default): the camera's read that
+// comes after the car unplugged goes on it, even across a kill -9 during
+// the wait. Without any plate it goes after the wait, and the ledger says
+// "no plate".
+func TestFinalBillWaitsForThePlate(t *testing.T) {
+	s := newStationWith(t, "ref-ac", platesConfig)
+	b := s.startBridge()
+	base := "http://" + s.listenAddr()
+	ctxCharging(t, s)
+	delta := s.acSession(7000, func() { time.Sleep(2 * time.Second) })
+	time.Sleep(time.Second)
+	assert.Empty(t, s.finals(), "the bill waits for its plate")
+	require.NoError(t, b.cmd.Process.Kill()) // kill -9 during the wait
+	_ = b.cmd.Wait()
+	s.startBridge()
+	base = "http://" + s.listenAddr()
+	late := 40 * time.Second // the plate comes 40 s after the session ended
+	if testing.Short() {
+		late = 3 * time.Second
+	}
+	time.Sleep(late)
+	assert.Empty(t, s.finals(), "still waiting after the restart")
+	code, _, err := simulator.Camera{Serial: "cam-bay1"}.Push(context.Background(), base+"/plates/camera", "川A12345", 90, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	s.waitFor("the bill with its late plate", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	f := s.finals()[0]
+	assert.Equal(t, "川A12345", f.Plate)
+	assert.Equal(t, delta, f.Quantity)
+	out, err := exec.Command(bridgeBin, "sessions", "--csv", "--config", s.config).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "川A12345,camera,")
+}
+
+func TestBillWithoutPlateGoesAfterTheWait(t *testing.T) {
+	s := newStationWith(t, "ref-ac", platesConfig+"  final_wait: 4s\n")
+	s.startBridge()
+	s.listenAddr()
+	ctxCharging(t, s)
+	delta := s.acSession(7000, func() { time.Sleep(2 * time.Second) })
+	ended := time.Now()
+	s.waitFor("the bill, once the wait is over", 15*time.Second, func() bool { return len(s.finals()) == 1 })
+	assert.GreaterOrEqual(t, time.Since(ended), 3*time.Second, "it waited")
+	f := s.finals()[0]
+	assert.Empty(t, f.Plate)
+	assert.Equal(t, delta, f.Quantity)
+	assert.Contains(t, s.log(), "no plate came within plates.final_wait")
+	out, err := exec.Command(bridgeBin, "sessions", "--csv", "--config", s.config).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), ",no plate,")
+}

@@ -125,9 +125,13 @@ func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 		if e.DeliveredAt != nil {
 			delivered = e.DeliveredAt.UTC().Format(uploader.TimeLayout)
 		}
+		source := r.PlateSource
+		if e.NoPlate {
+			source = "no plate"
+		}
 		row := []string{r.Order, r.DeviceNo, r.PortNo, r.StartTime.UTC().Format(uploader.TimeLayout), r.EndTime.UTC().Format(uploader.TimeLayout),
 			strconv.FormatInt(r.QuantityWh, 10), strconv.FormatInt(r.EnergyFen, 10), strconv.FormatInt(r.ServiceFen, 10),
-			strconv.FormatInt(r.EnergyFen+r.ServiceFen, 10), strconv.Itoa(r.State), r.StateDesc, r.VIN, r.Plate, r.PlateSource,
+			strconv.FormatInt(r.EnergyFen+r.ServiceFen, 10), strconv.Itoa(r.State), r.StateDesc, r.VIN, r.Plate, source,
 			e.Status, e.Seqno, e.Reason, strconv.Itoa(e.Attempts), delivered}
 		if err := cw.Write(row); err != nil {
 			return err

@@ -147,6 +147,8 @@ const (
 	MaxHistoryDays     = 3660 // ten years of ledger
 	MaxPlateWindow     = 24 * time.Hour
 	DefaultPlateWindow = 10 * time.Minute
+	MaxPlateFinalWait  = time.Hour
+	DefaultFinalWait   = 2 * time.Minute
 	MinPollInterval    = 100 * time.Millisecond
 	MinBackupInterval  = time.Minute
 	MinBusTimeout      = 10 * time.Millisecond
@@ -436,6 +438,7 @@ func (c *Config) defaults() {
 	}
 	def(&c.BackupInterval, time.Hour)
 	def(&c.Plates.Window, DefaultPlateWindow)
+	def(&c.Plates.FinalWait, DefaultFinalWait)
 	if c.PIIDays == 0 {
 		c.PIIDays = min(30, max(c.HistoryDays, 1))
 	}

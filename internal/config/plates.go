@@ -17,6 +17,9 @@ type Plates struct {
 	// Window: a read this long before a session opened (a car parks, then
 	// plugs in), or while it is open, is the session's. Default 10m.
 	Window time.Duration `yaml:"window"`
+	// FinalWait: with parking_reduction on, a bill that ends without a
+	// plate waits this long for one before it is sent without. Default 2m.
+	FinalWait time.Duration `yaml:"final_wait"`
 	// VINs: VIN -> plate, for piles that report a VIN but not the plate.
 	VINs    map[string]string `yaml:"vins"`
 	Cameras []Camera          `yaml:"cameras"`
@@ -45,7 +48,7 @@ func (p *Plates) UnmarshalYAML(n *yaml.Node) error {
 		sectioned := false
 		for i := 0; i < len(n.Content); i += 2 {
 			switch n.Content[i].Value {
-			case "window", "vins", "cameras":
+			case "window", "final_wait", "vins", "cameras":
 				sectioned = true
 			}
 		}
@@ -73,6 +76,9 @@ func (c Camera) Allows(addr net.IP, secret string) bool {
 func (c *Config) checkPlates(ck *checker, ports map[string]bool) {
 	if c.Plates.Window < 0 || c.Plates.Window > MaxPlateWindow {
 		ck.bad("plates.window", "%s: want 0..%s", c.Plates.Window, MaxPlateWindow)
+	}
+	if c.Plates.FinalWait < 0 || c.Plates.FinalWait > MaxPlateFinalWait {
+		ck.bad("plates.final_wait", "%s: want 0..%s (a bill held longer is a bill paid late)", c.Plates.FinalWait, MaxPlateFinalWait)
 	}
 	for vin, p := range c.Plates.VINs {
 		n, err := plate.Normalize(p)

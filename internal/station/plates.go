@@ -17,6 +17,7 @@ import (
 	"pilebridge/internal/pii"
 	"pilebridge/internal/plate"
 	"pilebridge/session"
+	"pilebridge/uploader"
 )
 
 // maxReadsPerPort bounds what a chatty camera can make the board hold.
@@ -32,15 +33,18 @@ type plateHub struct {
 	ports   map[string]bool
 	log     zerolog.Logger
 	now     func() time.Time
+	// attach puts a plate on the port's bill that waits for one (the
+	// outbox's AttachPlate), returning its order
+	attach func(port, plate, source string, now time.Time) (string, error)
 
 	mu     sync.Mutex
-	reads  map[string][]session.PlateRead // port -> reads, oldest first
-	counts map[[2]string]uint64           // {source, result} -> reads
+	reads  map[string][]heldRead // port -> reads, oldest first
+	counts map[[2]string]uint64  // {source, result} -> reads
 }
 
-func newPlateHub(cfg *config.Config, log zerolog.Logger) *plateHub {
+func newPlateHub(cfg *config.Config, log zerolog.Logger, attach func(port, plate, source string, now time.Time) (string, error)) *plateHub {
 	h := &plateHub{window: cfg.Plates.Window, cameras: cfg.Plates.Cameras, ports: map[string]bool{},
-		log: log, now: time.Now, reads: map[string][]session.PlateRead{}, counts: map[[2]string]uint64{}}
+		log: log, now: time.Now, attach: attach, reads: map[string][]heldRead{}, counts: map[[2]string]uint64{}}
 	for _, pl := range cfg.Piles {
 		for _, pt := range pl.Ports {
 			h.ports[pl.DeviceNo+"/"+pt.PortNo] = true
@@ -66,8 +70,32 @@ func (h *plateHub) Counts() map[[2]string]uint64 {
 	return out
 }
 
-// put keeps r for port, forgetting reads older than the window.
+// heldRead is a read and the session it went to (by its opening), if any:
+// a read that went to one session never goes to a later one.
+type heldRead struct {
+	session.PlateRead
+	claimed time.Time
+}
+
+// put keeps r for port, forgetting reads older than the window, and gives
+// it to the port's bill that waits for a plate, if one does.
 func (h *plateHub) put(port string, r session.PlateRead) {
+	h.keep(port, r)
+	if h.attach == nil {
+		return
+	}
+	order, err := h.attach(port, r.Plate, string(r.Source), h.now())
+	switch {
+	case err == nil:
+		h.claim(port, r, time.Unix(0, 1)) // the bill's: not a later session's
+		h.log.Info().Str("port", port).Str("order", order).Str("plate", pii.Plate(r.Plate)).Str("source", string(r.Source)).
+			Msg("plate joined the bill that waited for it")
+	case !errors.Is(err, uploader.ErrNoBillWaiting):
+		h.log.Error().Err(err).Str("port", port).Msg("plate for a waiting bill not stored")
+	}
+}
+
+func (h *plateHub) keep(port string, r session.PlateRead) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cut := h.now().Add(-h.window)
@@ -77,7 +105,7 @@ func (h *plateHub) put(port string, r session.PlateRead) {
 			keep = append(keep, old)
 		}
 	}
-	keep = append(keep, r)
+	keep = append(keep, heldRead{PlateRead: r})
 	if len(keep) > maxReadsPerPort {
 		keep = keep[len(keep)-maxReadsPerPort:]
 	}
@@ -86,22 +114,38 @@ func (h *plateHub) put(port string, r session.PlateRead) {
 }
 
 // PlateFor implements session.PlateBook: the best read for port since
-// the window before opened (the strongest source, then the latest).
+// the window before opened (the strongest source, then the latest), not
+// counting reads that went to another session.
 func (h *plateHub) PlateFor(port string, opened time.Time) (session.PlateRead, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	since := opened.Add(-h.window)
-	var best session.PlateRead
-	found := false
-	for _, r := range h.reads[port] {
-		if r.At.Before(since) {
+	best := -1
+	reads := h.reads[port]
+	for i, r := range reads {
+		if r.At.Before(since) || (!r.claimed.IsZero() && !r.claimed.Equal(opened)) {
 			continue
 		}
-		if !found || r.Better(best.Plate, best.Source, best.At) {
-			best, found = r, true
+		if best < 0 || r.Better(reads[best].Plate, reads[best].Source, reads[best].At) {
+			best = i
 		}
 	}
-	return best, found
+	if best < 0 {
+		return session.PlateRead{}, false
+	}
+	reads[best].claimed = opened
+	return reads[best].PlateRead, true
+}
+
+// claim marks the read r of port as gone to the session opened at opened.
+func (h *plateHub) claim(port string, r session.PlateRead, opened time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range h.reads[port] {
+		if h.reads[port][i].PlateRead == r {
+			h.reads[port][i].claimed = opened
+		}
+	}
 }
 
 // serveCamera is POST /plates/camera[/SECRET]: a camera's AlarmInfoPlate

@@ -144,7 +144,7 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 		return fail(err)
 	}
 	sink := &uploader.Translator{Outbox: a.outbox, Ports: map[string]uploader.Port{}, LocalUserID: cfg.LocalUserID,
-		WantsPlate: cfg.ParkingReduction, Log: log.With().Str("part", "outbox").Logger()}
+		WantsPlate: cfg.ParkingReduction, FinalWait: cfg.Plates.FinalWait, Log: log.With().Str("part", "outbox").Logger()}
 	store, err := session.NewStore(db, sink, tariff.Loc, cfg.NodeID)
 	if err != nil {
 		return fail(err)
@@ -172,7 +172,7 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 		return fail(err)
 	}
 	a.status = newStatusBoard(a.devsync, opts.Version)
-	a.plates = newPlateHub(cfg, log.With().Str("part", "plates").Logger())
+	a.plates = newPlateHub(cfg, log.With().Str("part", "plates").Logger(), a.outbox.AttachPlate)
 
 	for _, b := range cfg.Buses {
 		dc := driver.Config{
