@@ -212,3 +212,43 @@ func TestBillWithoutPlateGoesAfterTheWait(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), ",no plate,")
 }
+
+// The status page's form (no JavaScript) takes the attendant's plate with
+// the token typed in; /status shows each port's plate and its source,
+// masked without the token.
+func TestPlateFormOnThePage(t *testing.T) {
+	s := newStationWith(t, "ref-ac", platesConfig)
+	s.startBridge()
+	base := "http://" + s.listenAddr()
+	ctxCharging(t, s)
+	tokenB, err := os.ReadFile(filepath.Join(s.dir, "data", "listen_token"))
+	require.NoError(t, err)
+	token := strings.TrimSpace(string(tokenB))
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := func(tok string) *http.Response {
+		body := "port=E2E01%2F1&plate=%E5%B7%9DA%C2%B712345&token=" + tok
+		req, _ := http.NewRequest(http.MethodPost, base+"/plates/form", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", base) // a browser says where the form came from
+		resp, err := noRedirect.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	s.acSession(7000, func() {
+		page := get(t, base+"/", "")
+		assert.Contains(t, page.body, `action="/plates/form"`)
+		assert.Equal(t, http.StatusUnauthorized, form("wrong-token-0000000").StatusCode)
+		resp := form(token)
+		assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		s.waitFor("the plate on the port", 10*time.Second, func() bool {
+			return strings.Contains(get(t, base+"/status", token).body, `"plate": "川A12345"`)
+		})
+		st := get(t, base+"/status", token).body
+		assert.Contains(t, st, `"plate_source": "attendant"`)
+		assert.Contains(t, get(t, base+"/status", "").body, `"plate": "川A1***5"`, "masked without the token")
+		assert.Contains(t, get(t, base+"/", "").body, "川A1***5", "the page masks")
+	})
+	s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
+	assert.Equal(t, "川A12345", s.finals()[0].Plate)
+}

@@ -23,6 +23,8 @@ type portView struct {
 	EnergyFen   int64             `json:"energy_fen"`
 	ServiceFen  int64             `json:"service_fen"`
 	StartedAt   *time.Time        `json:"session_started_at"`
+	Plate       string            `json:"plate,omitempty"`        // the session's; masked without the token
+	PlateSource string            `json:"plate_source,omitempty"` // vin, camera, api or attendant
 	EnergyWh    int64             `json:"meter_energy_wh"`
 	PowerW      int64             `json:"power_w"`
 	SOC         *int              `json:"soc_percent"`
@@ -71,10 +73,11 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 			v.SOC = &soc
 		}
 	}
-	v.Order, v.QuantityWh, v.EnergyFen, v.ServiceFen, v.StartedAt = "", 0, 0, 0, nil
+	v.Order, v.QuantityWh, v.EnergyFen, v.ServiceFen, v.StartedAt, v.Plate, v.PlateSource = "", 0, 0, 0, nil, "", ""
 	if sess != nil {
 		start := sess.StartTime.UTC()
 		v.Order, v.QuantityWh, v.StartedAt = sess.Order, sess.QuantityWh(), &start
+		v.Plate, v.PlateSource = sess.Plate, string(sess.PlateSource)
 		v.EnergyFen, v.ServiceFen = sess.Fees()
 	}
 	if v.reported && v.State == was && v.FaultText == wasFault {

@@ -260,3 +260,22 @@ func (h *plateHub) servePlate(w http.ResponseWriter, r *http.Request) {
 	h.log.Info().Str("port", in.Port).Str("plate", pii.Plate(p)).Str("source", string(src)).Msg("plate read")
 	writeJSON(w, map[string]string{"port": in.Port, "plate": p, "source": string(src)})
 }
+
+// serveForm is POST /plates/form: the attendant's entry from the status
+// page (the guard has checked the form's token); back to the page.
+func (h *plateHub) serveForm(w http.ResponseWriter, r *http.Request) {
+	port := r.PostFormValue("port")
+	if !h.ports[port] {
+		http.Error(w, fmt.Sprintf("port %q: no such port", port), http.StatusBadRequest)
+		return
+	}
+	p, err := plate.Normalize(r.PostFormValue("plate"))
+	if err != nil {
+		h.count(session.PlateFromAttendant, "invalid")
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.put(port, session.PlateRead{Plate: p, Source: session.PlateFromAttendant, At: h.now()})
+	h.log.Info().Str("port", port).Str("plate", pii.Plate(p)).Str("source", "attendant").Msg("plate read")
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}

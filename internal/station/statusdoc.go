@@ -2,6 +2,7 @@ package station
 
 import (
 	"net/http"
+	"pilebridge/internal/pii"
 	"sort"
 	"strconv"
 	"time"
@@ -159,6 +160,11 @@ func (a *Station) statusOf(now time.Time, recent int, unmasked bool) (statusDoc,
 			d.Outbox.ParkedRecords = append(d.Outbox.ParkedRecords, parkedDoc{Order: r.Order, Kind: string(r.Kind), DeviceNo: r.DeviceNo,
 				PortNo: r.PortNo, QuantityWh: r.QuantityWh, EnergyFen: r.EnergyFen, ServiceFen: r.ServiceFen,
 				QueuedAt: optT(e.EnqueuedAt), ParkedAt: optT(e.DoneAt), Reason: e.LastError})
+		}
+	}
+	if !unmasked {
+		for i := range d.Ports {
+			d.Ports[i].Plate = pii.Plate(d.Ports[i].Plate)
 		}
 	}
 	if d.Recent, err = a.outbox.LedgerLast(recent); err == nil && !unmasked {

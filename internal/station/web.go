@@ -108,6 +108,7 @@ func (a *Station) handler() http.Handler {
 	mux.HandleFunc("POST /plates/camera", a.plates.serveCamera)
 	mux.HandleFunc("POST /plates/camera/{secret}", a.plates.serveCamera)
 	mux.HandleFunc("POST /plates", a.plates.servePlate)
+	mux.HandleFunc("POST /plates/form", a.plates.serveForm)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
