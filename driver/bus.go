@@ -56,6 +56,7 @@ type Bus struct {
 	stats   map[uint8]*SlaveStats
 
 	busySince atomic.Int64  // unix ns the exchange in progress began; 0 when idle
+	load      loadMeter     // time spent in exchanges
 	stuckAt   time.Duration // an exchange running longer than this is stuck
 
 	done chan struct{}
@@ -212,9 +213,11 @@ func (b *Bus) Run(ctx context.Context) {
 				r.reply <- result{err: r.ctx.Err()}
 				continue
 			}
-			b.busySince.Store(time.Now().UnixNano())
+			start := time.Now()
+			b.busySince.Store(start.UnixNano())
 			data, err := b.exchange(r)
 			b.busySince.Store(0)
+			b.load.add(start, time.Now())
 			r.reply <- result{data: data, err: err}
 		}
 	}

@@ -78,11 +78,17 @@ type LineStats struct {
 	// after a backoff. LastBabble is the latest; zero when never.
 	Babbles    uint64    `json:"babbles"`
 	LastBabble time.Time `json:"last_babble"`
+	// Busy is the time spent in exchanges since the bus started;
+	// BusyRatio the share of the last minute spent so (0..1): a line near
+	// 1 cannot poll its ports as often as configured.
+	Busy      time.Duration `json:"busy_ns"`
+	BusyRatio float64       `json:"busy_ratio"`
 }
 
 // LineStats returns the line's counters.
 func (b *Bus) LineStats() LineStats {
 	st := LineStats{StrayFrames: b.tr.strays.Load(), Babbles: b.tr.babbles.Load()}
+	st.Busy, st.BusyRatio = b.load.load(time.Now())
 	if ns := b.tr.lastBabble.Load(); ns > 0 {
 		st.LastBabble = time.Unix(0, ns)
 	}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"pilebridge/internal/config"
 	"pilebridge/meter"
 	"pilebridge/session"
@@ -44,10 +46,18 @@ type statusBoard struct {
 	piles   map[string]config.Pile
 	devsync *uploader.DeviceSync
 	version string // the bridge's, for device/sync
+	// intervals: the time between a port's good readings, as achieved
+	// (a busy line reads each port less often than poll_interval)
+	intervals *prometheus.HistogramVec
 }
 
 func newStatusBoard(ds *uploader.DeviceSync, version string) *statusBoard {
-	return &statusBoard{ports: map[string]*portView{}, piles: map[string]config.Pile{}, devsync: ds, version: version}
+	return &statusBoard{ports: map[string]*portView{}, piles: map[string]config.Pile{}, devsync: ds, version: version,
+		intervals: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pilebridge_port_reading_interval_seconds",
+			Help:    "Time between a port's good readings, as achieved.",
+			Buckets: []float64{0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60},
+		}, []string{"port"})}
 }
 
 func (s *statusBoard) addPort(key string, p config.Pile, pt config.Port) {
@@ -67,6 +77,9 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 	} else {
 		v.EnergyWh, v.PowerW, v.Quantised, v.FaultText = r.EnergyWh, r.PowerW, r.Quantised(), r.FaultText
 		at := r.Time.UTC()
+		if v.LastReading != nil && at.After(*v.LastReading) {
+			s.intervals.WithLabelValues(key).Observe(at.Sub(*v.LastReading).Seconds())
+		}
 		v.LastReading, v.SOC = &at, nil
 		if r.HasSOC {
 			soc := r.SOC

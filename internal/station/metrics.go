@@ -25,6 +25,8 @@ var (
 	mExchanges = prometheus.NewDesc("pilebridge_modbus_exchanges_total", "Modbus exchanges on the wire by outcome.", []string{"bus", "slave", "outcome"}, nil)
 	mSkipped   = prometheus.NewDesc("pilebridge_modbus_skipped_total", "Reads failed fast, without an exchange, while a dead slave backs off.", []string{"bus", "slave"}, nil)
 	mStrays    = prometheus.NewDesc("pilebridge_modbus_stray_frames_total", "Whole frames from a slave other than the one addressed (late replies), skipped.", []string{"bus"}, nil)
+	mBusy      = prometheus.NewDesc("pilebridge_bus_busy_seconds_total", "Time the line spent in exchanges (request, silence, turnaround, reply).", []string{"bus"}, nil)
+	mBusyRatio = prometheus.NewDesc("pilebridge_bus_busy_ratio", "Share of the last minute the line spent in exchanges, 0..1: near 1 the ports are read less often than configured.", []string{"bus"}, nil)
 	mPlates    = prometheus.NewDesc("pilebridge_plate_reads_total", "Plates read for the bays, by source (camera, api, attendant) and result (taken, invalid, no_plate, refused, malformed).", []string{"source", "result"}, nil)
 	mScrapeErr = prometheus.NewDesc("pilebridge_scrape_errors_total", "Scrapes that could not read a source; its metrics are missing from those scrapes.", []string{"source"}, nil)
 	mBabbles   = prometheus.NewDesc("pilebridge_modbus_babbles_total", "Times the line did not fall silent (a device or converter kept sending): closed and reopened after a backoff.", []string{"bus"}, nil)
@@ -47,7 +49,7 @@ var allStates = []session.PortState{session.Idle, session.Plugged, session.Start
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mScrapeErr, mExchanges, mSkipped, mStrays, mBabbles, mLatency, mRecords, mOldest, mUploads, mAnswers,
-		mEnergy, mPower, mSOC, mPortState, mResets, mPlates} {
+		mEnergy, mPower, mSOC, mPortState, mResets, mPlates, mBusy, mBusyRatio} {
 		ch <- d
 	}
 }
@@ -61,6 +63,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ls := b.LineStats()
 		ch <- prometheus.MustNewConstMetric(mStrays, prometheus.CounterValue, float64(ls.StrayFrames), name)
 		ch <- prometheus.MustNewConstMetric(mBabbles, prometheus.CounterValue, float64(ls.Babbles), name)
+		ch <- prometheus.MustNewConstMetric(mBusy, prometheus.CounterValue, ls.Busy.Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(mBusyRatio, prometheus.GaugeValue, ls.BusyRatio, name)
 		for id, s := range b.Stats() {
 			sl := strconv.Itoa(int(id))
 			for outcome, v := range map[string]uint64{"ok": s.OK, "timeout": s.Timeouts, "crc": s.CRCErrors,

@@ -1,6 +1,7 @@
 package station
 
 import (
+	"math"
 	"net/http"
 	"pilebridge/internal/pii"
 	"sort"
@@ -42,10 +43,14 @@ type platformDoc struct {
 }
 
 type busDoc struct {
-	Name        string     `json:"name"`
-	Device      string     `json:"device"`
-	StrayFrames uint64     `json:"stray_frames"`
-	Slaves      []slaveDoc `json:"slaves"`
+	Name        string `json:"name"`
+	Device      string `json:"device"`
+	StrayFrames uint64 `json:"stray_frames"`
+	// LoadPct: the share of the last minute the line spent in exchanges;
+	// Overloaded above overloadPct (it cannot keep every port's interval).
+	LoadPct    float64    `json:"load_percent"`
+	Overloaded bool       `json:"overloaded"`
+	Slaves     []slaveDoc `json:"slaves"`
 }
 
 type slaveDoc struct {
@@ -98,6 +103,10 @@ func optT(t time.Time) *time.Time {
 	return &u
 }
 
+// overloadPct: a line busier than this has no slack left for retries and
+// late replies; the page marks it.
+const overloadPct = 90
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // statusOf reads everything the page shows; recent is how many closed
@@ -126,7 +135,9 @@ func (a *Station) statusOf(now time.Time, recent int, unmasked bool) (statusDoc,
 		LastError: st.LastError, LastErrorAt: optT(st.LastErrorAt), Delivered: st.Delivered, Failed: st.Failed, Parked: st.Parked, Codes: st.Codes}
 	for _, name := range a.busNames() {
 		b := a.buses[name]
-		bd := busDoc{Name: name, Device: a.busDevice(name), StrayFrames: b.LineStats().StrayFrames, Slaves: []slaveDoc{}}
+		ls := b.LineStats()
+		bd := busDoc{Name: name, Device: a.busDevice(name), StrayFrames: ls.StrayFrames, Slaves: []slaveDoc{},
+			LoadPct: math.Round(1000*ls.BusyRatio) / 10, Overloaded: 100*ls.BusyRatio > overloadPct}
 		for id, s := range b.Stats() {
 			sd := slaveDoc{Slave: int(id), Exchanges: s.Exchanges, OK: s.OK, Timeouts: s.Timeouts, CRCErrors: s.CRCErrors,
 				FrameErrors: s.FrameErrors, Exceptions: s.Exceptions, LineErrors: s.LineErrors, Skipped: s.Skipped,

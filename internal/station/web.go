@@ -110,7 +110,7 @@ func (a *Station) handler() http.Handler {
 	mux.HandleFunc("POST /plates", a.plates.servePlate)
 	mux.HandleFunc("POST /plates/form", a.plates.serveForm)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(&collector{a: a}, a.status.intervals, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
