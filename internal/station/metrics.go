@@ -27,6 +27,10 @@ var (
 	mStrays    = prometheus.NewDesc("pilebridge_modbus_stray_frames_total", "Whole frames from a slave other than the one addressed (late replies), skipped.", []string{"bus"}, nil)
 	mBusy      = prometheus.NewDesc("pilebridge_bus_busy_seconds_total", "Time the line spent in exchanges (request, silence, turnaround, reply).", []string{"bus"}, nil)
 	mBusyRatio = prometheus.NewDesc("pilebridge_bus_busy_ratio", "Share of the last minute the line spent in exchanges, 0..1: near 1 the ports are read less often than configured.", []string{"bus"}, nil)
+	mHealthy   = prometheus.NewDesc("pilebridge_healthy", "1 when /healthz answers 200, 0 when it lists reasons.", nil, nil)
+	mReason    = prometheus.NewDesc("pilebridge_health_reason", "1 for each reason /healthz gives now (kind as in /status unhealthy_reasons; bus where it is one bus's).", []string{"kind", "bus"}, nil)
+	mClock     = prometheus.NewDesc("pilebridge_clock_believed", "1 once the board's clock is believed (clock.min_date, clock.synced_file); session times are provisional until then.", nil, nil)
+	mMeterWh   = prometheus.NewDesc("pilebridge_port_meter_energy_wh", "The port's meter register (lifetime energy), Wh: its increase over a day is the energy delivered.", []string{"port"}, nil)
 	mPlates    = prometheus.NewDesc("pilebridge_plate_reads_total", "Plates read for the bays, by source (camera, api, attendant) and result (taken, invalid, no_plate, refused, malformed).", []string{"source", "result"}, nil)
 	mScrapeErr = prometheus.NewDesc("pilebridge_scrape_errors_total", "Scrapes that could not read a source; its metrics are missing from those scrapes.", []string{"source"}, nil)
 	mBabbles   = prometheus.NewDesc("pilebridge_modbus_babbles_total", "Times the line did not fall silent (a device or converter kept sending): closed and reopened after a backoff.", []string{"bus"}, nil)
@@ -49,7 +53,7 @@ var allStates = []session.PortState{session.Idle, session.Plugged, session.Start
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mScrapeErr, mExchanges, mSkipped, mStrays, mBabbles, mLatency, mRecords, mOldest, mUploads, mAnswers,
-		mEnergy, mPower, mSOC, mPortState, mResets, mPlates, mBusy, mBusyRatio} {
+		mEnergy, mPower, mSOC, mPortState, mResets, mPlates, mBusy, mBusyRatio, mHealthy, mReason, mClock, mMeterWh} {
 		ch <- d
 	}
 }
@@ -80,6 +84,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.outboxErrors.Add(1)
 	}
 	ch <- prometheus.MustNewConstMetric(mScrapeErr, prometheus.CounterValue, float64(c.outboxErrors.Load()), "outbox")
+	now := time.Now()
+	reasons := c.a.reasons(now, counts, err)
+	ch <- prometheus.MustNewConstMetric(mHealthy, prometheus.GaugeValue, b2f(len(reasons) == 0))
+	seen := map[[2]string]bool{}
+	for _, r := range reasons {
+		if k := [2]string{r.Kind, r.Bus}; !seen[k] {
+			seen[k] = true
+			ch <- prometheus.MustNewConstMetric(mReason, prometheus.GaugeValue, 1, r.Kind, r.Bus)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(mClock, prometheus.GaugeValue, b2f(c.a.clock.Believed(now)))
 	if err == nil {
 		age := func(t time.Time) float64 {
 			if t.IsZero() {
@@ -105,6 +120,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range c.a.status.snapshot() {
 		ch <- prometheus.MustNewConstMetric(mEnergy, prometheus.GaugeValue, float64(v.QuantityWh), v.Key)
 		ch <- prometheus.MustNewConstMetric(mPower, prometheus.GaugeValue, float64(v.PowerW), v.Key)
+		if v.LastReading != nil {
+			ch <- prometheus.MustNewConstMetric(mMeterWh, prometheus.GaugeValue, float64(v.EnergyWh), v.Key)
+		}
 		if v.SOC != nil {
 			ch <- prometheus.MustNewConstMetric(mSOC, prometheus.GaugeValue, float64(*v.SOC), v.Key)
 		}
@@ -116,4 +134,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(mPortState, prometheus.GaugeValue, on, v.Key, string(st))
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
