@@ -54,6 +54,16 @@ type storedEnergy struct {
 	Hold        *storedHold `cbor:"9,keyasint,omitempty"`
 	Resets      int         `cbor:"10,keyasint,omitempty"`
 	Provisional bool        `cbor:"11,keyasint,omitempty"`
+	Gaps        []storedGap `cbor:"12,keyasint,omitempty"`
+	Wraps       int         `cbor:"13,keyasint,omitempty"`
+	WrapMWh     int64       `cbor:"14,keyasint,omitempty"`
+}
+
+type storedGap struct {
+	OldMWh int64 `cbor:"1,keyasint,omitempty"`
+	OldAt  stamp `cbor:"2,keyasint,omitempty"`
+	NewMWh int64 `cbor:"3,keyasint,omitempty"`
+	NewAt  stamp `cbor:"4,keyasint,omitempty"`
 }
 
 type storedHold struct {
@@ -116,12 +126,15 @@ func (c codec) encode(s *Session) ([]byte, error) {
 		Energy: storedEnergy{
 			BaseMWh: e.BaseMWh, BaseAt: stampOf(e.BaseAt), LastMWh: e.LastMWh, LastAt: stampOf(e.LastAt),
 			ChangedAt: stampOf(e.ChangedAt), RoseFrom: stampOf(e.RoseFrom), CountedMWh: e.CountedMWh, ResMWh: e.ResMWh,
-			Resets: e.Resets, Provisional: e.Provisional,
+			Resets: e.Resets, Provisional: e.Provisional, Wraps: e.Wraps, WrapMWh: e.WrapMWh,
 		},
 		PendingMWh: s.PendingMWh, PendingFrom: stampOf(s.PendingFrom), PendingFromProv: s.PendingFromProv,
 		Count: s.Count, HasCount: s.HasCount, VIN: s.VIN, Mobile: s.Mobile, Plate: s.Plate, SOC: s.SOC, HasSOC: s.HasSOC,
 		Seq: s.Seq, LastSent: stampOf(s.LastSent), LowSince: stampOf(s.LowSince), Provisional: s.Provisional,
 		PlateSource: s.PlateSource, PlateAt: stampOf(s.PlateAt),
+	}
+	for _, g := range e.Gaps {
+		r.Energy.Gaps = append(r.Energy.Gaps, storedGap{OldMWh: g.OldMWh, OldAt: stampOf(g.OldAt), NewMWh: g.NewMWh, NewAt: stampOf(g.NewAt)})
 	}
 	if h := e.Hold; h != nil {
 		r.Energy.Hold = &storedHold{Polls: h.Polls, FirstMWh: h.FirstMWh, FirstAt: stampOf(h.FirstAt),
@@ -159,13 +172,16 @@ func (c codec) decode(data []byte) (*Session, error) {
 		Energy: Energy{
 			BaseMWh: e.BaseMWh, BaseAt: e.BaseAt.time(), LastMWh: e.LastMWh, LastAt: e.LastAt.time(),
 			ChangedAt: e.ChangedAt.time(), RoseFrom: e.RoseFrom.time(), CountedMWh: e.CountedMWh, ResMWh: e.ResMWh,
-			Resets: e.Resets, Provisional: e.Provisional,
+			Resets: e.Resets, Provisional: e.Provisional, Wraps: e.Wraps, WrapMWh: e.WrapMWh,
 		},
 		Periods:    make(map[string]*Billed, len(r.Periods)),
 		PendingMWh: r.PendingMWh, PendingFrom: r.PendingFrom.time(), PendingFromProv: r.PendingFromProv,
 		Count: r.Count, HasCount: r.HasCount, VIN: r.VIN, Mobile: r.Mobile, Plate: r.Plate, SOC: r.SOC, HasSOC: r.HasSOC,
 		Seq: r.Seq, LastSent: r.LastSent.time(), LowSince: r.LowSince.time(), Provisional: r.Provisional,
 		PlateSource: r.PlateSource, PlateAt: r.PlateAt.time(),
+	}
+	for _, g := range e.Gaps {
+		s.Energy.Gaps = append(s.Energy.Gaps, Gap{OldMWh: g.OldMWh, OldAt: g.OldAt.time(), NewMWh: g.NewMWh, NewAt: g.NewAt.time()})
 	}
 	if h := e.Hold; h != nil {
 		s.Energy.Hold = &Hold{Polls: h.Polls, FirstMWh: h.FirstMWh, FirstAt: h.FirstAt.time(),

@@ -38,6 +38,11 @@ func fill(t *testing.T, rng *rand.Rand, v reflect.Value) {
 			fill(t, rng, e)
 			v.SetMapIndex(k, e)
 		}
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 1+rng.IntN(3), 4))
+		for i := 0; i < v.Len(); i++ {
+			fill(t, rng, v.Index(i))
+		}
 	case reflect.String:
 		b := make([]byte, 1+rng.IntN(20))
 		for i := range b {

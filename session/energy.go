@@ -23,6 +23,9 @@ type Energy struct {
 	ResMWh     int64     `json:"res_mwh"`     // coarsest register step seen
 	Hold       *Hold     `json:"hold,omitempty"`
 	Resets     int       `json:"resets,omitempty"` // reset/swap events counted
+	Gaps       []Gap     `json:"gaps,omitempty"`   // the first maxGaps of them, for the bill's evidence
+	Wraps      int       `json:"wraps,omitempty"`  // rollovers of the register
+	WrapMWh    int64     `json:"wrap_mwh,omitempty"`
 	// Provisional: LastAt, ChangedAt and the hold were stamped before the
 	// wall clock was believed.
 	Provisional bool `json:"provisional,omitempty"`
@@ -102,14 +105,14 @@ func (e *Energy) Observe(l Limits, mwh, res int64, at time.Time) Step {
 		e.ResMWh = res
 	}
 	delta := mwh - e.LastMWh
-	why := ""
+	why, wrapped := "", false
 	switch {
 	case delta < 0 && -delta <= res:
 		// a float register's last digit moving: not a decrease
 		delta = 0
 	case delta < 0:
 		if w := wrapOf(e.LastMWh, mwh, l.WrapMWh); w > 0 {
-			delta = w
+			delta, wrapped = w, true
 		} else {
 			why = "energy went down"
 		}
@@ -132,6 +135,9 @@ func (e *Energy) Observe(l Limits, mwh, res int64, at time.Time) Step {
 	from := e.LastAt
 	e.LastMWh, e.LastAt, e.ChangedAt, e.RoseFrom = mwh, at, at, from
 	e.CountedMWh += delta
+	if wrapped {
+		e.Wraps, e.WrapMWh = e.Wraps+1, l.WrapMWh
+	}
 	return Step{Outcome: Increased, DeltaMWh: delta, From: from, To: at}
 }
 
@@ -161,6 +167,9 @@ func (e *Energy) hold(l Limits, mwh, res int64, at time.Time, why string) Step {
 		LostFrom: e.LastMWh, LostTo: h.FirstMWh, Why: h.Why}
 	e.Hold = nil
 	e.Resets++
+	if len(e.Gaps) < maxGaps {
+		e.Gaps = append(e.Gaps, Gap{OldMWh: e.LastMWh, OldAt: e.LastAt, NewMWh: h.FirstMWh, NewAt: h.FirstAt})
+	}
 	e.LastMWh, e.LastAt = mwh, at
 	if step.DeltaMWh > 0 {
 		e.ChangedAt, e.RoseFrom = at, h.FirstAt
@@ -189,6 +198,9 @@ func (e *Energy) Continuous(l Limits, mwh, res int64, at time.Time) bool {
 // shift moves the reading stamps by d: the clock was found to be off by d.
 func (e *Energy) shift(d time.Duration) {
 	e.LastAt, e.ChangedAt, e.RoseFrom, e.Provisional = e.LastAt.Add(d), e.ChangedAt.Add(d), e.RoseFrom.Add(d), false
+	for i := range e.Gaps {
+		e.Gaps[i].OldAt, e.Gaps[i].NewAt = e.Gaps[i].OldAt.Add(d), e.Gaps[i].NewAt.Add(d)
+	}
 	if e.Hold != nil {
 		e.Hold.FirstAt, e.Hold.LastAt = e.Hold.FirstAt.Add(d), e.Hold.LastAt.Add(d)
 	}

@@ -49,6 +49,8 @@ type Event struct {
 	Mobile      string      // from the pile, when it reports one
 	SOC         int
 	HasSOC      bool
+	// Evidence: the readings the quantity comes from (closing events).
+	Evidence *Evidence
 }
 
 // Terminal says the event ends its order.

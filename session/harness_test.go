@@ -113,7 +113,9 @@ type rig struct {
 	box    *uploader.Outbox
 	runner *session.Runner
 	port   *session.Port
-	ctx    context.Context
+	// evidenced counts the bills whose evidence was checked
+	evidenced int
+	ctx       context.Context
 
 	polls []pollAt // every poll the bridge made, with the truth then
 }
@@ -230,6 +232,12 @@ func (r *rig) records() (terminal []uploader.Record, progress map[string]uploade
 	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	progress = map[string]uploader.Record{}
 	for _, e := range all {
+		if ev := e.Record.Evidence; ev != nil {
+			// the quantity is computable from the readings the ledger shows
+			require.Equal(r.t, ev.CountedMWh, ev.ComputedMWh(), "order %s: end − start − gaps + rollovers = counted: %+v", e.Record.Order, ev)
+			require.Equal(r.t, e.Record.QuantityWh, whOf(ev.ComputedMWh()), "order %s: the quantity is the readings' delta, rounded once: %+v", e.Record.Order, ev)
+			r.evidenced++
+		}
 		if e.Record.Terminal() {
 			terminal = append(terminal, e.Record)
 		} else {

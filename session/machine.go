@@ -490,6 +490,8 @@ func (m *Machine) event(kind EventKind, reason Reason, detail string, end time.T
 		Reason: reason, Detail: detail, VIN: s.VIN, Plate: s.Plate, PlateSource: s.PlateSource, Mobile: s.Mobile, SOC: s.SOC, HasSOC: s.HasSOC}
 	if kind == EventStartFailed {
 		ev.QuantityWh, ev.EnergyFen, ev.ServiceFen = 0, 0, 0
+	} else if kind != EventProgress {
+		ev.Evidence = s.evidence(b)
 	}
 	return ev
 }

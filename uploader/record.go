@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"pilebridge/internal/pii"
+	"pilebridge/session"
 )
 
 // Kind says what a charging record reports.
@@ -48,6 +49,9 @@ type Record struct {
 	PortNo      string `json:"port_no"`
 	EnergyCode  string `json:"energy_code"`
 	SOC         *int   `json:"soc,omitempty"`
+	// Evidence: the meter readings a bill's quantity comes from, for the
+	// ledger and `pilebridge sessions --order` (not sent).
+	Evidence *session.Evidence `json:"evidence,omitempty"`
 }
 
 // Masked is the record with its personal data masked (internal/pii): what

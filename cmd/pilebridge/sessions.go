@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,12 +20,13 @@ import (
 // cmdSessions prints the ledger of closed sessions: on the database when
 // the daemon is stopped, through its listen address while it runs.
 func cmdSessions(args []string, stdout io.Writer) error {
-	fs, path := configFlag("sessions", "pilebridge sessions [--since DATE] [--until DATE] [--csv|--json] --config FILE",
+	fs, path := configFlag("sessions", "pilebridge sessions [--since DATE] [--until DATE] [--csv|--json] [--order ORDER] --config FILE",
 		"The bills of closed sessions kept for history_days, with where each delivery stands (pending, delivered with the platform's seqno, parked with its reason), for reconciliation. Works on the database when the daemon is stopped, through its listen address while it runs.", stdout)
 	since := fs.String("since", "", "first day (YYYY-MM-DD, in tariff.time_zone) or RFC 3339 time; sessions that ended then or later")
 	until := fs.String("until", "", "last day, included (YYYY-MM-DD), or RFC 3339 time, excluded")
 	asCSV := fs.Bool("csv", false, "CSV with a header: integer Wh and fen, UTC times as the platform has them")
 	asJSON := fs.Bool("json", false, "JSON, one object per session")
+	order := fs.String("order", "", "one session's bill with the meter readings it comes from: the evidence for a dispute")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +53,20 @@ func cmdSessions(args []string, stdout io.Writer) error {
 	entries, err := ledger(cfg, from, to)
 	if err != nil {
 		return err
+	}
+	if *order != "" {
+		for _, e := range entries {
+			if e.Record.Order == *order {
+				if *asJSON {
+					enc := json.NewEncoder(stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(e)
+				}
+				printEvidence(stdout, e, loc)
+				return nil
+			}
+		}
+		return fmt.Errorf("sessions: no bill of order %q in the ledger (kept history_days; see pilebridge sessions)", *order)
 	}
 	switch {
 	case *asJSON:
@@ -112,7 +128,8 @@ func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry,
 }
 
 var ledgerColumns = []string{"order", "device_no", "port_no", "start_time", "end_time", "quantity_wh", "energy_fen",
-	"service_fen", "total_fen", "state", "state_desc", "vin", "plate", "plate_source", "status", "seqno", "reason", "attempts", "delivered_at"}
+	"service_fen", "total_fen", "state", "state_desc", "vin", "plate", "plate_source", "status", "seqno", "reason", "attempts", "delivered_at",
+	"start_reading", "end_reading"}
 
 func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 	cw := csv.NewWriter(w)
@@ -132,7 +149,10 @@ func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 		row := []string{r.Order, r.DeviceNo, r.PortNo, r.StartTime.UTC().Format(uploader.TimeLayout), r.EndTime.UTC().Format(uploader.TimeLayout),
 			strconv.FormatInt(r.QuantityWh, 10), strconv.FormatInt(r.EnergyFen, 10), strconv.FormatInt(r.ServiceFen, 10),
 			strconv.FormatInt(r.EnergyFen+r.ServiceFen, 10), strconv.Itoa(r.State), r.StateDesc, r.VIN, r.Plate, source,
-			e.Status, e.Seqno, e.Reason, strconv.Itoa(e.Attempts), delivered}
+			e.Status, e.Seqno, e.Reason, strconv.Itoa(e.Attempts), delivered, "", ""}
+		if ev := r.Evidence; ev != nil {
+			row[len(row)-2], row[len(row)-1] = kwhOfMWh(ev.StartMWh), kwhOfMWh(ev.EndMWh)
+		}
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -163,4 +183,65 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "%d sessions, %s kWh, %s yuan\n", len(entries), units.KWh(wh), units.Yuan(fen))
+}
+
+// kwhOfMWh prints a meter reading in kWh, exactly: at least three
+// decimals, more where the register has them.
+func kwhOfMWh(mwh int64) string {
+	sign := ""
+	if mwh < 0 {
+		sign, mwh = "-", -mwh
+	}
+	frac := strings.TrimRight(fmt.Sprintf("%06d", mwh%1_000_000), "0")
+	for len(frac) < 3 {
+		frac += "0"
+	}
+	return fmt.Sprintf("%s%d.%s", sign, mwh/1_000_000, frac)
+}
+
+// printEvidence shows one bill and the meter readings it comes from: the
+// quantity is computable from what is printed.
+func printEvidence(w io.Writer, e uploader.LedgerEntry, loc *time.Location) {
+	r := e.Record
+	at := func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04:05.000") }
+	fmt.Fprintf(w, "order %s, pile %s port %s, %s → %s (%s)\n", r.Order, r.DeviceNo, r.PortNo, at(r.StartTime), at(r.EndTime), loc)
+	fmt.Fprintf(w, "  state         %d %s; delivery %s %s%s\n", r.State, r.StateDesc, e.Status, e.Seqno, e.Reason)
+	var car []string
+	if r.Plate != "" {
+		car = append(car, fmt.Sprintf("plate %s (%s)", r.Plate, r.PlateSource))
+	} else if e.NoPlate {
+		car = append(car, "no plate")
+	}
+	if r.VIN != "" {
+		car = append(car, "VIN "+r.VIN)
+	}
+	if len(car) > 0 {
+		fmt.Fprintf(w, "  car           %s\n", strings.Join(car, ", "))
+	}
+	ev := r.Evidence
+	if ev == nil {
+		fmt.Fprintf(w, "  quantity      %d Wh; fees %s + %s yuan\n  (no readings stored with this bill: queued by an earlier version, or a failed start)\n",
+			r.QuantityWh, units.Yuan(r.EnergyFen), units.Yuan(r.ServiceFen))
+		return
+	}
+	fmt.Fprintf(w, "  start reading %s kWh at %s (register step %s kWh)\n", kwhOfMWh(ev.StartMWh), at(ev.StartAt), kwhOfMWh(ev.ResMWh))
+	fmt.Fprintf(w, "  end reading   %s kWh at %s\n", kwhOfMWh(ev.EndMWh), at(ev.EndAt))
+	fmt.Fprintf(w, "  end − start   %s kWh\n", kwhOfMWh(ev.EndMWh-ev.StartMWh))
+	for _, g := range ev.Gaps {
+		fmt.Fprintf(w, "  meter reset   old register last %s kWh at %s, new register first %s kWh at %s: %s kWh between them not counted\n",
+			kwhOfMWh(g.OldMWh), at(g.OldAt), kwhOfMWh(g.NewMWh), at(g.NewAt), kwhOfMWh(g.NewMWh-g.OldMWh))
+	}
+	if n := ev.Resets - len(ev.Gaps); n > 0 {
+		fmt.Fprintf(w, "  meter reset   %d more not listed\n", n)
+	}
+	if ev.Wraps > 0 {
+		fmt.Fprintf(w, "  rollover      %d × %s kWh (the register wrapped)\n", ev.Wraps, kwhOfMWh(ev.WrapMWh))
+	}
+	fmt.Fprintf(w, "  counted       %s kWh = end − start − resets' gaps + rollovers\n", kwhOfMWh(ev.ComputedMWh()))
+	fmt.Fprintf(w, "  quantity      %d Wh (rounded once, half up)\n", r.QuantityWh)
+	for _, p := range ev.Periods {
+		fmt.Fprintf(w, "  period        %s (%s): %s kWh → %d Wh × (%s + %s) yuan/kWh\n", p.Key, p.Type, kwhOfMWh(p.MWh), p.Wh, p.Electricity, p.Service)
+	}
+	fmt.Fprintf(w, "  fees          electricity %s yuan + service %s yuan = %s yuan (each rounded once to the fen)\n",
+		units.Yuan(r.EnergyFen), units.Yuan(r.ServiceFen), units.Yuan(r.EnergyFen+r.ServiceFen))
 }
