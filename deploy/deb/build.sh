@@ -14,7 +14,7 @@ install -D -m 0644 "$top/deploy/pilebridge.service" "$stage/lib/systemd/system/p
 install -D -m 0644 "$top/deploy/99-pilebridge-usb-serial.rules" "$stage/lib/udev/rules.d/99-pilebridge-usb-serial.rules"
 install -D -m 0640 "$top/configs/example.yaml" "$stage/etc/pilebridge/pilebridge.yaml"
 install -D -m 0644 "$top/README.md" "$stage/usr/share/doc/pilebridge/README.md"
-for f in billing.md hardware.md RELIABILITY.md profiles.md SECURITY.md plates.md ARCHITECTURE.md reference-pile-map.md bench.md status-page.png; do
+for f in billing.md hardware.md RELIABILITY.md profiles.md SECURITY.md plates.md fleet.md ARCHITECTURE.md reference-pile-map.md bench.md status-page.png; do
 	[ -f "$top/docs/$f" ] && install -D -m 0644 "$top/docs/$f" "$stage/usr/share/doc/pilebridge/$f"
 done
 # the README's links to docs/ point where the docs are installed
