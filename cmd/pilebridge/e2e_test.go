@@ -140,6 +140,14 @@ piles:
 	return &testStation{t: t, dir: dir, config: path, plat: plat, pile: rig.Piles[3], rig: rig}
 }
 
+// token is the local API's bearer token the running daemon created.
+func (s *testStation) token() string {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, "data", "listen_token"))
+	require.NoError(s.t, err)
+	return strings.TrimSpace(string(b))
+}
+
 type bridge struct {
 	cmd *exec.Cmd
 	log *os.File

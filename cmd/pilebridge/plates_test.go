@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,9 +107,7 @@ func TestAttendantPlateWinsOverCamera(t *testing.T) {
 	s.startBridge()
 	base := "http://" + s.listenAddr()
 	ctxCharging(t, s)
-	tokenB, err := os.ReadFile(filepath.Join(s.dir, "data", "listen_token"))
-	require.NoError(t, err)
-	token := strings.TrimSpace(string(tokenB))
+	token := s.token()
 	post := func(body, tok string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, base+"/plates", bytes.NewBufferString(body))
 		if tok != "" {
@@ -221,9 +217,7 @@ func TestPlateFormOnThePage(t *testing.T) {
 	s.startBridge()
 	base := "http://" + s.listenAddr()
 	ctxCharging(t, s)
-	tokenB, err := os.ReadFile(filepath.Join(s.dir, "data", "listen_token"))
-	require.NoError(t, err)
-	token := strings.TrimSpace(string(tokenB))
+	token := s.token()
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	form := func(tok string) *http.Response {
 		body := "port=E2E01%2F1&plate=%E5%B7%9DA%C2%B712345&token=" + tok

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -53,9 +51,7 @@ func TestPersonalDataNeedsTheToken(t *testing.T) {
 		s.oneBill(60000)
 	}
 	s.waitFor("three bills delivered", 10*time.Second, func() bool { return len(s.finals()) == 3 })
-	tokenB, err := os.ReadFile(filepath.Join(s.dir, "data", "listen_token"))
-	require.NoError(t, err)
-	token := strings.TrimSpace(string(tokenB))
+	token := s.token()
 	base := "http://" + listen
 	maskedVIN, maskedPlate := "***********901234", "川AD****1"
 	time.Sleep(500 * time.Millisecond) // the last delivery recorded

@@ -329,6 +329,23 @@ func (r *rig) waitActive() {
 // starting and once finished, so the energy the meter counted between
 // those two moments is the whole session's, wherever the bridge read.
 func (r *rig) session(name string, during func()) {
+	deltaWh := r.charge(during)
+	r.expectBill(name, deltaWh)
+}
+
+// sessionCutAtEnd cuts the power just after the pile finished: the
+// bridge may have seen the end, committed it, sent it, or none of these.
+func (r *rig) sessionCutAtEnd(name string, rnd *rand.Rand) {
+	deltaWh := r.charge(func() { time.Sleep(10 * time.Second) })
+	time.Sleep(time.Duration(rnd.IntN(2500)) * time.Millisecond)
+	r.powerCut()
+	r.bootAgain()
+	r.expectBill(name, deltaWh)
+}
+
+// charge takes the pile from idle through a charge (during() while it
+// charges) to finished, and returns what its meter counted meanwhile.
+func (r *rig) charge(during func()) int64 {
 	r.setStatus(meter.StatusIdle, 0, 0)
 	r.waitState("idle", 2*time.Minute)
 	start := r.meterWh()
@@ -340,29 +357,7 @@ func (r *rig) session(name string, during func()) {
 	during()
 	r.setStatus(meter.StatusFinished, 0, 1)
 	cancel()
-	end := r.meterWh()
-	r.expectBill(name, end-start)
-}
-
-// sessionCutAtEnd cuts the power just after the pile finished: the
-// bridge may have seen the end, committed it, sent it, or none of these.
-func (r *rig) sessionCutAtEnd(name string, rnd *rand.Rand) {
-	r.setStatus(meter.StatusIdle, 0, 0)
-	r.waitState("idle", 2*time.Minute)
-	start := r.meterWh()
-	r.setStatus(meter.StatusStarting, 0, 0)
-	r.waitState("starting", time.Minute)
-	r.setStatus(meter.StatusCharging, powerW, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	go r.tick(ctx)
-	time.Sleep(10 * time.Second)
-	r.setStatus(meter.StatusFinished, 0, 1)
-	cancel()
-	end := r.meterWh()
-	time.Sleep(time.Duration(rnd.IntN(2500)) * time.Millisecond)
-	r.powerCut()
-	r.bootAgain()
-	r.expectBill(name, end-start)
+	return r.meterWh() - start
 }
 
 func (r *rig) expectBill(name string, deltaWh int64) {
