@@ -2,9 +2,11 @@ package driver_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -38,12 +40,13 @@ func TestBabblingLineIsBounded(t *testing.T) {
 			defer cancel()
 			pol := driver.SlavePolicy{Timeout: 200 * time.Millisecond, Retries: 1}
 			var dev string
+			watch := &gapWatch{}
 			if c.pty {
 				link := filepath.Join(t.TempDir(), "ttyB")
 				pty, err := simulator.OpenPty(link)
 				require.NoError(t, err)
 				t.Cleanup(func() { pty.Close() })
-				go simulator.Babble(ctx, pty, c.gap)
+				go simulator.Babble(ctx, watch.on(pty), c.gap)
 				dev = link
 			} else {
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,7 +58,7 @@ func TestBabblingLineIsBounded(t *testing.T) {
 						if err != nil {
 							return
 						}
-						go func() { defer conn.Close(); simulator.Babble(ctx, conn, c.gap) }()
+						go func() { defer conn.Close(); simulator.Babble(ctx, watch.on(conn), c.gap) }()
 					}
 				}()
 				dev = "rtuovertcp://" + ln.Addr().String()
@@ -111,11 +114,19 @@ func TestBabblingLineIsBounded(t *testing.T) {
 				c.name, longest.Round(time.Millisecond), 100*cpu.Seconds()/time.Since(start).Seconds())
 			assert.Less(t, longest, 2*time.Second, "a read is bounded by its timeouts")
 			assert.False(t, stuck.Load(), "the watchdog never sees the bus hung")
-			if os.Getenv("PILEBRIDGE_QEMU") == "" {
-				// under qemu-user the babbler's own timers stretch its gaps
-				// past a character's silence: the line is bounded all the
-				// same (above), but not always a babble by the clock
-				assert.Positive(t, bad.LineStats().Babbles, "the babble is counted")
+			// The babbler is a goroutine of this process: under qemu-user,
+			// or with other test binaries on both cores, it is descheduled
+			// for longer than a character's silence, and by the clock the
+			// line then fell silent. The line is bounded all the same
+			// (above). No babble counted is a failure unless the babbler
+			// really left the line silent for 3.5 characters.
+			pause := watch.longest()
+			switch {
+			case bad.LineStats().Babbles > 0:
+			case os.Getenv("PILEBRIDGE_QEMU") != "" || (c.gap > 0 && pause >= 1750*time.Microsecond):
+				t.Logf("%s: no babble counted, and the babbler fell silent for %s (3.5 characters are 1.75 ms): the machine starved it", c.name, pause)
+			default:
+				t.Errorf("%s: the babble is not counted (the babbler's longest pause %s)", c.name, pause)
 			}
 			assert.Greater(t, <-goodReads, 40, "the good bus kept its pace (one read per ~50 ms)")
 		})
@@ -174,4 +185,39 @@ func TestSuccessPercentAfterADeadSpell(t *testing.T) {
 	assert.Positive(t, pct)
 	_, ok = driver.SlaveStats{}.SuccessPercent()
 	assert.False(t, ok, "no figure before the first exchange")
+}
+
+// gapWatch measures the longest pause between a babbler's writes.
+type gapWatch struct {
+	mu   sync.Mutex
+	last time.Time
+	max  time.Duration
+}
+
+func (g *gapWatch) on(w io.Writer) io.Writer { return gapWriter{g, w} }
+
+func (g *gapWatch) wrote(now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.last.IsZero() {
+		g.max = max(g.max, now.Sub(g.last))
+	}
+	g.last = now
+}
+
+func (g *gapWatch) longest() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.max
+}
+
+type gapWriter struct {
+	g *gapWatch
+	w io.Writer
+}
+
+func (gw gapWriter) Write(p []byte) (int, error) {
+	n, err := gw.w.Write(p)
+	gw.g.wrote(time.Now())
+	return n, err
 }

@@ -27,10 +27,7 @@ func Babble(ctx context.Context, w io.Writer, gap time.Duration) error {
 			return err
 		}
 		if gap > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(gap):
-			}
+			preciseSleep(gap) // a Go timer fires up to a millisecond late: longer than the line's silence
 		}
 	}
 	return ctx.Err()
