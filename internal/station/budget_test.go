@@ -144,5 +144,5 @@ func TestLineBudgetMatchesThePacedLine(t *testing.T) {
 	}
 	ratio := bus2.LineStats().BusyRatio
 	t.Logf("busy ratio with a round's pause between rounds: %.2f", ratio)
-	assert.InDelta(t, 0.5, ratio, 0.2, "sleeps overshoot on a busy machine: the ratio only falls")
+	assert.InDelta(t, 0.5, ratio, 0.3, "half busy, not idle (0) nor back to back (1): on a loaded machine sleeps overshoot and exchanges stretch")
 }
