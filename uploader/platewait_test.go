@@ -69,15 +69,18 @@ func TestBillWaitsForAPlate(t *testing.T) {
 	_, err = r.box.AttachPlate("D1/9", "川A12345", "camera", time.Now())
 	assert.ErrorIs(t, err, uploader.ErrNoBillWaiting)
 
-	l, err = r.box.Ledger(time.Time{}, time.Time{})
-	require.NoError(t, err)
 	got := map[string]uploader.LedgerEntry{}
-	for _, e := range l {
-		got[e.Record.Order] = e
-	}
+	// the platform has them; the outbox records its answers just after
+	waitFor(t, "the deliveries recorded", func() bool {
+		l, err := r.box.Ledger(time.Time{}, time.Time{})
+		require.NoError(t, err)
+		for _, e := range l {
+			got[e.Record.Order] = e
+		}
+		return got["WAIT"].Status == uploader.LedgerDelivered && got["LATE"].Status == uploader.LedgerDelivered
+	})
 	assert.False(t, got["WAIT"].NoPlate)
 	assert.Equal(t, "川AD66011", got["WAIT"].Record.Plate)
 	assert.Equal(t, "camera", got["WAIT"].Record.PlateSource)
 	assert.True(t, got["LATE"].NoPlate, "the ledger marks it no plate")
-	assert.Equal(t, uploader.LedgerDelivered, got["LATE"].Status)
 }
