@@ -28,25 +28,27 @@ var ErrNoBillWaiting = errors.New("no bill of this port is waiting for a plate")
 // one and releases it at once; it returns the bill's order. A bill whose
 // wait is over is left alone: it may be on its way without.
 func (o *Outbox) AttachPlate(port, plate, source string, now time.Time) (string, error) {
-	order := ""
+	order, stale := "", false
 	err := o.db.Update(func(tx *bbolt.Tx) error {
 		waits := tx.Bucket(bucketPlateWait)
 		key := waits.Get([]byte(port))
 		if key == nil {
-			return ErrNoBillWaiting
+			stale = true
+			return nil
 		}
 		key = append([]byte(nil), key...)
 		box := tx.Bucket(bucketOutbox)
-		v := box.Get(key)
-		if v == nil {
-			return errors.Join(ErrNoBillWaiting, waits.Delete([]byte(port)))
-		}
 		var e Entry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return err
+		if v := box.Get(key); v != nil {
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
 		}
 		if !e.PlateWait || !e.NextAttempt.After(now) || e.Record.Plate != "" {
-			return errors.Join(ErrNoBillWaiting, waits.Delete([]byte(port)))
+			// sent, or on its way without: forget the wait (committed,
+			// unlike a returned error)
+			stale = true
+			return waits.Delete([]byte(port))
 		}
 		e.Record.Plate, e.Record.PlateSource = plate, source
 		e.PlateWait, e.NextAttempt = false, time.Time{}
@@ -65,8 +67,12 @@ func (o *Outbox) AttachPlate(port, plate, source string, now time.Time) (string,
 		order = e.Record.Order
 		return waits.Delete([]byte(port))
 	})
-	if err == nil {
-		o.Notify()
+	switch {
+	case err != nil:
+		return "", err
+	case stale:
+		return "", ErrNoBillWaiting
 	}
-	return order, err
+	o.Notify()
+	return order, nil
 }
