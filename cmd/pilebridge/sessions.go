@@ -151,7 +151,7 @@ func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 			strconv.FormatInt(r.EnergyFen+r.ServiceFen, 10), strconv.Itoa(r.State), r.StateDesc, r.VIN, r.Plate, source,
 			e.Status, e.Seqno, e.Reason, strconv.Itoa(e.Attempts), delivered, "", ""}
 		if ev := r.Evidence; ev != nil {
-			row[len(row)-2], row[len(row)-1] = kwhOfMWh(ev.StartMWh), kwhOfMWh(ev.EndMWh)
+			row[len(row)-2], row[len(row)-1] = units.KWhOfMWh(ev.StartMWh), units.KWhOfMWh(ev.EndMWh)
 		}
 		if err := cw.Write(row); err != nil {
 			return err
@@ -185,20 +185,6 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 	fmt.Fprintf(w, "%d sessions, %s kWh, %s yuan\n", len(entries), units.KWh(wh), units.Yuan(fen))
 }
 
-// kwhOfMWh prints a meter reading in kWh, exactly: at least three
-// decimals, more where the register has them.
-func kwhOfMWh(mwh int64) string {
-	sign := ""
-	if mwh < 0 {
-		sign, mwh = "-", -mwh
-	}
-	frac := strings.TrimRight(fmt.Sprintf("%06d", mwh%1_000_000), "0")
-	for len(frac) < 3 {
-		frac += "0"
-	}
-	return fmt.Sprintf("%s%d.%s", sign, mwh/1_000_000, frac)
-}
-
 // printEvidence shows one bill and the meter readings it comes from: the
 // quantity is computable from what is printed.
 func printEvidence(w io.Writer, e uploader.LedgerEntry, loc *time.Location) {
@@ -224,23 +210,23 @@ func printEvidence(w io.Writer, e uploader.LedgerEntry, loc *time.Location) {
 			r.QuantityWh, units.Yuan(r.EnergyFen), units.Yuan(r.ServiceFen))
 		return
 	}
-	fmt.Fprintf(w, "  start reading %s kWh at %s (register step %s kWh)\n", kwhOfMWh(ev.StartMWh), at(ev.StartAt), kwhOfMWh(ev.ResMWh))
-	fmt.Fprintf(w, "  end reading   %s kWh at %s\n", kwhOfMWh(ev.EndMWh), at(ev.EndAt))
-	fmt.Fprintf(w, "  end − start   %s kWh\n", kwhOfMWh(ev.EndMWh-ev.StartMWh))
+	fmt.Fprintf(w, "  start reading %s kWh at %s (register step %s kWh)\n", units.KWhOfMWh(ev.StartMWh), at(ev.StartAt), units.KWhOfMWh(ev.ResMWh))
+	fmt.Fprintf(w, "  end reading   %s kWh at %s\n", units.KWhOfMWh(ev.EndMWh), at(ev.EndAt))
+	fmt.Fprintf(w, "  end − start   %s kWh\n", units.KWhOfMWh(ev.EndMWh-ev.StartMWh))
 	for _, g := range ev.Gaps {
 		fmt.Fprintf(w, "  meter reset   old register last %s kWh at %s, new register first %s kWh at %s: %s kWh between them not counted\n",
-			kwhOfMWh(g.OldMWh), at(g.OldAt), kwhOfMWh(g.NewMWh), at(g.NewAt), kwhOfMWh(g.NewMWh-g.OldMWh))
+			units.KWhOfMWh(g.OldMWh), at(g.OldAt), units.KWhOfMWh(g.NewMWh), at(g.NewAt), units.KWhOfMWh(g.NewMWh-g.OldMWh))
 	}
 	if n := ev.Resets - len(ev.Gaps); n > 0 {
 		fmt.Fprintf(w, "  meter reset   %d more not listed\n", n)
 	}
 	if ev.Wraps > 0 {
-		fmt.Fprintf(w, "  rollover      %d × %s kWh (the register wrapped)\n", ev.Wraps, kwhOfMWh(ev.WrapMWh))
+		fmt.Fprintf(w, "  rollover      %d × %s kWh (the register wrapped)\n", ev.Wraps, units.KWhOfMWh(ev.WrapMWh))
 	}
-	fmt.Fprintf(w, "  counted       %s kWh = end − start − resets' gaps + rollovers\n", kwhOfMWh(ev.ComputedMWh()))
+	fmt.Fprintf(w, "  counted       %s kWh = end − start − resets' gaps + rollovers\n", units.KWhOfMWh(ev.ComputedMWh()))
 	fmt.Fprintf(w, "  quantity      %d Wh (rounded once, half up)\n", r.QuantityWh)
 	for _, p := range ev.Periods {
-		fmt.Fprintf(w, "  period        %s (%s): %s kWh → %d Wh × (%s + %s) yuan/kWh\n", p.Key, p.Type, kwhOfMWh(p.MWh), p.Wh, p.Electricity, p.Service)
+		fmt.Fprintf(w, "  period        %s (%s): %s kWh → %d Wh × (%s + %s) yuan/kWh\n", p.Key, p.Type, units.KWhOfMWh(p.MWh), p.Wh, p.Electricity, p.Service)
 	}
 	fmt.Fprintf(w, "  fees          electricity %s yuan + service %s yuan = %s yuan (each rounded once to the fen)\n",
 		units.Yuan(r.EnergyFen), units.Yuan(r.ServiceFen), units.Yuan(r.EnergyFen+r.ServiceFen))

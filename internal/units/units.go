@@ -6,6 +6,7 @@ package units
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Decimal prints v/div exactly, with as many decimals as div has zeros
@@ -24,6 +25,17 @@ func Decimal(v, div int64) string {
 
 // KWh prints Wh as kWh with three decimals.
 func KWh(wh int64) string { return Decimal(wh, 1000) }
+
+// KWhOfMWh prints mWh (a meter reading) as kWh, exactly: three decimals,
+// more where the value has them.
+func KWhOfMWh(mwh int64) string {
+	s := Decimal(mwh, 1_000_000)
+	keep := strings.IndexByte(s, '.') + 4
+	for len(s) > keep && s[len(s)-1] == '0' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
 
 // Yuan prints fen as yuan with two decimals.
 func Yuan(fen int64) string { return Decimal(fen, 100) }
