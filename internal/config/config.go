@@ -582,7 +582,7 @@ func (c *Config) validate() Errors {
 	c.checkSession(ck)
 	buses := c.checkBuses(ck)
 	c.checkPiles(ck, buses)
-	c.checkPlates(ck, c.portKeys())
+	c.checkPlates(ck, c.PortKeys())
 	return ck.errs
 }
 
@@ -871,12 +871,15 @@ func secretModeWarning(path, group string) string {
 	return fmt.Sprintf("platform.app_secret_file %s has mode %04o and group %s, which the service does not run in: that group can read the app secret; chown root:%s", path, mode, name, group)
 }
 
-// portKeys are the configured ports as device_no/port_no.
-func (c *Config) portKeys() map[string]bool {
+// PortKey names a port as everything in the bridge does: device_no/port_no.
+func PortKey(deviceNo, portNo string) string { return deviceNo + "/" + portNo }
+
+// PortKeys are the configured ports' keys.
+func (c *Config) PortKeys() map[string]bool {
 	keys := map[string]bool{}
 	for _, pl := range c.Piles {
 		for _, pt := range pl.Ports {
-			keys[pl.DeviceNo+"/"+pt.PortNo] = true
+			keys[PortKey(pl.DeviceNo, pt.PortNo)] = true
 		}
 	}
 	return keys

@@ -108,7 +108,7 @@ func (s *statusBoard) deviceLocked(deviceNo string) uploader.DeviceStatus {
 	p := s.piles[deviceNo]
 	ports := make([]uploader.PortView, 0, len(p.Ports))
 	for _, pt := range p.Ports {
-		v := s.ports[p.DeviceNo+"/"+pt.PortNo]
+		v := s.ports[config.PortKey(p.DeviceNo, pt.PortNo)]
 		ports = append(ports, uploader.PortView{PortNo: pt.PortNo, Alias: pt.Alias, State: v.State, FaultText: v.FaultText})
 	}
 	return uploader.DeviceOf(uploader.PileInfo{DeviceNo: p.DeviceNo, Name: p.Name, DeviceType: p.DeviceType,

@@ -43,14 +43,8 @@ type plateHub struct {
 }
 
 func newPlateHub(cfg *config.Config, log zerolog.Logger, attach func(port, plate, source string, now time.Time) (string, error)) *plateHub {
-	h := &plateHub{window: cfg.Plates.Window, cameras: cfg.Plates.Cameras, ports: map[string]bool{},
+	return &plateHub{window: cfg.Plates.Window, cameras: cfg.Plates.Cameras, ports: cfg.PortKeys(),
 		log: log, now: time.Now, attach: attach, reads: map[string][]heldRead{}, counts: map[[2]string]uint64{}}
-	for _, pl := range cfg.Piles {
-		for _, pt := range pl.Ports {
-			h.ports[pl.DeviceNo+"/"+pt.PortNo] = true
-		}
-	}
-	return h
 }
 
 func (h *plateHub) count(source session.PlateSource, result string) {

@@ -202,7 +202,7 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 		for _, pt := range p.Ports {
 			prof, _ := reg.Get(pt.Profile)
 			ratios := meter.Ratios{PT: pt.PT, CT: pt.CT}
-			key := p.DeviceNo + "/" + pt.PortNo
+			key := config.PortKey(p.DeviceNo, pt.PortNo)
 			sink.Ports[key] = uploader.Port{DeviceNo: p.DeviceNo, DeviceType: p.DeviceType, PortNo: pt.PortNo, EnergyCode: p.EnergyCode}
 			pc := session.PortConfig{
 				RatedPowerW: p.RatedPowerW, ProgressInterval: cfg.Platform.ProgressInterval,
