@@ -67,7 +67,7 @@ func newVM(t *testing.T, image, dir, line, plat string) *vm {
 		script := fmt.Sprintf("#!/bin/sh\nexec %s -F %s \"$@\"\n", real, v.sshCfg)
 		must(t, os.WriteFile(filepath.Join(bin, tool), []byte(script), 0o755))
 	}
-	t.Cleanup(v.kill)
+	t.Cleanup(v.cut)
 	return v
 }
 
@@ -137,8 +137,6 @@ func (v *vm) cut() {
 	<-v.exited
 	v.cmd = nil
 }
-
-func (v *vm) kill() { v.cut() }
 
 // ssh runs a shell command line on the board.
 func (v *vm) ssh(cmdline string, stdin io.Reader) (string, error) {

@@ -36,7 +36,8 @@ type portView struct {
 	LastReading *time.Time        `json:"last_reading_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 
-	reported bool // its pile's device/sync report has seen this port
+	reported bool                // its pile's device/sync report has seen this port
+	interval prometheus.Observer // its pilebridge_port_reading_interval_seconds, looked up once
 }
 
 // statusBoard keeps the latest view of every port and feeds device/sync.
@@ -63,7 +64,8 @@ func newStatusBoard(ds *uploader.DeviceSync, version string) *statusBoard {
 func (s *statusBoard) addPort(key string, p config.Pile, pt config.Port) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ports[key] = &portView{Key: key, Pile: p.DeviceNo, PortNo: pt.PortNo, Alias: pt.Alias, State: session.Idle}
+	s.ports[key] = &portView{Key: key, Pile: p.DeviceNo, PortNo: pt.PortNo, Alias: pt.Alias, State: session.Idle,
+		interval: s.intervals.WithLabelValues(key)}
 	s.piles[p.DeviceNo] = p
 }
 
@@ -78,7 +80,7 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 		v.EnergyWh, v.PowerW, v.Quantised, v.FaultText = r.EnergyWh, r.PowerW, r.Quantised(), r.FaultText
 		at := r.Time.UTC()
 		if v.LastReading != nil && at.After(*v.LastReading) {
-			s.intervals.WithLabelValues(key).Observe(at.Sub(*v.LastReading).Seconds())
+			v.interval.Observe(at.Sub(*v.LastReading).Seconds())
 		}
 		v.LastReading, v.SOC = &at, nil
 		if r.HasSOC {
