@@ -17,10 +17,15 @@ import (
 func cmdPlate(args []string, stdout io.Writer) error {
 	fs, path := configFlag("plate", "pilebridge plate PORT PLATE --config FILE",
 		"Tells the running daemon the plate of the car at PORT (device_no/port_no), as the attendant reads it: it goes on the port's session and its bill, and wins over a camera's read.", stdout)
-	flags, pos := splitArgs(args)
-	if err := fs.Parse(flags); err != nil {
+	// PORT PLATE before the flags, as outbox retry takes its ORDER, or after
+	var pos []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	pos = append(pos, fs.Args()...)
 	if len(pos) != 2 {
 		return fmt.Errorf("plate: want PORT PLATE (for example TEST250911100001/1 川A12345)")
 	}
@@ -58,22 +63,4 @@ func cmdPlate(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "port %s: plate %s (attendant)\n", got.Port, got.Plate)
 	return nil
-}
-
-// splitArgs separates flags (with their values) from positional arguments,
-// so that flags may follow them.
-func splitArgs(args []string) (flags, pos []string) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && a != "-h" && a != "--help" {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
-		}
-		pos = append(pos, a)
-	}
-	return flags, pos
 }
