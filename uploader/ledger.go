@@ -147,31 +147,3 @@ func (o *Outbox) PruneLedger(ctx context.Context, cutoff time.Time) (int, error)
 	}
 	return o.inChunks(ctx, bucketLedger, old, func(b *bbolt.Bucket, k []byte) error { return b.Delete(k) })
 }
-
-// inChunks applies f to each of keys in bucket name, 256 keys a write
-// transaction, so the poll loop's commits never wait long behind a sweep;
-// it returns how many keys it went through.
-func (o *Outbox) inChunks(ctx context.Context, name []byte, keys [][]byte, f func(b *bbolt.Bucket, k []byte) error) (int, error) {
-	const chunk = 256
-	n := 0
-	for len(keys) > 0 {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		part := keys[:min(chunk, len(keys))]
-		keys = keys[len(part):]
-		if err := o.db.Update(func(tx *bbolt.Tx) error {
-			b := tx.Bucket(name)
-			for _, k := range part {
-				if err := f(b, k); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			return n, err
-		}
-		n += len(part)
-	}
-	return n, nil
-}
