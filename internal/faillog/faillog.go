@@ -6,6 +6,7 @@
 package faillog
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -47,10 +48,7 @@ func New(log zerolog.Logger, msg string, every time.Duration) *Failure {
 func (f *Failure) Fail(now time.Time, err error, fields func(*zerolog.Event)) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	text := ""
-	if err != nil {
-		text = err.Error()
-	}
+	text := cause(err)
 	f.count++
 	f.unsaid++
 	var ev *zerolog.Event
@@ -75,6 +73,23 @@ func (f *Failure) Fail(now time.Time, err error, fields func(*zerolog.Event)) bo
 	ev.Msg(f.msg)
 	f.unsaid = 0
 	return true
+}
+
+// cause is the text of err's innermost error: what a change of error is
+// judged by. The wrapping often names a file, an order or an offset that
+// differs on every try ("write …/pilebridge-20261202T1200.db.tmp: no space
+// left on device"); the cause stays the same while the fault does.
+func cause(err error) string {
+	if err == nil {
+		return ""
+	}
+	for {
+		inner := errors.Unwrap(err)
+		if inner == nil {
+			return err.Error()
+		}
+		err = inner
+	}
 }
 
 // OK records a success at now; if the thing was failing, one line says it

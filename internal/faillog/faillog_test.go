@@ -3,7 +3,10 @@ package faillog
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,8 +41,22 @@ func TestTenMinutesOfFailuresAreADozenLines(t *testing.T) {
 	assert.Len(t, lines, 2, "start and change, not the repeat")
 	assert.Contains(t, lines[1], `"changed":true`)
 
+	// the same fault named differently on every try (a temporary file's
+	// time in its name) is not a change
 	buf.Reset()
 	f.OK(t0.Add(3 * time.Second))
-	f.OK(t0.Add(4 * time.Second))
+	buf.Reset()
+	for s := 0; s < 600; s++ {
+		path := &fs.PathError{Op: "write", Path: fmt.Sprintf("backup/pilebridge-%d.db.tmp", s), Err: syscall.ENOSPC}
+		f.Fail(t0.Add(time.Duration(s)*time.Second), fmt.Errorf("backup to backup: %w", path), nil)
+	}
+	lines = strings.Split(strings.TrimSpace(buf.String()), "\n")
+	assert.LessOrEqual(t, len(lines), 11, "a new file name on every try is the same fault:\n%s", strings.Join(lines[:min(3, len(lines))], "\n"))
+	f.Fail(t0.Add(601*time.Second), fmt.Errorf("backup: %w", &fs.PathError{Op: "open", Path: "x", Err: syscall.EACCES}), nil)
+	assert.Contains(t, buf.String(), `"changed":true`, "another cause is a change")
+
+	buf.Reset()
+	f.OK(t0.Add(602 * time.Second))
+	f.OK(t0.Add(603 * time.Second))
 	assert.Equal(t, 1, strings.Count(buf.String(), "\n"), "recovery said once")
 }
