@@ -317,9 +317,7 @@ func TestKillNineMidSession(t *testing.T) {
 	defer cancel()
 	go s.charging(ctx)
 	start := s.meterWh()
-	s.set(meter.StatusStarting, 0, 0) // the session's first reading, before any energy flows
-	time.Sleep(500 * time.Millisecond)
-	s.set(meter.StatusCharging, 90000, 0)
+	s.startSession(90000) // the session's first reading is before any energy flows
 	s.waitFor("charging seen", 10*time.Second, func() bool { return len(s.bills()) >= 2 })
 	_ = b.stop(syscall.SIGKILL)
 	time.Sleep(1500 * time.Millisecond) // energy flows while the bridge is dead
@@ -352,9 +350,7 @@ func TestPowerLossPileStopped(t *testing.T) {
 	defer cancel()
 	go s.charging(ctx)
 	start := s.meterWh()
-	s.set(meter.StatusStarting, 0, 0) // the session's first reading, before any energy flows
-	time.Sleep(500 * time.Millisecond)
-	s.set(meter.StatusCharging, 90000, 0)
+	s.startSession(90000) // the session's first reading is before any energy flows
 	s.waitFor("charging seen", 10*time.Second, func() bool { return len(s.bills()) >= 2 })
 	_ = b.stop(syscall.SIGKILL)
 	time.Sleep(time.Second) // the pile charges on, then stops, while the board is down
