@@ -57,6 +57,18 @@ func (s *testStation) onLoop(sizeMiB int) string {
 	return data
 }
 
+// runOnLoop starts the bridge with its data_dir on a loop-mounted ext4 of
+// sizeMiB, the pile ticking, and waits for the first poll.
+func (s *testStation) runOnLoop(sizeMiB int) (data string, b *bridge, listen string) {
+	s.t.Helper()
+	data = s.onLoop(sizeMiB)
+	b = s.startBridge()
+	listen = s.listenAddr()
+	go s.charging(s.t.Context())
+	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
+	return data, b, listen
+}
+
 func chattr(t *testing.T, flag, path string) {
 	t.Helper()
 	out, err := exec.Command("chattr", flag, path).CombinedOutput()
@@ -86,14 +98,8 @@ func healthz(addr string) string {
 // window is billed exactly once after it. Truth: the pile's own register.
 func TestStoreUnwritableAtSessionStart(t *testing.T) {
 	s := newStation(t, "listen: 127.0.0.1:0\n")
-	data := s.onLoop(16)
+	data, b, listen := s.runOnLoop(16)
 	db := filepath.Join(data, "pilebridge.db")
-	b := s.startBridge()
-	listen := s.listenAddr()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.charging(ctx)
-	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
 
 	// session 1 starts inside the window and ends after it
 	window := faultWindow(t, 3*time.Second)
@@ -150,14 +156,8 @@ func TestStoreUnwritableAtSessionStart(t *testing.T) {
 // return, and reaches the stand-in exactly once.
 func TestAcceptedFinalIsNotResentWhileTheStoreRefuses(t *testing.T) {
 	s := newStation(t, "listen: 127.0.0.1:0\n")
-	data := s.onLoop(16)
+	data, b, listen := s.runOnLoop(16)
 	db := filepath.Join(data, "pilebridge.db")
-	b := s.startBridge()
-	listen := s.listenAddr()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.charging(ctx)
-	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
 	start := s.meterWh()
 	s.startSession(60000)
 	s.waitFor("progress", 10*time.Second, func() bool { return len(s.bills()) >= 1 })
@@ -197,13 +197,7 @@ func TestAcceptedFinalIsNotResentWhileTheStoreRefuses(t *testing.T) {
 // (PILEBRIDGE_FAULT_WINDOW=10m).
 func TestDiskFullMidSession(t *testing.T) {
 	s := newStation(t, "listen: 127.0.0.1:0\n")
-	data := s.onLoop(8)
-	b := s.startBridge()
-	listen := s.listenAddr()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.charging(ctx)
-	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
+	data, b, listen := s.runOnLoop(8)
 	filler := filepath.Join(filepath.Dir(data), "filler")
 
 	// full while charging
