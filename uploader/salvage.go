@@ -4,8 +4,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"time"
 
+	"pilebridge/internal/boltwalk"
 	"pilebridge/internal/dbfile"
 )
 
@@ -22,6 +26,10 @@ import (
 //     turn a billed session back to charging on the platform);
 //   - the ledger, delivered and closed-order entries the file lost come
 //     from the backup;
+//   - a bill whose ledger entry survives only on a leaf page cut off from
+//     the tree (a truncated file keeps leaves whose branch pages it lost)
+//     is taken from there when neither the file's tree nor the backup has
+//     its order (see looseBills);
 //   - the pending count and the progress index are rebuilt from the queue.
 //
 // Resending a bill that was in fact delivered after the backup is safe: the
@@ -114,6 +122,19 @@ func SalvageRule(got, backup *dbfile.Contents, damaged map[string]bool) []string
 			}
 		}
 	}
+	delivered := map[string]bool{}
+	for _, e := range entries(sent) {
+		if e.Record.Terminal() {
+			delivered[e.Record.Order] = true
+		}
+	}
+	fromLoose, looseOpen := looseBills(got.Loose, ledger, delivered)
+	for _, k := range fromLoose {
+		got.Closed[k] = true
+	}
+	if len(got.Loose) > 0 {
+		lines = append(lines, fmt.Sprintf("outbox: %d bill(s) found only on pages cut off from the tree (ledger copies), %d of them not known as delivered", len(fromLoose), looseOpen))
+	}
 	// a bill the ledger holds as undelivered must be in a queue; a bill in
 	// a queue closes its order for the sessions' rule too
 	inQueue := map[string]bool{}
@@ -199,4 +220,53 @@ func sortedKeys(m map[string][]byte) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// looseBills adds to ledger the bills found on leaf pages cut off from the
+// tree, for orders neither ledger nor delivered has; it returns their orders and how
+// many are not known as delivered (those are queued again). A loose value
+// counts as a ledger entry only if it decodes as one of its own key's bill.
+// Of several copies of an order (bbolt leaves freed copies behind), the most
+// advanced wins: delivered, then parked, then pending, and one with a plate
+// before one without; resending a bill whose delivered copy was lost is
+// safe, the platform keeping one record per order. A copy older than every
+// bill the ledger still holds is left out: pruned long ago, not lost.
+func looseBills(loose []boltwalk.KV, ledger map[string][]byte, delivered map[string]bool) (orders []string, open int) {
+	rank := map[string]int{LedgerPending: 1, LedgerParked: 2, LedgerDelivered: 3}
+	var oldest time.Time
+	for _, v := range ledger {
+		var l LedgerEntry
+		if json.Unmarshal(v, &l) == nil && (oldest.IsZero() || l.QueuedAt.Before(oldest)) {
+			oldest = l.QueuedAt
+		}
+	}
+	best := map[string]LedgerEntry{}
+	for _, kv := range loose {
+		var l LedgerEntry
+		key := string(kv.Key)
+		if _, known := ledger[key]; known || delivered[key] || json.Unmarshal(kv.Value, &l) != nil {
+			continue
+		}
+		if l.Record.Order != key || !l.Record.Terminal() || rank[l.Status] == 0 || l.QueuedAt.IsZero() ||
+			(!oldest.IsZero() && l.QueuedAt.Before(oldest)) {
+			continue
+		}
+		cur, seen := best[key]
+		if !seen || rank[l.Status] > rank[cur.Status] ||
+			(rank[l.Status] == rank[cur.Status] && cur.Record.Plate == "" && l.Record.Plate != "") {
+			best[key] = l
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(best)) {
+		data, err := json.Marshal(best[k])
+		if err != nil {
+			continue
+		}
+		ledger[k] = data
+		orders = append(orders, k)
+		if best[k].Status != LedgerDelivered {
+			open++
+		}
+	}
+	return orders, open
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"pilebridge/internal/boltwalk"
 	"pilebridge/internal/dbfile"
 )
 
@@ -64,4 +65,58 @@ func TestSalvageRuleNeverBringsBackWhatIsDone(t *testing.T) {
 	assert.NotContains(t, p, "C", "C was delivered: not sent again")
 	assert.Equal(t, seqKey(uint64(len(got.Bucket(string(bucketOutbox))))), got.Bucket(string(bucketOutMeta))[string(keyCount)], "the pending count rebuilt")
 	assert.True(t, got.Closed["A"] && got.Closed["B"] && got.Closed["C"], "every billed order known to the sessions' rule")
+}
+
+// Bills whose ledger entries survive only on leaf pages cut off from the
+// tree: each order's most advanced copy is taken; an undelivered one is
+// queued again; what the tree still has, what was delivered, what is not a
+// ledger entry of its own key, a progress record and a copy older than the
+// ledger's oldest bill are left alone.
+func TestSalvageTakesBillsFromLooseLeaves(t *testing.T) {
+	got := contents()
+	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	rec := func(order string, kind Kind, plate string) Record {
+		return Record{Order: order, Kind: kind, QuantityWh: 7, Plate: plate}
+	}
+	ledgerCopy := func(r Record, status string, at time.Time) boltwalk.KV {
+		data, err := json.Marshal(LedgerEntry{Record: r, Status: status, QueuedAt: at})
+		require.NoError(t, err)
+		return boltwalk.KV{Key: []byte(r.Order), Value: data}
+	}
+	data, err := json.Marshal(LedgerEntry{Record: rec("R", KindFinal, ""), Status: LedgerPending, QueuedAt: t0})
+	require.NoError(t, err)
+	got.Bucket(string(bucketLedger))["R"] = data
+	putEntry(t, got, bucketDelivered, 9, rec("D", KindFinal, ""))
+	outboxEntry, err := json.Marshal(Entry{Seq: 4, Record: rec("E", KindFinal, "")})
+	require.NoError(t, err)
+	got.Loose = []boltwalk.KV{
+		ledgerCopy(rec("R", KindFinal, ""), LedgerDelivered, t0), // the tree's copy wins
+		ledgerCopy(rec("L1", KindFinal, ""), LedgerPending, t0.Add(time.Hour)),
+		ledgerCopy(rec("L1", KindFinal, ""), LedgerDelivered, t0.Add(time.Hour)),
+		ledgerCopy(rec("L2", KindFinal, ""), LedgerPending, t0.Add(2*time.Hour)),
+		ledgerCopy(rec("L2", KindFinal, "川A12345"), LedgerPending, t0.Add(2*time.Hour)),
+		ledgerCopy(rec("L3", KindStartFailed, ""), LedgerParked, t0.Add(3*time.Hour)),
+		ledgerCopy(rec("D", KindFinal, ""), LedgerPending, t0.Add(4*time.Hour)),
+		ledgerCopy(rec("P", KindProgress, ""), LedgerPending, t0.Add(5*time.Hour)),
+		ledgerCopy(rec("OLD", KindFinal, ""), LedgerPending, t0.Add(-24*time.Hour)),
+		{Key: seqKey(4), Value: outboxEntry},
+		{Key: []byte("X"), Value: []byte("not json")},
+	}
+	lines := SalvageRule(got, nil, map[string]bool{"": true})
+	t.Log(lines)
+	assert.Contains(t, lines, "outbox: 3 bill(s) found only on pages cut off from the tree (ledger copies), 2 of them not known as delivered")
+	p := pendingOrders(t, got)
+	assert.Equal(t, map[string][]Kind{"R": {KindFinal}, "L2": {KindFinal}, "L3": {KindStartFailed}}, p)
+	for _, v := range got.Bucket(string(bucketOutbox)) {
+		var e Entry
+		require.NoError(t, json.Unmarshal(v, &e))
+		if e.Record.Order == "L2" {
+			assert.Equal(t, "川A12345", e.Record.Plate, "the copy with the plate")
+		}
+	}
+	var l1 LedgerEntry
+	require.NoError(t, json.Unmarshal(got.Bucket(string(bucketLedger))["L1"], &l1))
+	assert.Equal(t, LedgerDelivered, l1.Status, "L1 known as delivered: in the ledger, not sent again")
+	assert.NotContains(t, got.Bucket(string(bucketLedger)), "OLD")
+	assert.True(t, got.Closed["L1"] && got.Closed["L2"] && got.Closed["L3"], "their orders closed for the sessions' rule")
 }

@@ -67,8 +67,19 @@ type Result struct {
 	// Sequences are the buckets' sequence counters (NextSequence).
 	Sequences map[string]uint64
 	Damage    []Damage
-	TxID      uint64
-	PageSize  int
+	// Loose are the keys and values on leaf pages the walk did not reach,
+	// read only when the tree is damaged: the leaves of a lost branch, and
+	// old copies bbolt had freed. Their bucket is not known and a copy may
+	// be stale; a salvage rule decides what, if anything, to take.
+	Loose    []KV
+	TxID     uint64
+	PageSize int
+}
+
+// KV is a key and value read from leaf page Page.
+type KV struct {
+	Page       uint64
+	Key, Value []byte
 }
 
 // Err is nil when nothing was damaged, else an error listing the damage.
@@ -125,7 +136,57 @@ func WalkReader(f io.ReaderAt, size int64) (*Result, error) {
 	w := &walker{f: f, size: size, pageSize: int(m.pageSize), highPgid: m.pgid, seen: map[uint64]bool{},
 		res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, TxID: m.txid, PageSize: int(m.pageSize)}}
 	w.bucket("", m.root, nil, 0)
+	if len(w.res.Damage) > 0 {
+		w.loose()
+	}
 	return w.res, nil
+}
+
+// loose reads every leaf page below the high-water mark that the walk did
+// not reach and that identifies as itself.
+func (w *walker) loose() {
+	last := min(w.highPgid, uint64(w.size/int64(w.pageSize)))
+	reached := w.seen
+	for pg := uint64(2); pg < last; pg++ {
+		if reached[pg] {
+			continue
+		}
+		off := int64(pg) * int64(w.pageSize)
+		p := make([]byte, w.pageSize)
+		if _, err := w.f.ReadAt(p, off); err != nil {
+			continue
+		}
+		if binary.LittleEndian.Uint64(p) != pg || binary.LittleEndian.Uint16(p[8:]) != leafFlag {
+			continue
+		}
+		if overflow := int64(binary.LittleEndian.Uint32(p[12:])); overflow > 0 {
+			total := (overflow + 1) * int64(w.pageSize)
+			if pg+uint64(overflow) >= last || total > 256<<20 {
+				continue
+			}
+			p = make([]byte, total)
+			if _, err := w.f.ReadAt(p, off); err != nil {
+				continue
+			}
+		}
+		count := int(binary.LittleEndian.Uint16(p[10:]))
+		if pageHeaderSize+count*elemSize > len(p) {
+			continue
+		}
+		for i := 0; i < count; i++ {
+			e := pageHeaderSize + i*elemSize
+			pos := int(binary.LittleEndian.Uint32(p[e+4:]))
+			ksize := int(binary.LittleEndian.Uint32(p[e+8:]))
+			vsize := int(binary.LittleEndian.Uint32(p[e+12:]))
+			start := e + pos
+			if binary.LittleEndian.Uint32(p[e:])&bucketLeafFlag != 0 || pos < 0 || ksize < 0 || vsize < 0 || start < e || start+ksize+vsize > len(p) {
+				continue
+			}
+			w.res.Loose = append(w.res.Loose, KV{Page: pg,
+				Key:   append([]byte(nil), p[start:start+ksize]...),
+				Value: append([]byte(nil), p[start+ksize:start+ksize+vsize]...)})
+		}
+	}
 }
 
 type meta struct {

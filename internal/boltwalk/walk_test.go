@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -143,4 +144,68 @@ func fuzzBase(t *testing.T) []byte {
 		require.NoError(t, err)
 	}
 	return append([]byte(nil), fuzzData...)
+}
+
+// A file cut short above its leaves (a truncation that took the branch
+// pages): the walk reaches nothing of the bucket, and Loose holds every key
+// of every leaf page still in the file. Truth: bbolt's own page types
+// before the cut, and the keys in those pages' bytes.
+func TestLooseLeavesOfACutTree(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("ledger"))
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 3000; i++ {
+			if err := b.Put([]byte(fmt.Sprintf("k%06d", i)), bytes.Repeat([]byte("v"), 100)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var root uint64
+	want := map[string]bool{}
+	keyRe := regexp.MustCompile(`k\d{6}`)
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+		root = uint64(tx.Bucket([]byte("ledger")).Root())
+		for id := 2; ; id++ {
+			info, err := tx.Page(id)
+			if err != nil || info == nil {
+				return err
+			}
+			if info.Type == "leaf" && uint64(id) < root {
+				for _, k := range keyRe.FindAll(data[id*4096:(id+1)*4096], -1) {
+					want[string(k)] = true
+				}
+			}
+		}
+	}))
+	require.NoError(t, db.Close())
+	require.Greater(t, len(want), 2500, "the root comes after most leaves (bbolt spills children first)")
+	require.NoError(t, os.Truncate(path, int64(root)*4096))
+
+	res, err := Walk(path)
+	require.NoError(t, err)
+	require.Error(t, res.Err())
+	assert.Empty(t, res.Buckets["ledger"], "nothing of the bucket is reachable")
+	got := map[string]bool{}
+	for _, kv := range res.Loose {
+		if keyRe.Match(kv.Key) {
+			assert.False(t, got[string(kv.Key)], "%s read twice", kv.Key)
+			got[string(kv.Key)] = true
+			assert.Equal(t, bytes.Repeat([]byte("v"), 100), kv.Value)
+		}
+	}
+	assert.Equal(t, want, got)
+
+	// a file that walks clean has no loose keys to offer
+	path2, _ := makeDB(t)
+	res, err = Walk(path2)
+	require.NoError(t, err)
+	assert.Empty(t, res.Loose)
 }

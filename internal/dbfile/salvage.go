@@ -21,6 +21,9 @@ type Contents struct {
 	// Closed lists orders known to have their final or start-failure record
 	// (filled by the outbox's rule, read by the sessions' rule).
 	Closed map[string]bool
+	// Loose are keys and values on leaf pages cut off from the damaged
+	// file's tree (boltwalk.Result.Loose): bucket unknown, maybe stale.
+	Loose []boltwalk.KV
 }
 
 // Bucket returns the bucket's map, creating it.
@@ -62,7 +65,7 @@ func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
 	res, err := boltwalk.Walk(p.DB())
 	switch {
 	case err == nil:
-		got.Buckets, got.Sequences = res.Buckets, res.Sequences
+		got.Buckets, got.Sequences, got.Loose = res.Buckets, res.Sequences, res.Loose
 		rep.Damage = res.Damage
 		for _, d := range res.Damage {
 			damaged[strings.SplitN(d.Bucket, "/", 2)[0]] = true
