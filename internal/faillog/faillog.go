@@ -1,7 +1,8 @@
 // Package faillog logs a failure that repeats the way a board's SD card can
-// afford: one line when it starts, one when its error changes, one at most
-// every interval while it lasts (with the count since the last line), and
-// one when it ends. A line down for ten minutes writes about a dozen lines,
+// afford: one line when it starts, one when its error changes, repeats
+// while it lasts (with the count since the last line) a minute apart at
+// first and twice as far apart each time up to an hour, and one when it
+// ends. A line down for ten minutes writes five lines, for a day about 30,
 // not one a second.
 package faillog
 
@@ -13,8 +14,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// DefaultEvery is how often a failure that lasts is repeated in the log.
-const DefaultEvery = time.Minute
+// DefaultEvery is the first repeat of a failure that lasts; MaxEvery is
+// the furthest apart repeats grow.
+const (
+	DefaultEvery = time.Minute
+	MaxEvery     = time.Hour
+)
 
 // Failure is one thing that can fail again and again: a line, a store, a
 // platform. Safe for concurrent use.
@@ -24,6 +29,7 @@ type Failure struct {
 	every time.Duration
 
 	mu      sync.Mutex
+	gap     time.Duration // until the next repeat: every, doubling to MaxEvery
 	failing bool
 	since   time.Time
 	lastErr string
@@ -32,8 +38,8 @@ type Failure struct {
 	unsaid  int // failures since the last line
 }
 
-// New returns a failure that logs msg on log, repeating at most every
-// every (DefaultEvery when 0).
+// New returns a failure that logs msg on log, repeating first after every
+// (DefaultEvery when 0), then twice as far apart each time up to MaxEvery.
 func New(log zerolog.Logger, msg string, every time.Duration) *Failure {
 	if every <= 0 {
 		every = DefaultEvery
@@ -42,7 +48,8 @@ func New(log zerolog.Logger, msg string, every time.Duration) *Failure {
 }
 
 // Fail records one failure at now. It logs when the failure starts, when
-// the error text changes, or when every has passed since the last line;
+// the error's cause changes, or when the repeat gap has passed since the
+// last line;
 // fields, if not nil, adds the call's own fields to a line that is written.
 // It reports whether a line was written.
 func (f *Failure) Fail(now time.Time, err error, fields func(*zerolog.Event)) bool {
@@ -54,11 +61,13 @@ func (f *Failure) Fail(now time.Time, err error, fields func(*zerolog.Event)) bo
 	var ev *zerolog.Event
 	switch {
 	case !f.failing:
-		f.failing, f.since = true, now
+		f.failing, f.since, f.gap = true, now, f.every
 		ev = f.log.Error()
 	case text != f.lastErr:
+		f.gap = f.every
 		ev = f.log.Error().Bool("changed", true)
-	case now.Sub(f.lastLog) >= f.every:
+	case now.Sub(f.lastLog) >= f.gap:
+		f.gap = min(2*f.gap, max(MaxEvery, f.every))
 		ev = f.log.Error()
 	default:
 		f.lastErr = text

@@ -12,10 +12,12 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
-// A failure every second for ten minutes, then recovery: a start line, one
-// a minute with the count, and an end line; a changed error is said at once.
+// A failure every second for ten minutes, then recovery: a start line,
+// repeats with the count after 1, 3 and 7 minutes, and an end line; a day
+// of it is about 30 lines; a changed error is said at once.
 func TestTenMinutesOfFailuresAreADozenLines(t *testing.T) {
 	var buf bytes.Buffer
 	f := New(zerolog.New(&buf), "line down", 0)
@@ -26,12 +28,22 @@ func TestTenMinutesOfFailuresAreADozenLines(t *testing.T) {
 	}
 	f.OK(t0.Add(600 * time.Second))
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	assert.LessOrEqual(t, len(lines), 12)
-	assert.GreaterOrEqual(t, len(lines), 10, "one a minute while it lasts")
+	require.Equal(t, 5, len(lines), "%s", buf.String())
 	assert.Contains(t, lines[0], `"failures":1`)
-	assert.Contains(t, lines[1], `"since_last_line":60`)
-	assert.Contains(t, lines[len(lines)-1], `"message":"line down: recovered"`)
-	assert.Contains(t, lines[len(lines)-1], `"failures":600`)
+	for i, since := range []int{60, 120, 240} {
+		assert.Contains(t, lines[i+1], fmt.Sprintf(`"since_last_line":%d,`, since), "repeat %d", i+1)
+	}
+	assert.Contains(t, lines[4], `"message":"line down: recovered"`)
+	assert.Contains(t, lines[4], `"failures":600`)
+
+	buf.Reset()
+	for s := 0; s < 86400; s++ {
+		f.Fail(t0.Add(time.Duration(s)*time.Second), err, nil)
+	}
+	f.OK(t0.Add(86400 * time.Second))
+	lines = strings.Split(strings.TrimSpace(buf.String()), "\n")
+	assert.Equal(t, 30, len(lines), "a day: 1, 3, 7, 15, 31 and 63 minutes, then hourly")
+	assert.Contains(t, lines[len(lines)-2], `"since_last_line":3600,`, "an hour apart at most")
 
 	buf.Reset()
 	f.Fail(t0, err, nil)
