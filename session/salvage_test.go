@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -33,4 +34,44 @@ func TestSalvageRuleSessions(t *testing.T) {
 	assert.Contains(t, s, "P/1", "an open session the file lost comes back")
 	assert.NotContains(t, s, "P/2", "a session whose order was billed does not")
 	assert.EqualValues(t, 41+orderSeqMargin, binary.BigEndian.Uint64(got.Bucket(string(bucketMeta))[string(keyOrderSeq)]))
+}
+
+// Every order number issued since the oldest known one that nothing holds
+// any more is named in the report, and the numbers a salvage skipped are
+// not taken for lost by the next one.
+func TestSalvageNamesUnaccountedOrders(t *testing.T) {
+	c, err := newCodec()
+	require.NoError(t, err)
+	order := func(n int) string { return fmt.Sprintf("20261202080000%06d", n) }
+	got := &dbfile.Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, Closed: map[string]bool{}}
+	for _, n := range []int{5, 6, 8} {
+		got.Closed[order(n)] = true
+	}
+	open, err := c.encode(&Session{Order: order(10), Periods: map[string]*Billed{}})
+	require.NoError(t, err)
+	got.Bucket(string(bucketSessions))["P/1"] = open
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], 12)
+	got.Bucket(string(bucketMeta))[string(keyOrderSeq)] = seq[:]
+	lines := SalvageRule(got, nil, map[string]bool{"": true})
+	t.Log(lines)
+	require.Len(t, lines, 2)
+	assert.Contains(t, lines[1], "not recovered: 4 order number(s) issued with nothing of them left, ending 000007, 000009, 000011, 000012:")
+
+	// the board runs on from 100013 and bills 100013 and 100014; a second
+	// damage and salvage does not count 13 to 100012 as lost
+	next := &dbfile.Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, Closed: map[string]bool{}}
+	for _, n := range []int{5, 6, 7, 8, 9, 10, 11, 12, 100013, 100014} {
+		next.Closed[order(n)] = true
+	}
+	meta := next.Bucket(string(bucketMeta))
+	for k, v := range got.Bucket(string(bucketMeta)) {
+		meta[k] = v
+	}
+	binary.BigEndian.PutUint64(seq[:], 100014)
+	meta[string(keyOrderSeq)] = seq[:]
+	lines = SalvageRule(next, nil, map[string]bool{"": true})
+	t.Log(lines)
+	assert.Contains(t, lines[1], "orders: every order number issued since the oldest one known (ending 000005) is accounted for")
+	assert.Len(t, next.Bucket(string(bucketMeta))[string(keyOrderSkipped)], 32, "both salvages' margins remembered")
 }

@@ -13,6 +13,8 @@ var (
 	bucketSessions = []byte("sessions")
 	bucketMeta     = []byte("meta")
 	keyOrderSeq    = []byte("order_seq")
+	// order counter ranges a salvage skipped: (from, to] pairs, big-endian
+	keyOrderSkipped = []byte("order_seq_skipped")
 )
 
 // BoltOptions are the bbolt settings the store's figures are measured with

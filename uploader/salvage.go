@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"pilebridge/internal/boltwalk"
@@ -192,8 +193,36 @@ func SalvageRule(got, backup *dbfile.Contents, damaged map[string]bool) []string
 	lines = append(lines,
 		fmt.Sprintf("outbox: %d record(s) and %d ledger entries taken from the backup, %d left out as already done, %d bill(s) queued again from the ledger", fromBackup, ledgerFromBackup, dropped, requeued),
 		fmt.Sprintf("outbox: now %d pending (%d bills), %d parked", len(pending), bills, len(parked)))
-	// what could not be recovered: records the file counted as queued that
-	// no readable page and no backup holds
+	// what could not be recovered: bills of orders known to be billed (the
+	// closed-order index says so) whose record no page and no backup kept
+	recovered := map[string]bool{}
+	for k := range ledger {
+		recovered[k] = true
+	}
+	for _, b := range []map[string][]byte{pending, parked, sent} {
+		for _, e := range entries(b) {
+			if e.Record.Terminal() {
+				recovered[e.Record.Order] = true
+			}
+		}
+	}
+	var gone []string
+	for _, k := range sortedKeys(closed) {
+		if !recovered[k] {
+			gone = append(gone, k)
+		}
+	}
+	if n := len(gone); n > 0 {
+		const show = 50
+		more := ""
+		if n > show {
+			more, gone = fmt.Sprintf(" and %d more", n-show), gone[:show]
+		}
+		lines = append(lines, fmt.Sprintf("not recovered: %d bill(s) of orders known to be billed whose record no page kept: %s%s: compare `pilebridge sessions` with the platform",
+			n, strings.Join(gone, ", "), more))
+	}
+	// records the file counted as queued that no readable page and no
+	// backup holds
 	var known uint64
 	for _, b := range []map[string][]byte{pending, parked, sent} {
 		for k := range b {

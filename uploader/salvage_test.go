@@ -102,9 +102,12 @@ func TestSalvageTakesBillsFromLooseLeaves(t *testing.T) {
 		{Key: seqKey(4), Value: outboxEntry},
 		{Key: []byte("X"), Value: []byte("not json")},
 	}
+	// the closed-order index knows Z was billed; no page kept its bill
+	got.Bucket(string(bucketClosed))["Z"] = seqKey(11)
 	lines := SalvageRule(got, nil, map[string]bool{"": true})
 	t.Log(lines)
 	assert.Contains(t, lines, "outbox: 3 bill(s) found only on pages cut off from the tree (ledger copies), 2 of them not known as delivered")
+	assert.Contains(t, lines, "not recovered: 1 bill(s) of orders known to be billed whose record no page kept: Z: compare `pilebridge sessions` with the platform")
 	p := pendingOrders(t, got)
 	assert.Equal(t, map[string][]Kind{"R": {KindFinal}, "L2": {KindFinal}, "L3": {KindStartFailed}}, p)
 	for _, v := range got.Bucket(string(bucketOutbox)) {

@@ -472,14 +472,31 @@ func TestDamagedDatabaseIsRefusedAndSalvaged(t *testing.T) {
 				assert.True(t, seen[o], "bill %d (order %s, in the backup) recovered", i, o)
 			}
 			nReadable := 0
+			var lost []string
 			for _, o := range later {
 				if readable[o] {
 					nReadable++
 					assert.True(t, seen[o], "order %s, after the backup, still readable in the file: recovered", o)
 				}
+				if !seen[o] {
+					lost = append(lost, o)
+				}
 			}
-			t.Logf("%s: %d of %d bills recovered and delivered exactly (%d from the backup, %d of the %d after it still readable in the file)",
-				name, len(finals), len(deltas), n/2, nReadable, len(later))
+			// what was not recovered is reported: each lost bill's order
+			// number is named, or it comes after every order still known
+			// and the report says the file's own counter is unreadable
+			named := strings.Join(regexp.MustCompile(`not recovered: [^\n]*`).FindAllString(string(out), -1), "\n")
+			unchecked := strings.Contains(string(out), "order counter is unreadable")
+			highest := ""
+			for o := range seen {
+				highest = max(highest, o[len(o)-6:])
+			}
+			for _, o := range lost {
+				assert.True(t, strings.Contains(named, o[len(o)-6:]) || (unchecked && o[len(o)-6:] > highest),
+					"lost order %s reported (named: %q, counter unreadable: %v)", o, named, unchecked)
+			}
+			t.Logf("%s: %d of %d bills recovered and delivered exactly (%d from the backup, %d of the %d after it still readable in the file); %d lost, each reported by salvage",
+				name, len(finals), len(deltas), n/2, nReadable, len(later), len(lost))
 			assert.Equal(t, recovered, len(finals), "salvage reported what was recovered")
 		})
 	}

@@ -76,9 +76,12 @@ type Result struct {
 	PageSize int
 }
 
-// KV is a key and value read from leaf page Page.
+// KV is a key and value read from leaf page Page. Bucket is the name of
+// the inline bucket it was in (a small bucket lives inside its parent's
+// leaf), "" when the bucket is not known.
 type KV struct {
 	Page       uint64
+	Bucket     string
 	Key, Value []byte
 }
 
@@ -169,23 +172,39 @@ func (w *walker) loose() {
 				continue
 			}
 		}
-		count := int(binary.LittleEndian.Uint16(p[10:]))
-		if pageHeaderSize+count*elemSize > len(p) {
+		w.looseLeaf(pg, "", p, true)
+	}
+}
+
+// looseLeaf adds the plain pairs of leaf page p to Loose, and those of the
+// inline buckets in it (once deep: an inline bucket's own inline buckets
+// are not looked into).
+func (w *walker) looseLeaf(pg uint64, bucket string, p []byte, inlines bool) {
+	if len(p) < pageHeaderSize || binary.LittleEndian.Uint16(p[8:]) != leafFlag {
+		return
+	}
+	count := int(binary.LittleEndian.Uint16(p[10:]))
+	if pageHeaderSize+count*elemSize > len(p) {
+		return
+	}
+	for i := 0; i < count; i++ {
+		e := pageHeaderSize + i*elemSize
+		pos := int(binary.LittleEndian.Uint32(p[e+4:]))
+		ksize := int(binary.LittleEndian.Uint32(p[e+8:]))
+		vsize := int(binary.LittleEndian.Uint32(p[e+12:]))
+		start := e + pos
+		if pos < 0 || ksize < 0 || vsize < 0 || start < e || start+ksize+vsize > len(p) {
 			continue
 		}
-		for i := 0; i < count; i++ {
-			e := pageHeaderSize + i*elemSize
-			pos := int(binary.LittleEndian.Uint32(p[e+4:]))
-			ksize := int(binary.LittleEndian.Uint32(p[e+8:]))
-			vsize := int(binary.LittleEndian.Uint32(p[e+12:]))
-			start := e + pos
-			if binary.LittleEndian.Uint32(p[e:])&bucketLeafFlag != 0 || pos < 0 || ksize < 0 || vsize < 0 || start < e || start+ksize+vsize > len(p) {
-				continue
+		key, val := p[start:start+ksize], p[start+ksize:start+ksize+vsize]
+		if binary.LittleEndian.Uint32(p[e:])&bucketLeafFlag != 0 {
+			if inlines && len(val) > 16 && binary.LittleEndian.Uint64(val) == 0 {
+				w.looseLeaf(pg, string(key), val[16:], false)
 			}
-			w.res.Loose = append(w.res.Loose, KV{Page: pg,
-				Key:   append([]byte(nil), p[start:start+ksize]...),
-				Value: append([]byte(nil), p[start+ksize:start+ksize+vsize]...)})
+			continue
 		}
+		w.res.Loose = append(w.res.Loose, KV{Page: pg, Bucket: bucket,
+			Key: append([]byte(nil), key...), Value: append([]byte(nil), val...)})
 	}
 }
 
