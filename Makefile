@@ -19,11 +19,18 @@ build:
 # Unit and end-to-end tests (real pty, TCP and HTTP), with the race detector
 # on the packages that run goroutines. The session package's scenario and
 # property runs (one goroutine, simulated time) run in the first pass; the
-# race pass skips them with -short.
+# race pass skips them with -short. The 60 s soak runs beside the race pass
+# (whose end-to-end package is the long pole on two cores); its report is
+# printed after it.
 test: lint
 	$(GO) test -count=1 ./meter/... ./internal/... ./session/...
-	PILEBRIDGE_SOAK=60s $(GO) test -count=1 -run '^TestSoak$$' -v ./cmd/pilebridge/ | grep -Ev '^=== RUN'
-	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS)
+	@soak=$$(mktemp); \
+	(PILEBRIDGE_SOAK=60s $(GO) test -count=1 -run '^TestSoak$$' -v ./cmd/pilebridge/ > $$soak 2>&1; echo "exit $$?" >> $$soak) & \
+	echo "CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS)"; \
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS); race=$$?; \
+	wait; echo "== the soak, run beside the race pass: PILEBRIDGE_SOAK=60s go test -run '^TestSoak$$' ./cmd/pilebridge/"; \
+	grep -Ev '^=== RUN|^exit ' $$soak; soakrc=$$(tail -n 1 $$soak | cut -d' ' -f2); rm -f $$soak; \
+	[ $$race -eq 0 ] && [ "$$soakrc" = 0 ]
 
 # The real daemon under random kill -9, against simulated piles and a
 # failing platform; prints sessions, kills and bills exact/wrong/lost.

@@ -237,7 +237,7 @@ func SalvageRule(got, backup *dbfile.Contents, damaged map[string]bool) []string
 	case fileSeq > known:
 		lines = append(lines, fmt.Sprintf("not recovered: records %d to %d were queued in the damaged pages and are in no backup; any bills among them are lost: compare `pilebridge sessions` with the platform", known+1, fileSeq))
 	default:
-		lines = append(lines, "not recovered: nothing the file counted as queued is missing")
+		lines = append(lines, "outbox: no record is missing after the highest one read (the file's own count agrees)")
 	}
 	return lines
 }
