@@ -252,8 +252,9 @@ func sortedKeys(m map[string][]byte) []string {
 }
 
 // looseBills adds to ledger the bills found on leaf pages cut off from the
-// tree, for orders neither ledger nor delivered has; it returns their orders and how
-// many are not known as delivered (those are queued again). A loose value
+// tree, for orders neither ledger nor delivered has; it returns their
+// orders and how many are not known as delivered (those are queued
+// again). A loose value
 // counts as a ledger entry only if it decodes as one of its own key's bill.
 // Of several copies of an order (bbolt leaves freed copies behind), the most
 // advanced wins: delivered, then parked, then pending, and one with a plate
