@@ -49,9 +49,8 @@ func New(log zerolog.Logger, msg string, every time.Duration) *Failure {
 
 // Fail records one failure at now. It logs when the failure starts, when
 // the error's cause changes, or when the repeat gap has passed since the
-// last line;
-// fields, if not nil, adds the call's own fields to a line that is written.
-// It reports whether a line was written.
+// last line; fields, if not nil, adds the call's own fields to a line that
+// is written. It reports whether a line was written.
 func (f *Failure) Fail(now time.Time, err error, fields func(*zerolog.Event)) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
