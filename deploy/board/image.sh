@@ -2,8 +2,8 @@
 # image.sh: the emulated board's disk, kernel and initrd, built from Debian's
 # packages alone (bookworm armhf, mmdebstrap under qemu-arm via binfmt_misc),
 # cached under $PILEBRIDGE_BOARD_CACHE (default ~/.cache/pilebridge-board) in
-# a directory named by the hash of this script and its two helpers: a second run finds it and prints
-# its path at once. Needs root (chroot, binfmt_misc, device nodes in the
+# a directory named by the hash of this script and its two helpers: a
+# second run finds it and prints its path at once. Needs root (chroot, binfmt_misc, device nodes in the
 # image), mmdebstrap, qemu-user-static, e2fsprogs, qemu-utils, openssh-client.
 # The mirror: $DEBIAN_MIRROR, by default deb.debian.org.
 #
@@ -21,6 +21,9 @@ if [ -f "$out/ready" ]; then
 	echo "$out"
 	exit 0
 fi
+# from here on, what the build prints goes to stderr: stdout carries the
+# path alone (mke2fs prints "Creating regular file …" even with -q)
+exec 3>&1 1>&2
 [ "$(id -u)" = 0 ] || { echo "image.sh: needs root (chroot, binfmt_misc, device nodes)" >&2; exit 1; }
 for tool in mmdebstrap qemu-arm-static mke2fs qemu-img ssh-keygen; do
 	command -v "$tool" >/dev/null || { echo "image.sh: $tool not found (apt-get install mmdebstrap qemu-user-static e2fsprogs qemu-utils openssh-client)" >&2; exit 1; }
@@ -69,4 +72,4 @@ mkdir -p "$out"
 mv "$work"/vmlinuz "$work"/initrd.img "$work"/root.qcow2 "$work"/id_ed25519 "$work"/id_ed25519.pub "$work"/built-from "$out/"
 touch "$out/ready"
 echo "image.sh: $out in $(( $(date +%s) - start )) s" >&2
-echo "$out"
+echo "$out" >&3
