@@ -188,16 +188,11 @@ func (w *walker) looseLeaf(pg uint64, bucket string, p []byte, inlines bool) {
 		return
 	}
 	for i := 0; i < count; i++ {
-		e := pageHeaderSize + i*elemSize
-		pos := int(binary.LittleEndian.Uint32(p[e+4:]))
-		ksize := int(binary.LittleEndian.Uint32(p[e+8:]))
-		vsize := int(binary.LittleEndian.Uint32(p[e+12:]))
-		start := e + pos
-		if pos < 0 || ksize < 0 || vsize < 0 || start < e || start+ksize+vsize > len(p) {
+		eflags, key, val, ok := leafElem(p, i)
+		if !ok {
 			continue
 		}
-		key, val := p[start:start+ksize], p[start+ksize:start+ksize+vsize]
-		if binary.LittleEndian.Uint32(p[e:])&bucketLeafFlag != 0 {
+		if eflags&bucketLeafFlag != 0 {
 			if inlines && len(val) > 16 && binary.LittleEndian.Uint64(val) == 0 {
 				w.looseLeaf(pg, string(key), val[16:], false)
 			}
@@ -348,18 +343,12 @@ func (w *walker) node(path string, pg uint64, p []byte, depth int) {
 		}
 	case leafFlag:
 		for i := 0; i < count; i++ {
-			e := pageHeaderSize + i*elemSize
-			eflags := binary.LittleEndian.Uint32(p[e:])
-			pos := int(binary.LittleEndian.Uint32(p[e+4:]))
-			ksize := int(binary.LittleEndian.Uint32(p[e+8:]))
-			vsize := int(binary.LittleEndian.Uint32(p[e+12:]))
-			start := e + pos
-			if pos < 0 || ksize < 0 || vsize < 0 || start+ksize+vsize > len(p) || start < e {
+			eflags, k, val, ok := leafElem(p, i)
+			if !ok {
 				w.damage(path, pg, "element %d lies outside the page", i)
 				continue
 			}
-			key := string(p[start : start+ksize])
-			val := p[start+ksize : start+ksize+vsize]
+			key := string(k)
 			if eflags&bucketLeafFlag != 0 {
 				if len(val) < 16 {
 					w.damage(path, pg, "bucket %q has a short header", key)
@@ -382,4 +371,21 @@ func (w *walker) node(path string, pg uint64, p []byte, depth int) {
 	default:
 		w.damage(path, pg, "flags %#x: neither a branch nor a leaf page", flags)
 	}
+}
+
+// leafElem is element i of leaf page p (its count checked by the caller):
+// its flags, key and value, or !ok when they lie outside the page.
+func leafElem(p []byte, i int) (flags uint32, key, val []byte, ok bool) {
+	e := pageHeaderSize + i*elemSize
+	pos := int(binary.LittleEndian.Uint32(p[e+4:]))
+	ksize := int(binary.LittleEndian.Uint32(p[e+8:]))
+	vsize := int(binary.LittleEndian.Uint32(p[e+12:]))
+	start := e + pos
+	// each part bounded before the sum: on a 32-bit board a sum of two
+	// garbage sizes could wrap below len(p)
+	if pos < 0 || ksize < 0 || vsize < 0 || pos > len(p) || ksize > len(p) || vsize > len(p) ||
+		start < e || start+ksize+vsize > len(p) {
+		return 0, nil, nil, false
+	}
+	return binary.LittleEndian.Uint32(p[e:]), p[start : start+ksize], p[start+ksize : start+ksize+vsize], true
 }
