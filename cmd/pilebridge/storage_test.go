@@ -546,8 +546,8 @@ func orderNumbers(log string) []string {
 
 // A line that stays down (a mistyped or unplugged device) is logged when it
 // fails, then repeated a minute, 3 and 7 minutes in (twice as far apart
-// each time), not on every reopen; the same for
-// the low-latency attempt made on each open.
+// each time), not on every reopen; the low-latency attempt made on each
+// open is said once.
 func TestLineDownLogsOnChange(t *testing.T) {
 	s := newStation(t, "")
 	cfg, err := os.ReadFile(s.config)

@@ -3,8 +3,9 @@
 # packages alone (bookworm armhf, mmdebstrap under qemu-arm via binfmt_misc),
 # cached under $PILEBRIDGE_BOARD_CACHE (default ~/.cache/pilebridge-board) in
 # a directory named by the hash of this script and its two helpers: a
-# second run finds it and prints its path at once. Needs root (chroot, binfmt_misc, device nodes in the
-# image), mmdebstrap, qemu-user-static, e2fsprogs, qemu-utils, openssh-client.
+# second run finds it and prints its path at once. Needs root (chroot,
+# binfmt_misc, device nodes in the image), mmdebstrap, qemu-user-static,
+# e2fsprogs, qemu-utils, openssh-client.
 # The mirror: $DEBIAN_MIRROR, by default deb.debian.org.
 #
 # The board has what a station's board has: systemd, udev, kmod, Debian's
