@@ -40,6 +40,18 @@ type storedSession struct {
 	Provisional     bool                    `cbor:"21,keyasint,omitempty"`
 	PlateSource     PlateSource             `cbor:"22,keyasint,omitempty"`
 	PlateAt         stamp                   `cbor:"23,keyasint,omitempty"`
+	StartSeenAt     stamp                   `cbor:"24,keyasint,omitempty"`
+	Unattributed    []storedUnattributed    `cbor:"25,keyasint,omitempty"`
+}
+
+type storedUnattributed struct {
+	MWh      int64  `cbor:"1,keyasint,omitempty"`
+	FromMWh  int64  `cbor:"2,keyasint,omitempty"`
+	FromAt   stamp  `cbor:"3,keyasint,omitempty"`
+	ToMWh    int64  `cbor:"4,keyasint,omitempty"`
+	ToAt     stamp  `cbor:"5,keyasint,omitempty"`
+	Sessions int64  `cbor:"6,keyasint,omitempty"`
+	Why      string `cbor:"7,keyasint,omitempty"`
 }
 
 type storedEnergy struct {
@@ -131,7 +143,11 @@ func (c codec) encode(s *Session) ([]byte, error) {
 		PendingMWh: s.PendingMWh, PendingFrom: stampOf(s.PendingFrom), PendingFromProv: s.PendingFromProv,
 		Count: s.Count, HasCount: s.HasCount, VIN: s.VIN, Mobile: s.Mobile, Plate: s.Plate, SOC: s.SOC, HasSOC: s.HasSOC,
 		Seq: s.Seq, LastSent: stampOf(s.LastSent), LowSince: stampOf(s.LowSince), Provisional: s.Provisional,
-		PlateSource: s.PlateSource, PlateAt: stampOf(s.PlateAt),
+		PlateSource: s.PlateSource, PlateAt: stampOf(s.PlateAt), StartSeenAt: stampOf(s.StartSeenAt),
+	}
+	for _, u := range s.Unattributed {
+		r.Unattributed = append(r.Unattributed, storedUnattributed{MWh: u.MWh, FromMWh: u.FromMWh, FromAt: stampOf(u.FromAt),
+			ToMWh: u.ToMWh, ToAt: stampOf(u.ToAt), Sessions: u.Sessions, Why: u.Why})
 	}
 	for _, g := range e.Gaps {
 		r.Energy.Gaps = append(r.Energy.Gaps, storedGap{OldMWh: g.OldMWh, OldAt: stampOf(g.OldAt), NewMWh: g.NewMWh, NewAt: stampOf(g.NewAt)})
@@ -178,7 +194,11 @@ func (c codec) decode(data []byte) (*Session, error) {
 		PendingMWh: r.PendingMWh, PendingFrom: r.PendingFrom.time(), PendingFromProv: r.PendingFromProv,
 		Count: r.Count, HasCount: r.HasCount, VIN: r.VIN, Mobile: r.Mobile, Plate: r.Plate, SOC: r.SOC, HasSOC: r.HasSOC,
 		Seq: r.Seq, LastSent: r.LastSent.time(), LowSince: r.LowSince.time(), Provisional: r.Provisional,
-		PlateSource: r.PlateSource, PlateAt: r.PlateAt.time(),
+		PlateSource: r.PlateSource, PlateAt: r.PlateAt.time(), StartSeenAt: r.StartSeenAt.time(),
+	}
+	for _, u := range r.Unattributed {
+		s.Unattributed = append(s.Unattributed, Unattributed{MWh: u.MWh, FromMWh: u.FromMWh, FromAt: u.FromAt.time(),
+			ToMWh: u.ToMWh, ToAt: u.ToAt.time(), Sessions: u.Sessions, Why: u.Why})
 	}
 	for _, g := range e.Gaps {
 		s.Energy.Gaps = append(s.Energy.Gaps, Gap{OldMWh: g.OldMWh, OldAt: g.OldAt.time(), NewMWh: g.NewMWh, NewAt: g.NewAt.time()})

@@ -34,6 +34,12 @@ type Evidence struct {
 	WrapMWh    int64            `json:"wrap_mwh,omitempty"`
 	CountedMWh int64            `json:"counted_mwh"`
 	Periods    []PeriodEvidence `json:"periods,omitempty"`
+	// StartSeenAt: the session began while the line was away, after StartAt
+	// (the pile's last quiet reading) and before this.
+	StartSeenAt time.Time `json:"start_seen_at,omitempty"`
+	// Unattributed: energy the meter counted before this session, while the
+	// line was away, that no rule could give to a session (not in this bill).
+	Unattributed []Unattributed `json:"unattributed,omitempty"`
 }
 
 // PeriodEvidence is one tariff period's share of the session.
@@ -50,7 +56,8 @@ type PeriodEvidence struct {
 func (s *Session) evidence(b Bill) *Evidence {
 	e := s.Energy
 	ev := &Evidence{StartMWh: e.BaseMWh, StartAt: e.BaseAt, EndMWh: e.LastMWh, EndAt: e.LastAt, ResMWh: e.ResMWh,
-		Gaps: append([]Gap(nil), e.Gaps...), Resets: e.Resets, Wraps: e.Wraps, WrapMWh: e.WrapMWh, CountedMWh: e.CountedMWh}
+		Gaps: append([]Gap(nil), e.Gaps...), Resets: e.Resets, Wraps: e.Wraps, WrapMWh: e.WrapMWh, CountedMWh: e.CountedMWh,
+		StartSeenAt: s.StartSeenAt, Unattributed: append([]Unattributed(nil), s.Unattributed...)}
 	wh := map[string]int64{}
 	for _, p := range b.Periods {
 		wh[p.Key] = p.Wh

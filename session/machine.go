@@ -55,6 +55,10 @@ type Machine struct {
 	closedCount   int64        // and the pile's session counter then
 	closedSet     bool
 	resets        atomic.Int64 // meter resets/swaps seen, read by the metrics scrape
+
+	quiet        quietReading   // the pile's latest reading with no session open (linegap.go)
+	pendingGap   []Unattributed // unattributed energy for the next session's evidence
+	unattributed atomic.Int64   // mWh no rule could bill, read by the metrics scrape
 }
 
 // NewMachine builds a port's machine. orders issues order numbers. The
@@ -138,6 +142,7 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (evs []Event, 
 		m.started = now
 	}
 	if err != nil || !r.HasEnergy {
+		m.quiet.missed = m.quiet.set
 		return m.stepOffline(now)
 	}
 	m.lastOK = now
@@ -178,6 +183,7 @@ func (m *Machine) stepOffline(now time.Time) ([]Event, bool) {
 
 // stepPile follows a pile that reports its status.
 func (m *Machine) stepPile(r meter.Reading, now time.Time) (evs []Event, changed bool) {
+	defer m.noteQuiet(r)
 	status := r.Status
 	m.lastStatus = status
 	if m.closedSet && (status != m.closedOn || (r.HasSessionCount && r.SessionCount != m.closedCount)) {
@@ -200,6 +206,9 @@ func (m *Machine) stepPile(r meter.Reading, now time.Time) (evs []Event, changed
 			// back without saying finished (unplugged, or finished was shorter than a poll)
 			return append(evs, m.end(ReasonUnplugged, r.StopReason, r.Time)...), true
 		}
+		if more := m.wholeSessionInGap(r, now); len(more) > 0 {
+			return append(evs, more...), true
+		}
 	case meter.StatusStarting:
 		m.state = Starting
 		if m.sess != nil && m.sess.Charged {
@@ -208,7 +217,7 @@ func (m *Machine) stepPile(r meter.Reading, now time.Time) (evs []Event, changed
 			m.closedSet, changed = false, true
 		}
 		if m.sess == nil {
-			if err := m.open(r, r, now, Starting); err != nil {
+			if _, err := m.openAfterGap(r, now, Starting); err != nil {
 				m.openFailed(err)
 				return evs, changed
 			}
@@ -223,7 +232,7 @@ func (m *Machine) stepPile(r meter.Reading, now time.Time) (evs []Event, changed
 			m.state = Finishing
 		}
 		if m.sess == nil {
-			if err := m.open(r, r, now, m.state); err != nil {
+			if _, err := m.openAfterGap(r, now, m.state); err != nil {
 				m.openFailed(err)
 				return evs, changed
 			}
@@ -235,14 +244,23 @@ func (m *Machine) stepPile(r meter.Reading, now time.Time) (evs []Event, changed
 		if m.sess != nil {
 			return append(evs, m.end(ReasonCompleted, r.StopReason, r.Time)...), true
 		}
+		if more := m.wholeSessionInGap(r, now); len(more) > 0 {
+			return append(evs, more...), true
+		}
 	case meter.StatusFault:
 		m.state = Faulted
 		if m.sess != nil {
 			return append(evs, m.end(ReasonFault, faultText(r), r.Time)...), true
 		}
+		if more := m.wholeSessionInGap(r, now); len(more) > 0 {
+			return append(evs, more...), true
+		}
 	case meter.StatusStartFailed:
 		m.state = StartFailed
 		if m.sess == nil {
+			if more := m.wholeSessionInGap(r, now); len(more) > 0 {
+				return append(evs, more...), true // it delivered before it failed
+			}
 			// a start that failed before we saw it starting still gets its record
 			if err := m.open(r, r, now, Starting); err != nil {
 				m.openFailed(err)
@@ -348,6 +366,15 @@ func (m *Machine) supersede(r meter.Reading) []Event {
 		(nextCount && r.Status == meter.StatusStarting)
 	if liveIsOld && s.Energy.Continuous(m.limits, r.EnergyMWh, r.EnergyResMWh, r.Time) {
 		m.accept(r)
+	} else if mwh, ok := m.countedSince(s.Energy.LastMWh, s.Energy.ResMWh, s.Energy.LastAt, r); ok && mwh > 0 {
+		// the old session's last Wh and the new one's first, in one sum
+		// that nothing splits (docs/billing.md, "A line that was away")
+		sessions := int64(0)
+		if !counted {
+			sessions = (r.SessionCount - s.Count) & 0xFFFFFFFF
+		}
+		m.leaveUnattributed(Unattributed{MWh: mwh, FromMWh: s.Energy.LastMWh, FromAt: s.Energy.LastAt, ToMWh: r.EnergyMWh, ToAt: r.Time,
+			Sessions: sessions, Why: "the session ended and another began while the line was away"})
 	}
 	m.log.Warn().Str("order", s.Order).Str("vin", r.VIN).Int64("session_count", r.SessionCount).Bool("live_reading_is_old", liveIsOld).
 		Msg("the pile began a new session: closing this one")
@@ -386,6 +413,7 @@ func (m *Machine) open(base, r meter.Reading, now time.Time, st PortState) error
 	s.Energy.Start(base.EnergyMWh, base.EnergyResMWh, base.Time)
 	s.Energy.Provisional = !m.clockOK
 	s.Count, s.HasCount = r.SessionCount, r.HasSessionCount
+	s.Unattributed, m.pendingGap, m.quiet = m.pendingGap, nil, quietReading{}
 	m.sess, m.startingSince = s, now
 	m.identify(r)
 	if !m.clockOK {

@@ -127,8 +127,11 @@ func runModelCase(t *testing.T, seed uint64) (bills, kills, resets int) {
 	r.dev.wrapMWh = wrap
 
 	up := true
-	var downUntil time.Time
+	var downUntil, awayUntil time.Time
 	var restarts []time.Time
+	// pile ports: the line goes away now and then at any moment, across
+	// session edges too (issue 25), for 1 s to 4 minutes (a whole session can fall inside), the bridge up
+	lineAway := p.pile && rng.IntN(2) == 0
 	// advance runs d, killing and restarting the bridge at random when the
 	// timeline allows it (allowKill), and returns when d has passed.
 	advance := func(d time.Duration, allowKill bool) {
@@ -144,6 +147,15 @@ func runModelCase(t *testing.T, seed uint64) (bills, kills, resets int) {
 				restarts = append(restarts, r.now)
 				up = false
 				downUntil = r.now.Add(time.Duration(1+rng.IntN(300)) * time.Second)
+			}
+			if lineAway && !r.dev.silent && rng.IntN(60) == 0 {
+				awayUntil = r.now.Add(time.Duration(1+rng.IntN([]int{60, 60, 240}[rng.IntN(3)])) * time.Second)
+			}
+			if lineAway && !awayUntil.IsZero() {
+				r.dev.silent = r.now.Before(awayUntil)
+				if !r.dev.silent {
+					awayUntil = time.Time{}
+				}
 			}
 			if up {
 				r.run(time.Second)
@@ -219,7 +231,8 @@ func runModelCase(t *testing.T, seed uint64) (bills, kills, resets int) {
 		}
 		sessions = append(sessions, ss)
 	}
-	// the bridge comes back and sees everything settle
+	// the bridge comes back, the line too, and sees everything settle
+	lineAway, r.dev.silent = false, false
 	if !up {
 		r.down(downUntil.Sub(r.now))
 		r.start()

@@ -53,6 +53,14 @@ type Session struct {
 	// so that a restart does not move the session's end.
 	LowSince time.Time `json:"low_since,omitempty"`
 
+	// StartSeenAt: the session began while the line was away, after
+	// StartTime (the pile's last quiet reading, its baseline) and before
+	// this, the first reading that showed it (linegap.go).
+	StartSeenAt time.Time `json:"start_seen_at,omitempty"`
+	// Unattributed is energy counted before this session that no rule could
+	// give to one: carried to the bill's evidence.
+	Unattributed []Unattributed `json:"unattributed,omitempty"`
+
 	// Provisional: StartTime and OpenedAt were stamped before the wall clock
 	// was believed; ClockSettled shifts them by the jump it finds (and the
 	// energy stamps, which carry their own flag).

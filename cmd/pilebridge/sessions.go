@@ -211,6 +211,9 @@ func printEvidence(w io.Writer, e uploader.LedgerEntry, loc *time.Location) {
 		return
 	}
 	fmt.Fprintf(w, "  start reading %s kWh at %s (register step %s kWh)\n", units.KWhOfMWh(ev.StartMWh), at(ev.StartAt), units.KWhOfMWh(ev.ResMWh))
+	if !ev.StartSeenAt.IsZero() {
+		fmt.Fprintf(w, "  began         while the line was away: after the start reading (the pile's last quiet one), first seen at %s; the counter moved by one\n", at(ev.StartSeenAt))
+	}
 	fmt.Fprintf(w, "  end reading   %s kWh at %s\n", units.KWhOfMWh(ev.EndMWh), at(ev.EndAt))
 	fmt.Fprintf(w, "  end − start   %s kWh\n", units.KWhOfMWh(ev.EndMWh-ev.StartMWh))
 	for _, g := range ev.Gaps {
@@ -227,6 +230,10 @@ func printEvidence(w io.Writer, e uploader.LedgerEntry, loc *time.Location) {
 	fmt.Fprintf(w, "  quantity      %d Wh (rounded once, half up)\n", r.QuantityWh)
 	for _, p := range ev.Periods {
 		fmt.Fprintf(w, "  period        %s (%s): %s kWh → %d Wh × (%s + %s) yuan/kWh\n", p.Key, p.Type, units.KWhOfMWh(p.MWh), p.Wh, p.Electricity, p.Service)
+	}
+	for _, u := range ev.Unattributed {
+		fmt.Fprintf(w, "  unattributed  %s kWh before this session, %s kWh at %s to %s kWh at %s: %s (in no bill)\n",
+			units.KWhOfMWh(u.MWh), units.KWhOfMWh(u.FromMWh), at(u.FromAt), units.KWhOfMWh(u.ToMWh), at(u.ToAt), u.Why)
 	}
 	fmt.Fprintf(w, "  fees          electricity %s yuan + service %s yuan = %s yuan (each rounded once to the fen)\n",
 		units.Yuan(r.EnergyFen), units.Yuan(r.ServiceFen), units.Yuan(r.EnergyFen+r.ServiceFen))

@@ -58,7 +58,25 @@ func (r Rules) Expected(sessions []Session, reads []Read, restarts []int64) (wh 
 				}
 			}
 		}
+		prevEnd := int64(math.MinInt64)
+		if i > 0 {
+			prevEnd = sessions[i-1].EndSeq
+		}
 		base, ok := r.baseline(s, during, reads, restarts)
+		if ok && r.Pile {
+			if q, found := quietBefore(prevEnd, s.StartSeq, during[0].Seq, reads, restarts); found {
+				base = r.Shows(r.wrap(q.MWh))
+			}
+		}
+		if !ok && r.Pile {
+			// never seen while it ran: billed whole when the bridge read the
+			// pile quiet before it began and again after it ended, with no
+			// other session begun between (the counter moved by one)
+			if mwh, billed := r.wholeInGap(s, prevEnd, next, reads, restarts); billed {
+				wh, seen = append(wh, (mwh+500)/1000), append(seen, true)
+				continue
+			}
+		}
 		if !ok {
 			wh, seen = append(wh, 0), append(seen, false)
 			continue
@@ -89,6 +107,45 @@ func (r Rules) Expected(sessions []Session, reads []Read, restarts []int64) (wh 
 		wh, seen = append(wh, (counted+500)/1000), append(seen, true)
 	}
 	return wh, seen
+}
+
+// quietBefore is the pile's last reading between the previous session's end
+// and this one's start, read in the same bridge run as first (the bridge
+// keeps it in memory): every Wh counted since it is this session's.
+func quietBefore(prevEnd, start, first int64, reads []Read, restarts []int64) (Read, bool) {
+	var q Read
+	found := false
+	for _, rd := range reads {
+		if rd.Seq > prevEnd && rd.Seq < start && !restartBetween(restarts, rd.Seq, first) {
+			q, found = rd, true
+		}
+	}
+	return q, found
+}
+
+// wholeInGap is a session the bridge never read while it ran, but read
+// quiet before it began and again after it ended (before the next began):
+// the register's movement between those two readings, if any.
+func (r Rules) wholeInGap(s Session, prevEnd, next int64, reads []Read, restarts []int64) (int64, bool) {
+	var after *Read
+	for k := range reads {
+		if reads[k].Seq > s.EndSeq && reads[k].Seq < next {
+			after = &reads[k]
+			break
+		}
+	}
+	if after == nil {
+		return 0, false
+	}
+	q, found := quietBefore(prevEnd, s.StartSeq, after.Seq, reads, restarts)
+	if !found {
+		return 0, false
+	}
+	mwh := r.Shows(r.wrap(after.MWh)) - r.Shows(r.wrap(q.MWh))
+	if mwh < 0 && r.WrapMWh > 0 {
+		mwh += r.Shows(r.WrapMWh)
+	}
+	return mwh, mwh > 0
 }
 
 func (r Rules) wrap(mwh int64) int64 {

@@ -26,7 +26,32 @@ func TestExpectedByHand(t *testing.T) {
 	wh, seen := r.Expected(sessions, reads, []int64{36})
 	assert.Equal(t, []bool{true, true, false}, seen)
 	assert.Equal(t, int64(50), wh[0], "1 050 000 - 1 000 000 on a 10 Wh register")
-	assert.Equal(t, int64(220), wh[1], "to its last reading: the next session's energy is mixed in")
+	assert.Equal(t, int64(670), wh[1], "from the quiet reading at 21 (its counter moved by one since) to its last reading: the next session's energy is mixed in after that")
+	wh, _ = r.Expected(sessions, reads, []int64{25, 36})
+	assert.Equal(t, int64(220), wh[1], "a restart between the quiet reading and its first: from its first reading")
+}
+
+// A session the bridge never read while it ran: billed whole when it read
+// the pile quiet before and after, with no other session between.
+func TestWholeSessionInGapByHand(t *testing.T) {
+	r := Rules{Pile: true, Shows: Step(1000)}
+	sessions := []Session{
+		{StartSeq: 10, ChargeSeq: 12, EndSeq: 20, EndMWh: 5_000},
+		{StartSeq: 30, ChargeSeq: 32, EndSeq: 40, EndMWh: 9_400},
+		{StartSeq: 50, ChargeSeq: 52, EndSeq: 60, EndMWh: 12_000},
+		{StartSeq: 70, ChargeSeq: 72, EndSeq: 80, EndMWh: 15_000},
+	}
+	reads := []Read{
+		{Seq: 9, MWh: 0}, {Seq: 21, MWh: 5_000}, // the first never seen running, quiet before and after
+		{Seq: 45, MWh: 9_400},  // the second too: quiet at 21 before it, at 45 after
+		{Seq: 81, MWh: 15_000}, // the third and fourth in one gap: neither is billed
+	}
+	wh, seen := r.Expected(sessions, reads, nil)
+	assert.Equal(t, []bool{true, true, false, false}, seen)
+	assert.Equal(t, []int64{5, 4}, wh[:2])
+	wh, seen = r.Expected(sessions, reads, []int64{15})
+	assert.Equal(t, []bool{false, true, false, false}, seen, "a restart between the quiet readings: the bridge forgot the first")
+	assert.Equal(t, int64(4), wh[1])
 }
 
 // Meter-only: the baseline is the last low reading before the rise, unless

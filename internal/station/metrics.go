@@ -44,6 +44,7 @@ var (
 	mSOC       = prometheus.NewDesc("pilebridge_port_soc_percent", "The vehicle's state of charge, when the pile reports it.", []string{"port"}, nil)
 	mPortState = prometheus.NewDesc("pilebridge_port_state", "1 for the port's present state, 0 for every other.", []string{"port", "state"}, nil)
 	mResets    = prometheus.NewDesc("pilebridge_meter_resets_total", "Meter resets or swaps found in open sessions (energy between the two registers is not billed).", []string{"port"}, nil)
+	mUnattrib  = prometheus.NewDesc("pilebridge_unattributed_wh_total", "Energy the meter counted while the line was away that no rule could give to a session (not billed; the next bill's evidence shows it), in Wh.", []string{"port"}, nil)
 )
 
 // allStates are the series of pilebridge_port_state: every state always
@@ -53,7 +54,7 @@ var allStates = []session.PortState{session.Idle, session.Plugged, session.Start
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mScrapeErr, mExchanges, mSkipped, mStrays, mBabbles, mLatency, mRecords, mOldest, mUploads, mAnswers,
-		mEnergy, mPower, mSOC, mPortState, mResets, mPlates, mBusy, mBusyRatio, mHealthy, mReason, mClock, mMeterWh} {
+		mEnergy, mPower, mSOC, mPortState, mResets, mUnattrib, mPlates, mBusy, mBusyRatio, mHealthy, mReason, mClock, mMeterWh} {
 		ch <- d
 	}
 }
@@ -116,6 +117,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, p := range c.a.ports {
 		ch <- prometheus.MustNewConstMetric(mResets, prometheus.CounterValue, float64(p.Machine.MeterResets()), p.Key)
+		ch <- prometheus.MustNewConstMetric(mUnattrib, prometheus.CounterValue, float64(p.Machine.UnattributedMWh())/1000, p.Key)
 	}
 	for _, v := range c.a.status.snapshot() {
 		ch <- prometheus.MustNewConstMetric(mEnergy, prometheus.GaugeValue, float64(v.QuantityWh), v.Key)
