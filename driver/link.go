@@ -62,18 +62,26 @@ func (p SerialParams) mode() (*serial.Mode, error) {
 	return m, nil
 }
 
-type serialLink struct{ port serial.Port }
+type serialLink struct {
+	port serial.Port
+	lock *os.File // the exclusive claim on the line (exclusive.go)
+}
 
 func openSerial(p SerialParams) (link, error) {
 	mode, err := p.mode()
 	if err != nil {
 		return nil, err
 	}
+	lock, err := claim(p.Device)
+	if err != nil {
+		return nil, err
+	}
 	port, err := serial.Open(p.Device, mode)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("open %s: %w", p.Device, err)
 	}
-	return &serialLink{port: port}, nil
+	return &serialLink{port: port, lock: lock}, nil
 }
 
 func (l *serialLink) Write(p []byte) (int, error) { return l.port.Write(p) }
@@ -94,7 +102,11 @@ func (l *serialLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
 }
 
 func (l *serialLink) Discard() (int, error) { return 0, l.port.ResetInputBuffer() }
-func (l *serialLink) Close() error          { return l.port.Close() }
+func (l *serialLink) Close() error {
+	err := l.port.Close()
+	l.lock.Close() // after the port: the line is free once nothing of ours is on it
+	return err
+}
 
 type tcpLink struct{ conn net.Conn }
 

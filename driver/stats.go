@@ -78,6 +78,10 @@ type LineStats struct {
 	// after a backoff. LastBabble is the latest; zero when never.
 	Babbles    uint64    `json:"babbles"`
 	LastBabble time.Time `json:"last_babble"`
+	// Reopened counts links lost under a working line (a converter that
+	// closes the connection, a TCP reset) and reopened at once, the
+	// exchange sent again and answered.
+	Reopened uint64 `json:"reopened"`
 	// Busy is the time spent in exchanges since the bus started;
 	// BusyRatio the share of the last minute spent so (0..1): a line near
 	// 1 cannot poll its ports as often as configured.
@@ -87,7 +91,7 @@ type LineStats struct {
 
 // LineStats returns the line's counters.
 func (b *Bus) LineStats() LineStats {
-	st := LineStats{StrayFrames: b.tr.strays.Load(), Babbles: b.tr.babbles.Load()}
+	st := LineStats{StrayFrames: b.tr.strays.Load(), Babbles: b.tr.babbles.Load(), Reopened: b.tr.reopened.Load()}
 	st.Busy, st.BusyRatio = b.load.load(time.Now())
 	if ns := b.tr.lastBabble.Load(); ns > 0 {
 		st.LastBabble = time.Unix(0, ns)

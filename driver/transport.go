@@ -35,8 +35,13 @@ type transport struct {
 
 	openErr    error
 	nextOpen   time.Time
-	openBackof time.Duration // grows with each failed open or lost line; reset by a good exchange only
+	openBackof time.Duration // grows with each failed open or lost line; reset once the line has been good for stableAfter
 	down       *faillog.Failure
+	drops      *faillog.Failure // connections lost under a working line and reopened at once
+	lost       error            // the link was lost in the exchange under way (drop)
+	served     bool             // the open link has carried a good exchange
+	goodSince  time.Time        // first good exchange since the line was last lost; zero: not good
+	reopened   atomic.Uint64    // links lost and reopened at once for the same exchange (read by LineStats)
 	buf        [260]byte
 
 	// After a timeout the slave may still answer. Until quarantineUntil the
@@ -54,8 +59,18 @@ type transport struct {
 }
 
 const (
+	// A line that fails is reopened after a backoff that doubles from
+	// minReopen to maxReopen: a gateway that is down is dialled at most every
+	// 2 s (a SYN, or an open(2) of a missing adapter: nothing to save), and a
+	// converter that flaps is polled again within 2 s of its return.
 	minReopen = 200 * time.Millisecond
-	maxReopen = 30 * time.Second
+	maxReopen = 2 * time.Second
+	// stableAfter: the backoff and the failure log start over only after the
+	// line has carried exchanges this long without being lost. A converter
+	// that drops the connection after every reply, or flaps, stays one
+	// failure that lasts (a handful of lines in ten minutes), not a "down"
+	// and a "recovered" line per exchange.
+	stableAfter = time.Minute
 	// maxDrain bounds what is read while waiting for a late reply or for
 	// silence: a reply is at most 256 bytes, so more than two of them is
 	// not a late reply but a line that babbles.
@@ -91,9 +106,9 @@ func (t *transport) ensureOpen() error {
 	l, err := t.open()
 	if err != nil {
 		t.failed(now, fmt.Errorf("open: %w", err))
-		return fmt.Errorf("%w: %v", ErrLineDown, err)
+		return fmt.Errorf("%w: %w", ErrLineDown, err)
 	}
-	t.link, t.openErr = l, nil
+	t.link, t.openErr, t.served = l, nil, false
 	return nil
 }
 
@@ -111,23 +126,70 @@ func (t *transport) failed(now time.Time, err error) {
 	t.down.Fail(now, err, func(e *zerolog.Event) { e.Int64("backoff_ms", t.openBackof.Milliseconds()) })
 }
 
-// ok notes a good exchange: the line works, its backoff starts over.
+// ok notes a good exchange. Once the line has carried exchanges for
+// stableAfter without being lost, its backoff and failure logs start over.
 func (t *transport) ok(now time.Time) {
-	t.openBackof, t.junkRounds = 0, 0
+	t.junkRounds, t.served = 0, true
+	if t.goodSince.IsZero() {
+		t.goodSince = now
+	}
+	if now.Sub(t.goodSince) < stableAfter {
+		return
+	}
+	t.openBackof = 0
 	if t.down != nil {
 		t.down.OK(now)
 	}
+	if t.drops != nil {
+		t.drops.OK(now)
+	}
 }
 
-// drop closes the line after an I/O error so the next exchange reopens it
-// (an unplugged USB adapter or a hung-up tty never recovers in place).
+// drop closes the line after an I/O error so the exchange can reopen it
+// (an unplugged USB adapter, a hung-up tty or a closed connection never
+// recovers in place). Send decides whether that is a failure (lost).
 func (t *transport) drop(err error) {
 	if t.link == nil {
 		return
 	}
 	_ = t.link.Close()
-	t.link = nil
-	t.failed(time.Now(), err)
+	t.link, t.goodSince = nil, time.Time{}
+	if t.lost == nil {
+		t.lost = err
+	}
+}
+
+// Send implements modbus.Transporter: one request, one validated reply. A
+// link that had carried good exchanges and is lost under this one (a
+// converter that closes the connection after each reply, a TCP reset) is
+// reopened at once and the request sent again, once: reads are idempotent,
+// and without it the slave polled after a drop always met the closed
+// socket. A link lost again, or one that never carried an exchange, is a
+// failure: backoff, and the line-down log.
+func (t *transport) Send(req []byte) ([]byte, error) {
+	served := t.link != nil && t.served
+	resp, err := t.send(req)
+	lost := t.lost
+	t.lost = nil
+	if lost == nil {
+		return resp, err
+	}
+	if served && !errors.Is(lost, errBabble) {
+		resp, err = t.send(req)
+		again := t.lost
+		t.lost = nil
+		if again == nil {
+			t.reopened.Add(1)
+			if t.drops == nil {
+				t.drops = faillog.New(t.log, "connection lost under a working line: reopened and the exchange sent again", 0)
+			}
+			t.drops.Fail(time.Now(), lost, nil)
+			return resp, err
+		}
+		lost = again
+	}
+	t.failed(time.Now(), lost)
+	return resp, err
 }
 
 // babble marks the line as babbling and closes it: a gateway that streams
@@ -137,6 +199,7 @@ func (t *transport) babble() {
 	t.junkRounds = 0
 	t.babbles.Add(1)
 	t.lastBabble.Store(time.Now().UnixNano())
+	t.lost = nil // the babble is the failure, not an I/O error before it
 	t.drop(errBabble)
 }
 
@@ -150,9 +213,8 @@ func (t *transport) Close() error {
 	return err
 }
 
-// Send implements modbus.Transporter: one request, one validated reply, all
-// within t.deadline.
-func (t *transport) Send(req []byte) ([]byte, error) {
+// send is one request and one validated reply, all within t.deadline.
+func (t *transport) send(req []byte) ([]byte, error) {
 	if err := t.ensureOpen(); err != nil {
 		return nil, err
 	}
@@ -165,7 +227,7 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 	if !t.quarantineUntil.IsZero() && req[0] == t.quarantineSlave {
 		t.drainLate()
 		if t.link == nil {
-			return nil, fmt.Errorf("%w: lost while draining a late reply: %v", ErrLineDown, t.openErr)
+			return nil, fmt.Errorf("%w: lost while draining a late reply: %v", ErrLineDown, t.lost)
 		}
 	}
 	if err := t.waitSilence(); err != nil {

@@ -138,8 +138,11 @@ func probeSettingOnce(ctx context.Context, o probeOpts, set probeSetting, step f
 		_, err := bus.ReadRegisters(ctx, uint8(id), 3, 0, 1)
 		step(id)
 		var ex *driver.ExceptionError
+		var inUse *driver.InUseError
 		answer := ""
 		switch {
+		case errors.As(err, &inUse):
+			return nil, inUse // another master holds the line: probing would collide with it
 		case err == nil:
 			answer = "registers"
 		case errors.As(err, &ex) && (ex.Code == 10 || ex.Code == 11):

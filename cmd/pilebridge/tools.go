@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -202,6 +203,9 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("--addr %d --count %d: want 1..125 registers within 0..65535", *addr, *count)
 		}
 		data, err := bus.ReadRegisters(ctx, uint8(id), uint8(*fc), uint16(*addr), uint16(*count))
+		if inUse := (*driver.InUseError)(nil); errors.As(err, &inUse) {
+			return inUse
+		}
 		if err != nil {
 			return err
 		}
@@ -210,6 +214,9 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	poller := meter.NewPoller(bus, uint8(id), p, meter.Ratios{PT: *pt, CT: *ct})
 	if !*watch {
 		r, err := poller.Poll(ctx, time.Now())
+		if inUse := (*driver.InUseError)(nil); errors.As(err, &inUse) {
+			return inUse
+		}
 		if err != nil {
 			return err
 		}
@@ -222,9 +229,12 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer t.Stop()
 	for n := 0; ; n++ {
 		r, err := poller.Poll(ctx, time.Now())
+		var inUse *driver.InUseError
 		switch {
 		case ctx.Err() != nil:
 			return nil
+		case errors.As(err, &inUse):
+			return inUse
 		case err != nil:
 			fmt.Fprintf(stdout, "%s  error: %v\n", time.Now().Format("15:04:05.000"), err)
 		case *asJSON:

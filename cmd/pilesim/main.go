@@ -32,6 +32,9 @@ usage (each command's --help describes its flags):
   pilesim demo --bridge BIN --config FILE     stand-in + simulator + bridge, one session, then exit
   pilesim camera --push URL --plate P [--serial S] [--channel N] [--every D] [--base64]
                                               a bay's LPR camera pushing its read (AlarmInfoPlate)
+  pilesim faultline --to ADDR [--listen ADDR] [--mbap] [--fault F | --faults F,..] [--seed N]
+                                              a failing line in front of a device: flapping, cut
+                                              connections, delays, corruption, wrong slave, stalls
   pilesim scale --bridge BIN [--lines 16] [--slaves 16] [--idle 45s] [--charge 45s]
                                               the bridge at station size: CPU, RSS, device bytes, bills
 `
@@ -64,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCamera(ctx, args, stdout)
 	case "scale":
 		err = cmdScale(ctx, args, stdout, log)
+	case "faultline":
+		err = cmdFaultLine(ctx, args, log)
 	case "floor": // run by scale
 		err = cmdFloor(ctx, args)
 	case "help":

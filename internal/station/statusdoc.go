@@ -46,6 +46,9 @@ type busDoc struct {
 	Name        string `json:"name"`
 	Device      string `json:"device"`
 	StrayFrames uint64 `json:"stray_frames"`
+	// Reopened: the link was lost under an exchange (a converter that
+	// closes the connection, a TCP reset), reopened at once and answered.
+	Reopened uint64 `json:"reopened"`
 	// LoadPct: the share of the last minute the line spent in exchanges;
 	// Overloaded above overloadPct (it cannot keep every port's interval).
 	LoadPct    float64    `json:"load_percent"`
@@ -136,7 +139,7 @@ func (a *Station) statusOf(now time.Time, recent int, unmasked bool) (statusDoc,
 	for _, name := range a.busNames() {
 		b := a.buses[name]
 		ls := b.LineStats()
-		bd := busDoc{Name: name, Device: a.busDevice(name), StrayFrames: ls.StrayFrames, Slaves: []slaveDoc{},
+		bd := busDoc{Name: name, Device: a.busDevice(name), StrayFrames: ls.StrayFrames, Reopened: ls.Reopened, Slaves: []slaveDoc{},
 			LoadPct: math.Round(1000*ls.BusyRatio) / 10, Overloaded: 100*ls.BusyRatio > overloadPct}
 		for id, s := range b.Stats() {
 			sd := slaveDoc{Slave: int(id), Exchanges: s.Exchanges, OK: s.OK, Timeouts: s.Timeouts, CRCErrors: s.CRCErrors,
