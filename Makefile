@@ -7,7 +7,7 @@ RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./interna
 LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-model fuzz test-board soak-board
+.PHONY: all build test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board
 
 all: lint test build
 
@@ -19,17 +19,17 @@ build:
 # Unit and end-to-end tests (real pty, TCP and HTTP), with the race detector
 # on the packages that run goroutines. The session package's scenario and
 # property runs (one goroutine, simulated time) run in the first pass; the
-# race pass skips them with -short. The 60 s soak runs beside the race pass
-# (whose end-to-end package is the long pole on two cores); its report is
-# printed after it.
+# race pass skips them with -short. The 60 s soaks (kills, and failing
+# lines) run beside the race pass, side by side (whose end-to-end package
+# is the long pole on two cores); their reports are printed after it.
 test: lint
 	$(GO) test -count=1 ./meter/... ./internal/... ./session/...
 	@soak=$$(mktemp); \
-	(PILEBRIDGE_SOAK=60s $(GO) test -count=1 -run '^TestSoak$$' -v ./cmd/pilebridge/ > $$soak 2>&1; echo "exit $$?" >> $$soak) & \
+	(PILEBRIDGE_SOAK=60s PILEBRIDGE_LINE_SOAK=60s $(GO) test -count=1 -run '^(TestSoak|TestLineSoak)$$' -v ./cmd/pilebridge/ > $$soak 2>&1; echo "exit $$?" >> $$soak) & \
 	echo "CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS)"; \
 	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS); race=$$?; \
-	wait; echo "== the soak, run beside the race pass: PILEBRIDGE_SOAK=60s go test -run '^TestSoak$$' ./cmd/pilebridge/"; \
-	grep -Ev '^=== RUN|^exit ' $$soak; soakrc=$$(tail -n 1 $$soak | cut -d' ' -f2); rm -f $$soak; \
+	wait; echo "== the soaks, run beside the race pass: PILEBRIDGE_SOAK=60s PILEBRIDGE_LINE_SOAK=60s go test -run '^(TestSoak|TestLineSoak)$$' ./cmd/pilebridge/"; \
+	grep -Ev '^=== (RUN|PAUSE|CONT)|^exit ' $$soak; soakrc=$$(tail -n 1 $$soak | cut -d' ' -f2); rm -f $$soak; \
 	[ $$race -eq 0 ] && [ "$$soakrc" = 0 ]
 
 # The real daemon under random kill -9, against simulated piles and a
@@ -37,6 +37,16 @@ test: lint
 SOAK ?= 10m
 soak:
 	PILEBRIDGE_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/pilebridge/ | grep -Ev '^=== RUN'
+
+# The real daemon behind failing lines (simulator.FaultLine: flapping,
+# connections cut after a few replies, delays, corruption, wrong slave,
+# stalls, in random spells up to LINE_SPELL) for LINE_SOAK; prints the
+# seed, every session against its pile's meter and the unattributed Wh.
+# PILEBRIDGE_LINE_SEED=… repeats a run.
+LINE_SOAK  ?= 30m
+LINE_SPELL ?= 1m
+soak-line:
+	PILEBRIDGE_LINE_SOAK=$(LINE_SOAK) PILEBRIDGE_LINE_SPELL=$(LINE_SPELL) $(GO) test -count=1 -timeout 0 -run '^TestLineSoak$$' -v ./cmd/pilebridge/ | grep -Ev '^=== (RUN|PAUSE|CONT)'
 
 # Each fuzz target for FUZZTIME (make test runs their seed corpora). A
 # crasher lands in the package's testdata/fuzz and stays a regression test.

@@ -57,7 +57,10 @@ func cmdDB(args []string, stdout io.Writer) error {
 			fmt.Fprintln(stdout, l)
 		}
 		if rep.Changed {
-			fmt.Fprintf(stdout, "the damaged file is kept as %s\nsalvaged database written: start the daemon again\n", rep.Aside)
+			if rep.Aside != "" {
+				fmt.Fprintf(stdout, "the damaged file is kept as %s\n", rep.Aside)
+			}
+			fmt.Fprintln(stdout, "salvaged database written: start the daemon again")
 		}
 		return nil
 	case "reset":
@@ -77,11 +80,10 @@ func cmdDB(args []string, stdout io.Writer) error {
 		}
 		defer db.Close()
 		name, err := dbfile.Backup(db, cfg.DataDir, now)
-		if err != nil {
-			return err
+		if name != "" {
+			fmt.Fprintln(stdout, "backup written:", name)
 		}
-		fmt.Fprintln(stdout, "backup written:", name)
-		return nil
+		return err
 	}
 	return fmt.Errorf("db: unknown subcommand %q: want salvage, reset or backup", sub)
 }

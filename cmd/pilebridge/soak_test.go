@@ -37,6 +37,7 @@ func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak: skipped with -short")
 	}
+	t.Parallel() // beside TestLineSoak: both mostly wait on real time
 	d := 60 * time.Second
 	if v := os.Getenv("PILEBRIDGE_SOAK"); v != "" {
 		var err error

@@ -39,7 +39,9 @@ import (
 //
 // PILEBRIDGE_LINE_SOAK sets how long piles start sessions (default 60s;
 // `make soak-line` runs 30m), PILEBRIDGE_LINE_SPELL the longest fault spell
-// (default 15s; 1m in make soak-line), PILEBRIDGE_LINE_SEED repeats a run.
+// (default 15s; 1m in make soak-line), PILEBRIDGE_LINE_SEED repeats a run,
+// PILEBRIDGE_LINE_FAULT=cut holds one fault for the whole run (cut: the
+// connection closed after every reply).
 // Skipped with -short.
 func TestLineSoak(t *testing.T) {
 	if testing.Short() {
@@ -289,10 +291,20 @@ func (s *lineSoak) run(d, spell time.Duration) lineResult {
 	}
 	var chaos sync.WaitGroup
 	var spellMu sync.Mutex
+	fixed := os.Getenv("PILEBRIDGE_LINE_FAULT") // one fault for the whole run, e.g. cut (after every reply)
 	for _, fl := range s.lines {
 		chaos.Add(1)
 		go func() {
 			defer chaos.Done()
+			if fixed != "" {
+				f, err := simulator.ParseLineFaults(fixed)
+				require.NoError(s.t, err, "PILEBRIDGE_LINE_FAULT")
+				fl.Set(f[0], 1, 0)
+				s.spells[f[0]]++
+				<-ctx.Done()
+				fl.Set(simulator.LineClean, 0, 0)
+				return
+			}
 			fl.Chaos(ctx, simulator.AllLineFaults, time.Second, spell, func(sp simulator.Spell) {
 				spellMu.Lock()
 				s.spells[sp.Fault]++

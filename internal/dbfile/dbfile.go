@@ -197,11 +197,25 @@ func Reset(dir string, now time.Time) (string, error) {
 // Backup writes a hot copy of db (a read transaction: commits go on) to
 // data_dir/backup/, named by its time, and keeps the newest two. The copy
 // is written to a temporary name and renamed once fsynced, so a failed
-// backup never replaces a good one.
+// backup never replaces a good one. Run by root (`pilebridge db backup`),
+// the directory and the copy are given to the database's owner, so the
+// daemon can prune and read them. Temporary copies an interrupted backup
+// left are removed.
 func Backup(db *bbolt.DB, dir string, now time.Time) (string, error) {
 	bdir := Paths{Dir: dir}.Backups()
-	if err := os.MkdirAll(bdir, 0o750); err != nil {
+	own, err := ownerFor(Paths{Dir: dir})
+	if err != nil {
 		return "", fmt.Errorf("backup: %w", err)
+	}
+	if _, err := os.Stat(bdir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(bdir, 0o750); err != nil {
+			return "", fmt.Errorf("backup: %w", err)
+		}
+		dirOwn := own
+		dirOwn.mode = 0o750
+		if err := dirOwn.apply(bdir); err != nil {
+			return "", fmt.Errorf("backup: %w", err)
+		}
 	}
 	name := filepath.Join(bdir, "pilebridge-"+now.UTC().Format("20060102T150405.000Z")+".db")
 	tmp := name + ".tmp"
@@ -217,18 +231,46 @@ func Backup(db *bbolt.DB, dir string, now time.Time) (string, error) {
 		err = cerr
 	}
 	if err == nil {
+		err = own.apply(tmp)
+	}
+	if err == nil {
 		err = os.Rename(tmp, name)
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
 		return "", fmt.Errorf("backup to %s: %w", bdir, err)
 	}
-	_ = syncDir(bdir)
-	list, _ := Backups(dir)
-	for i := keepBackup; i < len(list); i++ {
-		_ = os.Remove(list[i])
+	if err := syncDir(bdir); err != nil {
+		return name, fmt.Errorf("backup %s written, its directory not synced: %w", name, err)
 	}
-	return name, nil
+	return name, pruneBackups(dir)
+}
+
+// pruneBackups keeps the newest keepBackup copies and removes the
+// temporary copies of interrupted backups (each a whole database: repeated
+// cuts would fill the card).
+func pruneBackups(dir string) error {
+	list, err := Backups(dir)
+	if err != nil {
+		return fmt.Errorf("prune backups: %w", err)
+	}
+	stale, err := filepath.Glob(filepath.Join(Paths{Dir: dir}.Backups(), "pilebridge-*.db.tmp"))
+	if err != nil {
+		return fmt.Errorf("prune backups: %w", err)
+	}
+	if len(list) > keepBackup {
+		stale = append(stale, list[keepBackup:]...)
+	}
+	var errs []error
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("prune backups: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // Backups lists the backup copies, newest first.

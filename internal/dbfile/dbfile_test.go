@@ -105,3 +105,29 @@ func TestBackupsKeptTwoDeep(t *testing.T) {
 	n, _ := filepath.Glob(filepath.Join(dir, BackupDir, "*.tmp"))
 	assert.Empty(t, n, "no temporary file left")
 }
+
+// Issue 26, item 5: the temporary copy an interrupted backup left (a whole
+// database each) is removed by the next backup, with the old copies past
+// the newest two.
+func TestBackupRemovesInterruptedCopies(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, opts())
+	require.NoError(t, err)
+	defer db.Close()
+	put(t, db, 10)
+	now := time.Date(2026, 12, 4, 1, 0, 0, 0, time.UTC)
+	var names []string
+	for i := 0; i < 3; i++ {
+		name, err := Backup(db, dir, now.Add(time.Duration(i)*time.Hour))
+		require.NoError(t, err)
+		names = append(names, name)
+	}
+	stale := filepath.Join(Paths{Dir: dir}.Backups(), "pilebridge-20261204T000000.000Z.db.tmp")
+	require.NoError(t, os.WriteFile(stale, make([]byte, 8192), 0o600))
+	name, err := Backup(db, dir, now.Add(4*time.Hour))
+	require.NoError(t, err)
+	assert.NoFileExists(t, stale, "the interrupted copy")
+	list, err := Backups(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{name, names[2]}, list, "the newest two")
+}

@@ -54,15 +54,52 @@ type Report struct {
 // Salvage reads every page of the database it can, fills in from the
 // newest clean backup by rules, writes a new database and moves the damaged
 // one aside. A database that walks clean is left alone.
+//
+// Every step is a rename of a synced file with the directory synced after
+// it, and a run finds what an interrupted one left (salvage_steps.go): a
+// whole salvaged database not yet moved into place is moved in; with the
+// database missing, the newest damaged file moved aside is read instead;
+// nothing is deleted that a newer copy does not supersede. The files it
+// writes take the owner, group and mode of the database they replace (or
+// of the data directory), so a salvage run as root leaves a database the
+// service's user opens.
 func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
-	p := Paths{Dir: dir}
+	return salvager{dir: dir, now: now, rules: rules}.run()
+}
+
+// salvager is one salvage; after, when set (tests), is called after each
+// step and may stop the run there, as a crash would.
+type salvager struct {
+	dir   string
+	now   time.Time
+	rules []Rule
+	after func(step string) error
+}
+
+func (sv salvager) run() (*Report, error) {
+	p := Paths{Dir: sv.dir}
 	if err := lockFree(p.DB()); err != nil {
 		return nil, err
 	}
 	rep := &Report{}
+	own, err := ownerFor(p)
+	if err != nil {
+		return nil, err
+	}
+	if done, err := sv.finishInterrupted(p, rep, own); done || err != nil {
+		return rep, err
+	}
+	source := p.DB()
+	if _, err := os.Stat(source); errors.Is(err, os.ErrNotExist) {
+		if aside := newestAside(p); aside != "" {
+			// an interrupted run moved it aside and did not finish: read it there
+			source, rep.Aside = aside, aside
+			rep.Lines = append(rep.Lines, fmt.Sprintf("%s is missing; reading the damaged file an earlier salvage moved aside: %s", p.DB(), aside))
+		}
+	}
 	got := &Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, Closed: map[string]bool{}}
 	damaged := map[string]bool{}
-	res, err := boltwalk.Walk(p.DB())
+	res, err := boltwalk.Walk(source)
 	switch {
 	case err == nil:
 		got.Buckets, got.Sequences, got.Loose = res.Buckets, res.Sequences, res.Loose
@@ -70,7 +107,7 @@ func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
 		for _, d := range res.Damage {
 			damaged[strings.SplitN(d.Bucket, "/", 2)[0]] = true
 		}
-		if len(res.Damage) == 0 {
+		if len(res.Damage) == 0 && source == p.DB() {
 			rep.Lines = append(rep.Lines, fmt.Sprintf("%s reads clean: nothing to salvage", p.DB()))
 			return rep, nil
 		}
@@ -81,7 +118,7 @@ func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
 		return nil, err
 	}
 	var backup *Contents
-	list, _ := Backups(dir)
+	list, _ := Backups(sv.dir)
 	for _, b := range list {
 		r, err := boltwalk.Walk(b)
 		if err != nil || r.Err() != nil {
@@ -95,7 +132,7 @@ func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
 	if backup == nil {
 		rep.Lines = append(rep.Lines, "no usable backup: only what the damaged file still holds is kept")
 	}
-	for _, rule := range rules {
+	for _, rule := range sv.rules {
 		rep.Lines = append(rep.Lines, rule(got, backup, damaged)...)
 	}
 	if backup != nil {
@@ -103,25 +140,65 @@ func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
 			got.Sequences[name] = max(got.Sequences[name], seq)
 		}
 	}
-	tmp := p.DB() + ".salvaged"
+	tmp := salvagedPath(p)
 	if err := write(tmp, got); err != nil {
 		_ = os.Remove(tmp)
 		return nil, fmt.Errorf("write the salvaged database: %w", err)
 	}
-	if _, err := os.Stat(p.DB()); err == nil {
-		rep.Aside = p.DB() + ".damaged-" + now.UTC().Format("20060102T150405Z")
-		if err := os.Rename(p.DB(), rep.Aside); err != nil {
-			return nil, err
+	if err := own.apply(tmp); err != nil {
+		return nil, err
+	}
+	if err := sv.step(p, "written"); err != nil {
+		return nil, err
+	}
+	if source == p.DB() {
+		if _, err := os.Stat(p.DB()); err == nil {
+			rep.Aside = p.DB() + ".damaged-" + sv.now.UTC().Format("20060102T150405Z")
+			if err := os.Rename(p.DB(), rep.Aside); err != nil {
+				return nil, err
+			}
+			if err := sv.step(p, "moved aside"); err != nil {
+				return nil, err
+			}
 		}
 	}
-	if err := os.Rename(tmp, p.DB()); err != nil {
+	if err := sv.placeSalvaged(p, rep, own); err != nil {
 		return nil, err
+	}
+	if said := own.said(p.DB()); said != "" {
+		rep.Lines = append(rep.Lines, said)
+	}
+	return rep, nil
+}
+
+// step syncs the directory after a step, and lets a test stop there.
+func (sv salvager) step(p Paths, name string) error {
+	if err := syncDir(p.Dir); err != nil {
+		return err
+	}
+	if sv.after != nil {
+		return sv.after(name)
+	}
+	return nil
+}
+
+// placeSalvaged moves the written salvaged database into place and writes
+// the marker.
+func (sv salvager) placeSalvaged(p Paths, rep *Report, own owner) error {
+	if err := os.Rename(salvagedPath(p), p.DB()); err != nil {
+		return err
+	}
+	if err := sv.step(p, "in place"); err != nil {
+		return err
 	}
 	if err := writeMarker(p); err != nil {
-		return nil, err
+		return err
+	}
+	if err := own.apply(p.Marker()); err != nil {
+		return err
 	}
 	rep.Changed = true
-	return rep, syncDir(dir)
+	return syncDir(p.Dir)
 }
 
 // write creates a database at path holding c.

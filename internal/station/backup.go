@@ -25,13 +25,16 @@ func (a *Station) backups(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		if name, err := dbfile.Backup(a.db, a.cfg.DataDir, now); err != nil {
+		name, err := dbfile.Backup(a.db, a.cfg.DataDir, now)
+		if name == "" {
 			fail.Fail(now, err, nil)
 			t.Reset(min(a.cfg.BackupInterval, 10*time.Minute))
 			continue
-		} else {
-			fail.OK(now)
-			a.log.Debug().Str("file", name).Int64("took_ms", time.Since(now).Milliseconds()).Msg("database backed up")
+		}
+		fail.OK(now)
+		a.log.Debug().Str("file", name).Int64("took_ms", time.Since(now).Milliseconds()).Msg("database backed up")
+		if err != nil { // written; syncing or pruning the directory failed (at most once an interval)
+			a.log.Warn().Err(err).Str("file", name).Msg("database backed up, but its directory was not tidied")
 		}
 		t.Reset(a.cfg.BackupInterval)
 	}
