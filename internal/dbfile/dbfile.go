@@ -80,6 +80,12 @@ func Open(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 			return nil, &UnusableError{Path: p.DB(), Why: what + " although this data directory was used before (" + MarkerName + " is there): unsent bills and open sessions would be forgotten",
 				Do: salvageHint + " Or, to start with an empty store on purpose: `pilebridge db reset --config FILE`."}
 		}
+		if b, _ := Backups(dir); len(b) > 0 {
+			// the marker went with the database (a data directory emptied
+			// under the daemon): the backups say it was used
+			return nil, &UnusableError{Path: p.DB(), Why: what + ", and " + p.Backups() + " holds copies of an earlier one: unsent bills and open sessions would be forgotten",
+				Do: salvageHint + " Or, to start with an empty store on purpose: `pilebridge db reset --config FILE`."}
+		}
 		if err := create(p, opts); err != nil {
 			return nil, err
 		}
@@ -190,6 +196,13 @@ func Reset(dir string, now time.Time) (string, error) {
 	}
 	if err := os.Remove(p.Marker()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
+	}
+	// the backups are the old store's: kept, beside, so that the next start
+	// does not take them for a store it lost
+	if exists(p.Backups()) {
+		if err := os.Rename(p.Backups(), p.Backups()+".reset-"+now.UTC().Format("20060102T150405Z")); err != nil {
+			return "", err
+		}
 	}
 	return aside, syncDir(dir)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"pilebridge/internal/dbfile"
 	"pilebridge/uploader"
 )
 
@@ -43,6 +44,7 @@ var reasonTexts = map[string][2]string{
 	"deliveries_unrecorded": {"store: cannot record deliveries for {for}: the platform's answers wait in memory and nothing more is sent", "存储: 已 {for} 无法记录上传结果: 平台的应答暂存内存,暂停上传"},
 	"outbox_unreadable":     {"outbox: {error}", "发件箱无法读取: {error}"},
 	"bill_waiting":          {"outbox: a bill has waited {for} for the platform (max_bill_age {max})", "发件箱: 有账单已等待平台 {for}(max_bill_age {max})"},
+	"store_replaced":        {"store: {path} was removed or replaced while open ({for} ago): the daemon writes on to its open file and keeps a copy of it at that path; restart it to write to the path again", "存储: {path} 在运行中被删除或替换({for} 前): 程序继续写入已打开的文件, 并在原路径保存其副本; 请重启程序"},
 	"parked":                {"outbox: {records} record(s) parked by the platform; see `pilebridge outbox list`", "发件箱: {records} 条记录被平台拒收,见 pilebridge outbox list"},
 }
 
@@ -115,6 +117,9 @@ func (a *Station) unhealthy(now time.Time) []reason {
 // them).
 func (a *Station) reasons(now time.Time, counts uploader.Counts, countsErr error) []reason {
 	out := a.stuck(now)
+	if since, _ := a.filesProblem(); !since.IsZero() {
+		out = append(out, newReason("store_replaced", "", "path", dbfile.Paths{Dir: a.cfg.DataDir}.DB(), "for", round(now.Sub(since))))
+	}
 	silence := a.cfg.Session.OfflineAfter
 	for _, name := range a.busNames() {
 		if now.Sub(a.started) < silence {

@@ -20,6 +20,7 @@ import (
 	"pilebridge/driver"
 	"pilebridge/internal/config"
 	"pilebridge/internal/dbfile"
+	"pilebridge/internal/faillog"
 	"pilebridge/meter"
 	"pilebridge/session"
 	"pilebridge/uploader"
@@ -45,6 +46,10 @@ type Station struct {
 	version  string
 	clock    session.Clock
 	pages    map[string]*template.Template // the status page, by language
+
+	guard   *dbfile.Guard // the database path against the open file (files.go)
+	filesMu sync.Mutex
+	files   dbfile.Problem
 }
 
 // Load checks the config and every profile it names; nothing is opened.
@@ -134,6 +139,9 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 	fail := func(err error) (*Station, error) {
 		db.Close()
 		return nil, err
+	}
+	if a.guard, err = dbfile.NewGuard(db, cfg.DataDir); err != nil {
+		return fail(err)
 	}
 	tariff, err := NewTariff(cfg)
 	if err != nil {
@@ -264,6 +272,7 @@ func (a *Station) Run(ctx context.Context) error {
 	goRun(func() { a.devsync.Run(ctx) })
 	goRun(func() { a.pruneLedger(ctx) })
 	goRun(func() { a.backups(ctx) })
+	goRun(func() { a.watchFiles(ctx) })
 	goRun(func() { a.watchdog(ctx, a.notify, a.alive) })
 	for _, p := range a.ports {
 		goRun(func() { a.runner.Run(ctx, p) })
@@ -311,6 +320,10 @@ func (a *Station) Run(ctx context.Context) error {
 		scancel()
 	}
 	wg.Wait()
+	if since, _ := a.filesProblem(); !since.IsZero() {
+		// the copy at the path takes the last commits before the restart
+		a.checkFiles(time.Now(), faillog.New(a.log, "the database path could not be repaired", 0))
+	}
 	if n, err := a.outbox.Pending(); err != nil {
 		a.log.Error().Err(err).Msg("stopped; the outbox could not be read")
 	} else {
