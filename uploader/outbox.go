@@ -53,14 +53,28 @@ func NewOutbox(db *bbolt.DB, maxRecords int, log zerolog.Logger) (*Outbox, error
 	if maxRecords <= 0 {
 		return nil, fmt.Errorf("outbox: outbox_max_records must be set")
 	}
-	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed, bucketLedger, bucketPlateWait} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+	buckets := [][]byte{bucketOutbox, bucketProgIdx, bucketParked, bucketDelivered, bucketOutMeta, bucketClosed, bucketLedger, bucketPlateWait}
+	var err error
+	if db.IsReadOnly() {
+		// a reader (sessions, outbox list) of a database the daemon made
+		err = db.View(func(tx *bbolt.Tx) error {
+			for _, b := range buckets {
+				if tx.Bucket(b) == nil {
+					return fmt.Errorf("no %s bucket: the daemon has not run on this database yet", b)
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	} else {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			for _, b := range buckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}

@@ -53,7 +53,11 @@ func cmdOutbox(args []string, stdout io.Writer) error {
 	if order == "" {
 		order = fs.Arg(0)
 	}
-	cfg, err := config.Load(*path)
+	load := config.Load
+	if sub == "list" {
+		load = config.LoadToRead // a read-only card is still read
+	}
+	cfg, err := load(*path)
 	if err != nil {
 		return err
 	}
@@ -86,8 +90,15 @@ func cmdOutbox(args []string, stdout io.Writer) error {
 	return fmt.Errorf("outbox: unknown subcommand %q (want list or retry)", sub)
 }
 
-func withOutbox(cfg *config.Config, f func(*uploader.Outbox) error) (bool, error) {
-	db, err := station.OpenDB(cfg.DataDir, 300*time.Millisecond)
+// withOutbox opens the database (read-only when the command only reads: a
+// card the kernel turned read-only is still read) and runs f on its outbox.
+// It reports false when the database is held by the running daemon.
+func withOutbox(cfg *config.Config, readOnly bool, f func(*uploader.Outbox) error) (bool, error) {
+	open := station.OpenDB
+	if readOnly {
+		open = station.OpenDBReadOnly
+	}
+	db, err := open(cfg.DataDir, 300*time.Millisecond)
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return false, err
@@ -127,7 +138,7 @@ func daemonURL(cfg *config.Config, path string) (string, error) {
 
 func outboxList(cfg *config.Config, all bool) (station.OutboxListing, error) {
 	var l station.OutboxListing
-	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
+	done, err := withOutbox(cfg, true, func(box *uploader.Outbox) error {
 		var err error
 		l.Pending, l.Parked, l.Delivered, err = box.List(all)
 		return err
@@ -187,7 +198,7 @@ var linkNext = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
 
 func outboxRetry(cfg *config.Config, order string) (station.RequeueResult, error) {
 	var res station.RequeueResult
-	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
+	done, err := withOutbox(cfg, false, func(box *uploader.Outbox) error {
 		var err error
 		res.Requeued, res.Dropped, err = box.Requeue(order)
 		return err

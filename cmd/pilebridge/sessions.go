@@ -33,7 +33,7 @@ func cmdSessions(args []string, stdout io.Writer) error {
 	if *asCSV && *asJSON {
 		return fmt.Errorf("sessions: --csv or --json, not both")
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.LoadToRead(*path) // a read-only card is still read
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func parseDay(s string, loc *time.Location, end bool) (time.Time, error) {
 
 func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry, error) {
 	var out []uploader.LedgerEntry
-	done, err := withOutbox(cfg, func(box *uploader.Outbox) error {
+	done, err := withOutbox(cfg, true, func(box *uploader.Outbox) error {
 		var err error
 		out, err = box.Ledger(since, until)
 		return err

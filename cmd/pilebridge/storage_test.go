@@ -661,3 +661,29 @@ func TestREADMEMinimalConfigIsHealthy(t *testing.T) {
 	}
 	require.NoError(t, b.stop(syscall.SIGTERM))
 }
+
+// Issue 26, item 5: `sessions` and `outbox list` only read, and read a
+// card the kernel turned read-only (before: exit 78 or 1 on their write).
+func TestReadOnlyCardIsStillRead(t *testing.T) {
+	s := newStation(t, "listen: 127.0.0.1:0\n")
+	s.plat.Inject(simulator.PlatformFault{Kind: "502", Count: 1_000_000}) // the bill stays pending
+	data, b, _ := s.runOnLoop(16)
+	s.oneBill(60000)
+	s.waitFor("the bill queued", 10*time.Second, func() bool { return strings.Contains(s.log(), `"kind":"closed"`) })
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	order := orderNumbers(s.log())[0]
+	out, err := exec.Command("mount", "-o", "remount,ro", filepath.Dir(data)).CombinedOutput()
+	require.NoError(t, err, "remount read-only: %s", out)
+	t.Cleanup(func() { _ = exec.Command("mount", "-o", "remount,rw", filepath.Dir(data)).Run() })
+
+	list, errs, code := runCLI(t, "outbox", "list", "--config", s.config)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, list, order)
+	assert.Contains(t, list, "pending")
+	ledger, errs, code := runCLI(t, "sessions", "--config", s.config)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, ledger, order)
+	one, errs, code := runCLI(t, "sessions", "--order", order, "--config", s.config)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, one, "end − start")
+}

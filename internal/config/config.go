@@ -228,6 +228,10 @@ type Error struct {
 	File string
 	Key  string
 	Msg  string
+	// Unwritable: data_dir cannot be written. A command that only reads
+	// the store (LoadToRead) accepts that: a card the kernel turned
+	// read-only is still read.
+	Unwritable bool
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("config %s: %s: %s", e.File, e.Key, e.Msg) }
@@ -248,6 +252,26 @@ func Load(path string) (*Config, error) {
 	c, err := LoadAll(path)
 	if err != nil {
 		return nil, err
+	}
+	return c, nil
+}
+
+// LoadToRead is Load for a command that only reads the store (`sessions`,
+// `outbox list`): a data_dir it cannot write is no mistake to it.
+func LoadToRead(path string) (*Config, error) {
+	c, err := LoadAll(path)
+	var errs Errors
+	if err == nil || !errors.As(err, &errs) {
+		return c, err
+	}
+	var left Errors
+	for _, e := range errs {
+		if !e.Unwritable {
+			left = append(left, e)
+		}
+	}
+	if len(left) > 0 {
+		return nil, left
 	}
 	return c, nil
 }
@@ -609,6 +633,7 @@ func (c *Config) checkDataDir(ck *checker) {
 		ck.bad("data_dir", "%s is a file: want a directory", c.DataDir)
 	case unix.Access(c.DataDir, unix.W_OK) != nil:
 		ck.bad("data_dir", "%s is not writable by this user", c.DataDir)
+		ck.errs[len(ck.errs)-1].Unwritable = true
 	}
 }
 

@@ -92,7 +92,7 @@ func Open(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 	default:
 		// the walk must not race a running daemon's commits (it would see
 		// pages reused under an older meta page): it holds bbolt's lock
-		unlock, err := lockFor(p.DB(), opts.Timeout)
+		unlock, err := lockFor(p.DB(), opts.Timeout, unix.LOCK_EX)
 		if err != nil {
 			return nil, err
 		}
@@ -116,6 +116,38 @@ func Open(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 		}
 	}
 	return db, nil
+}
+
+// OpenReadOnly opens the database to read it only (`sessions`, `outbox
+// list`): nothing is created or written, so it works on a card the kernel
+// turned read-only. The file is checked as by Open; a running daemon holds
+// it, and then this times out (bbolt.ErrTimeout) after opts.Timeout.
+func OpenReadOnly(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
+	p := Paths{Dir: dir}
+	st, err := os.Stat(p.DB())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("database %s: none yet (the daemon creates it on its first start)", p.DB())
+	case err != nil:
+		return nil, fmt.Errorf("database %s: %w", p.DB(), err)
+	case st.Size() == 0:
+		return nil, &UnusableError{Path: p.DB(), Why: "is empty", Do: salvageHint}
+	}
+	unlock, err := lockFor(p.DB(), opts.Timeout, unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	res, err := boltwalk.Walk(p.DB())
+	unlock()
+	if err != nil {
+		return nil, &UnusableError{Path: p.DB(), Why: "is unreadable: " + err.Error(), Do: salvageHint}
+	}
+	if derr := res.Err(); derr != nil {
+		return nil, &UnusableError{Path: p.DB(), Why: "is damaged: " + derr.Error(), Do: salvageHint}
+	}
+	o := *opts
+	o.ReadOnly = true
+	return openBolt(p.DB(), &o)
 }
 
 // openBolt opens with bbolt, turning a panic on this goroutine into an error.
@@ -312,14 +344,14 @@ func LatestBackup(dir string) time.Time {
 // lockFor takes the exclusive lock bbolt takes on the file, waiting up to
 // wait for another process (a daemon still stopping) to let it go. The
 // error then wraps bbolt.ErrTimeout, as bbolt's own would.
-func lockFor(path string, wait time.Duration) (unlock func(), err error) {
+func lockFor(path string, wait time.Duration, how int) (unlock func(), err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		if err == nil {
 			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 		}

@@ -115,6 +115,14 @@ func OpenDB(dataDir string, wait time.Duration) (*bbolt.DB, error) {
 	return dbfile.Open(dataDir, opts)
 }
 
+// OpenDBReadOnly opens the daemon's database to read it only: nothing is
+// written, so it works on a read-only mount.
+func OpenDBReadOnly(dataDir string, wait time.Duration) (*bbolt.DB, error) {
+	opts := session.BoltOptions()
+	opts.Timeout = wait
+	return dbfile.OpenReadOnly(dataDir, opts)
+}
+
 // Options are what the station takes besides its config.
 type Options struct {
 	Version string // the bridge's, in logs, metrics and device/sync
