@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/bbolt"
 
 	"pilebridge/meter"
 	"pilebridge/simulator"
@@ -428,4 +429,26 @@ func TestReadUnitsWatchAndRaw(t *testing.T) {
 	assert.GreaterOrEqual(t, len(lines)-1, 4, "about one reading every 200 ms:\n%s", buf.String())
 	assert.Contains(t, lines[1], "charging")
 	assert.Contains(t, lines[1], "11.000")
+}
+
+// Issue 26, item 5: `pilebridge db backup` while the daemon runs asks the
+// daemon for the hot copy (before: refused, "in use"); the copy is whole.
+func TestDBBackupThroughTheRunningDaemon(t *testing.T) {
+	s := newStation(t, "listen: 127.0.0.1:0\n")
+	b := s.startBridge()
+	s.listenAddr()
+	out, errs, code := runCLI(t, "db", "backup", "--config", s.config)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "backup written by the running daemon:")
+	file := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "backup written by the running daemon:"))
+	require.NoError(t, b.stop(syscall.SIGTERM))
+	db, err := bbolt.Open(file, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket([]byte("outbox")) == nil {
+			return fmt.Errorf("the copy has no outbox")
+		}
+		return nil
+	}))
 }

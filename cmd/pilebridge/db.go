@@ -1,11 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"pilebridge/internal/config"
 	"pilebridge/internal/dbfile"
@@ -20,8 +25,38 @@ pilebridge db salvage --config FILE   read every page of a damaged database that
                                       damaged file aside; prints what was recovered and what was not
 pilebridge db reset --config FILE     start with an empty store on purpose (the old file is moved aside)
 pilebridge db backup --config FILE    copy the database to data_dir/backup now (the daemon does it
-                                      every backup_interval)
+                                      every backup_interval; while it runs, it writes the copy)
 Stop the daemon first for salvage and reset.`
+
+// daemonBackup asks the running daemon for a hot copy (POST /db/backup,
+// with the local API's token).
+func daemonBackup(cfg *config.Config) (station.BackupResult, error) {
+	var res station.BackupResult
+	u, err := daemonURL(cfg, "/db/backup")
+	if err != nil {
+		return res, err
+	}
+	tok, err := station.ReadToken(cfg)
+	if err != nil {
+		return res, fmt.Errorf("cannot read the local API's token: %w", err)
+	}
+	req, err := http.NewRequest(http.MethodPost, u, nil)
+	if err != nil {
+		return res, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	c := http.Client{Timeout: time.Minute}
+	resp, err := c.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("cannot be asked: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return res, fmt.Errorf("answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return res, json.NewDecoder(resp.Body).Decode(&res)
+}
 
 func cmdDB(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
@@ -75,6 +110,18 @@ func cmdDB(args []string, stdout io.Writer) error {
 		return nil
 	case "backup":
 		db, err := station.OpenDB(cfg.DataDir, 300*time.Millisecond)
+		if errors.Is(err, bbolt.ErrTimeout) {
+			// the daemon holds it: it writes the hot copy itself
+			res, err := daemonBackup(cfg)
+			if err != nil {
+				return fmt.Errorf("backup: the daemon holds the database and %w", err)
+			}
+			fmt.Fprintln(stdout, "backup written by the running daemon:", res.File)
+			if res.Warning != "" {
+				fmt.Fprintln(stdout, "warning:", res.Warning)
+			}
+			return nil
+		}
 		if err != nil {
 			return err
 		}

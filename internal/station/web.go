@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"pilebridge/internal/dbfile"
 	"pilebridge/uploader"
 )
 
@@ -103,6 +105,24 @@ func (a *Station) handler() http.Handler {
 		}
 		writeJSON(w, RequeueResult{Requeued: n, Dropped: dropped})
 	})
+	// a hot copy of the database while the daemon holds it (`pilebridge db
+	// backup`): written to data_dir/backup as the hourly ones are
+	mux.HandleFunc("POST /db/backup", func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r) {
+			http.Error(w, "a bearer token is needed (listen_token_file)", http.StatusUnauthorized)
+			return
+		}
+		name, err := dbfile.Backup(a.db, a.cfg.DataDir, time.Now())
+		if name == "" {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		res := BackupResult{File: name}
+		if err != nil {
+			res.Warning = err.Error()
+		}
+		writeJSON(w, res)
+	})
 	// a camera sends no token: the guard lets these through, and the hub
 	// takes a push only from the addresses configured for the camera
 	mux.HandleFunc("POST /plates/camera", a.plates.serveCamera)
@@ -118,6 +138,13 @@ func (a *Station) handler() http.Handler {
 type RequeueResult struct {
 	Requeued int `json:"requeued"`
 	Dropped  int `json:"dropped_obsolete"`
+}
+
+// BackupResult is POST /db/backup's answer: the copy the daemon wrote, and
+// what went wrong tidying the backup directory, if anything.
+type BackupResult struct {
+	File    string `json:"file"`
+	Warning string `json:"warning,omitempty"`
 }
 
 type OutboxListing struct {
