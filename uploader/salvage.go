@@ -254,13 +254,35 @@ func sortedKeys(m map[string][]byte) []string {
 // looseBills adds to ledger the bills found on leaf pages cut off from the
 // tree, for orders neither ledger nor delivered has; it returns their
 // orders and how many are not known as delivered (those are queued
-// again). A loose value
-// counts as a ledger entry only if it decodes as one of its own key's bill.
+// again). A loose value counts if it decodes as a ledger entry of its own
+// key's bill, or as a queue record of its own sequence key (looseCopy).
 // Of several copies of an order (bbolt leaves freed copies behind), the most
 // advanced wins: delivered, then parked, then pending, and one with a plate
 // before one without; resending a bill whose delivered copy was lost is
 // safe, the platform keeping one record per order. A copy older than every
 // bill the ledger still holds is left out: pruned long ago, not lost.
+// looseCopy reads a loose value as a copy of a bill: a ledger entry under
+// its own order, or a queue record (pending, parked or delivered) under its
+// own sequence key, seen as the ledger entry it stands for.
+func looseCopy(kv boltwalk.KV) (LedgerEntry, bool) {
+	var l LedgerEntry
+	if json.Unmarshal(kv.Value, &l) == nil && l.Record.Order != "" && l.Record.Order == string(kv.Key) {
+		return l, true
+	}
+	var e Entry
+	if json.Unmarshal(kv.Value, &e) != nil || e.Record.Order == "" || string(kv.Key) != string(seqKey(e.Seq)) {
+		return LedgerEntry{}, false
+	}
+	l = LedgerEntry{Record: e.Record, Status: LedgerPending, QueuedAt: e.EnqueuedAt, Attempts: e.Attempts, Reason: e.LastError}
+	switch {
+	case !e.DoneAt.IsZero() && e.LastError == "":
+		l.Status, l.DeliveredAt = LedgerDelivered, &e.DoneAt
+	case !e.DoneAt.IsZero():
+		l.Status = LedgerParked
+	}
+	return l, true
+}
+
 func looseBills(loose []boltwalk.KV, ledger map[string][]byte, delivered map[string]bool) (orders []string, open int) {
 	rank := map[string]int{LedgerPending: 1, LedgerParked: 2, LedgerDelivered: 3}
 	var oldest time.Time
@@ -272,12 +294,15 @@ func looseBills(loose []boltwalk.KV, ledger map[string][]byte, delivered map[str
 	}
 	best := map[string]LedgerEntry{}
 	for _, kv := range loose {
-		var l LedgerEntry
-		key := string(kv.Key)
-		if _, known := ledger[key]; known || delivered[key] || json.Unmarshal(kv.Value, &l) != nil {
+		l, ok := looseCopy(kv)
+		if !ok {
 			continue
 		}
-		if l.Record.Order != key || !l.Record.Terminal() || rank[l.Status] == 0 || l.QueuedAt.IsZero() ||
+		key := l.Record.Order
+		if _, known := ledger[key]; known || delivered[key] {
+			continue
+		}
+		if !l.Record.Terminal() || rank[l.Status] == 0 || l.QueuedAt.IsZero() ||
 			(!oldest.IsZero() && l.QueuedAt.Before(oldest)) {
 			continue
 		}
