@@ -81,6 +81,9 @@ const (
 	babbleRounds = 4
 )
 
+// errLinkLost: the connection or port closed under a working line.
+var errLinkLost = errors.New("the link closed under a working line")
+
 // errBabble: bytes kept coming where the line should have fallen silent.
 var errBabble = errors.New("the line does not fall silent: a device or gateway keeps sending")
 
@@ -183,7 +186,10 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 			if t.drops == nil {
 				t.drops = faillog.New(t.log, "connection lost under a working line: reopened and the exchange sent again", 0)
 			}
-			t.drops.Fail(time.Now(), lost, nil)
+			// one failure whatever the socket said (EOF, a reset, a broken
+			// pipe: they alternate on such a line, and each change of cause
+			// would be a line of its own)
+			t.drops.Fail(time.Now(), errLinkLost, func(e *zerolog.Event) { e.AnErr("cause", lost) })
 			return resp, err
 		}
 		lost = again
