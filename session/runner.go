@@ -62,12 +62,19 @@ type Port struct {
 // system, the attendant).
 type PlateBook interface {
 	// PlateFor is the best read for port that belongs to a session opened
-	// at opened: read within the book's window before it, or since.
+	// at opened: read within the book's window before it, or since, and
+	// not before an earlier session at the port ended or its car left.
 	PlateFor(port string, opened time.Time) (PlateRead, bool)
+	// Ended says the port's session opened at opened closed at at: what was
+	// read until then was its car's, or nobody's.
+	Ended(port string, opened, at time.Time)
+	// Left says the port went idle at at: the car unplugged.
+	Left(port string, at time.Time)
 }
 
 // portLoop is the runner's state for one port between polls.
 type portLoop struct {
+	opened    time.Time // the open session's opening at the last step (plates)
 	begun     bool
 	log       zerolog.Logger // the runner's, with the port
 	ref       time.Time      // wall and monotonic at the start, to measure a clock jump
@@ -163,6 +170,13 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	evs, changed := p.Machine.Step(reading, err, now)
 	l.pending = queue(l.pending, evs)
 	sess, order := p.Machine.Session(), ""
+	if p.Plates != nil && !l.opened.IsZero() && (sess == nil || !sess.OpenedAt.Equal(l.opened)) {
+		p.Plates.Ended(p.Key, l.opened, now)
+	}
+	l.opened = time.Time{}
+	if sess != nil {
+		l.opened = sess.OpenedAt
+	}
 	if sess != nil {
 		order = sess.Order
 		if p.Plates != nil {
@@ -183,6 +197,9 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 		}
 	}
 	if st := p.Machine.State(); st != l.lastState {
+		if p.Plates != nil && st == Idle && l.lastState != "" {
+			p.Plates.Left(p.Key, now)
+		}
 		ev := l.log.Info().Str("to", string(st))
 		if l.lastState != "" {
 			ev = ev.Str("from", string(l.lastState))

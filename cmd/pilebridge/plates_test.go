@@ -157,9 +157,9 @@ func TestAttendantPlateWinsOverCamera(t *testing.T) {
 }
 
 // With parking-fee reduction on, a bill that ends without a plate waits
-// for one (plates.final_wait, 2 min by default): the camera's read that
-// comes after the car unplugged goes on it, even across a kill -9 during
-// the wait. Without any plate it goes after the wait, and the ledger says
+// for one (plates.final_wait, 2 min by default): the parking system's read
+// at the exit, after the car unplugged, goes on it, even across a kill -9
+// during the wait; the bay camera's read of the next car does not. Without any plate it goes after the wait, and the ledger says
 // "no plate".
 func TestFinalBillWaitsForThePlate(t *testing.T) {
 	s := newStationWith(t, "ref-ac", platesConfig)
@@ -179,16 +179,27 @@ func TestFinalBillWaitsForThePlate(t *testing.T) {
 	}
 	time.Sleep(late)
 	assert.Empty(t, s.finals(), "still waiting after the restart")
-	code, _, err := simulator.Camera{Serial: "cam-bay1"}.Push(context.Background(), base+"/plates/camera", "川A12345", 90, time.Now())
+	// the car has unplugged: what the bay's camera reads now may be the
+	// next car, and does not go on the waiting bill
+	code, _, err := simulator.Camera{Serial: "cam-bay1"}.Push(context.Background(), base+"/plates/camera", "川A54321", 90, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
+	time.Sleep(time.Second)
+	assert.Empty(t, s.finals(), "a camera read after the unplug is not the waiting bill's")
+	// the parking system reads the car at the exit barrier and says so
+	req, _ := http.NewRequest(http.MethodPost, base+"/plates", strings.NewReader(`{"port":"E2E01/1","plate":"川A12345"}`))
+	req.Header.Set("Authorization", "Bearer "+s.token())
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	s.waitFor("the bill with its late plate", 10*time.Second, func() bool { return len(s.finals()) == 1 })
 	f := s.finals()[0]
 	assert.Equal(t, "川A12345", f.Plate)
 	assert.Equal(t, delta, f.Quantity)
 	out, err := exec.Command(bridgeBin, "sessions", "--csv", "--config", s.config).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	assert.Contains(t, string(out), "川A12345,camera,")
+	assert.Contains(t, string(out), "川A12345,api,")
 }
 
 func TestBillWithoutPlateGoesAfterTheWait(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,13 +21,23 @@ import (
 	"pilebridge/uploader"
 )
 
-// maxReadsPerPort bounds what a chatty camera can make the board hold.
+// maxReadsPerPort bounds what a chatty camera can make the board hold: the
+// distinct plates kept per bay.
 const maxReadsPerPort = 32
 
 // plateHub keeps the plates read at each port's bay for the window: the
-// runner asks it for a session's plate (session.PlateBook). It is in
-// memory: a read joins a session within seconds, and the session stores
-// its plate at once.
+// runner asks it for a session's plate (session.PlateBook) and tells it when
+// a session ends and when the car leaves. It is in memory: a read joins a
+// session within seconds, and the session stores its plate at once.
+//
+// The joining rules (docs/plates.md): a read goes only to the session of
+// the car that was at the bay when it was made. Reads made before a session
+// ended, or before the car that had it unplugged, go to that session or to
+// nobody: they never reach a later one. A camera pushing the same plate
+// again and again is one read with a count; the session takes the best
+// source, then the plate read most often, then the latest. A plate that
+// belonged to an ended session is not taken for the next one while the
+// window lasts.
 type plateHub struct {
 	window  time.Duration
 	cameras []config.Camera
@@ -38,13 +49,43 @@ type plateHub struct {
 	attach func(port, plate, source string, now time.Time) (string, error)
 
 	mu     sync.Mutex
-	reads  map[string][]heldRead // port -> reads, oldest first
-	counts map[[2]string]uint64  // {source, result} -> reads
+	bays   map[string]*bay
+	counts map[[2]string]uint64 // {source, result} -> reads
+}
+
+// bay is what the hub knows of one port's bay.
+type bay struct {
+	reads []heldRead // distinct plates by source, oldest first
+	// cutoff: reads made before it belong to an ended session (or its car
+	// that has since left): never to a later one
+	cutoff time.Time
+	ended  bool                  // a session ended and its car has not left yet
+	gone   map[string]*gonePlate // plates read of ended sessions' cars
+}
+
+// gonePlate is a plate read of a car whose session ended. Its own plate
+// (the one its session took) is not taken for a later session; the others
+// are misreads of it (or of cars passing by), which a later car's own
+// plate, read again and again, outnumbers: they are kept for the record,
+// not held against a later car (whose plate, in a fleet, may well be one
+// of them).
+type gonePlate struct {
+	n     int
+	own   bool
+	since time.Time
+}
+
+// heldRead is a plate read at a bay: its latest read, how often it was read,
+// and the session it went to (by its opening), if any.
+type heldRead struct {
+	session.PlateRead
+	n       int
+	claimed time.Time
 }
 
 func newPlateHub(cfg *config.Config, log zerolog.Logger, attach func(port, plate, source string, now time.Time) (string, error)) *plateHub {
 	return &plateHub{window: cfg.Plates.Window, cameras: cfg.Plates.Cameras, ports: cfg.PortKeys(),
-		log: log, now: time.Now, attach: attach, reads: map[string][]heldRead{}, counts: map[[2]string]uint64{}}
+		log: log, now: time.Now, attach: attach, bays: map[string]*bay{}, counts: map[[2]string]uint64{}}
 }
 
 func (h *plateHub) count(source session.PlateSource, result string) {
@@ -64,24 +105,43 @@ func (h *plateHub) Counts() map[[2]string]uint64 {
 	return out
 }
 
-// heldRead is a read and the session it went to (by its opening), if any:
-// a read that went to one session never goes to a later one.
-type heldRead struct {
-	session.PlateRead
-	claimed time.Time
+func (h *plateHub) bay(port string) *bay {
+	b := h.bays[port]
+	if b == nil {
+		b = &bay{gone: map[string]*gonePlate{}}
+		h.bays[port] = b
+	}
+	return b
 }
 
-// put keeps r for port, forgetting reads older than the window, and gives
-// it to the port's bill that waits for a plate, if one does.
+// put keeps r for port and gives it to the port's bill that waits for a
+// plate, if one does: a camera's read only while the car of that bill is
+// still at the bay (before the unplug), any other source's at once.
 func (h *plateHub) put(port string, r session.PlateRead) {
-	h.keep(port, r)
-	if h.attach == nil {
+	h.mu.Lock()
+	b := h.bay(port)
+	h.forget(b, r.At)
+	attachable := r.Source != session.PlateFromCamera || b.ended
+	if r.Source == session.PlateFromCamera && (b.ended || b.isGone(r.Plate)) {
+		// the car of the session that ended is still there (its reads end
+		// at the unplug), or drives off
+		b.setAside(r.Plate, 1, false, r.At)
+		h.counts[[2]string{string(r.Source), "previous_car"}]++
+	} else {
+		b.keep(r)
+		h.counts[[2]string{string(r.Source), "taken"}]++
+	}
+	h.mu.Unlock()
+	if h.attach == nil || !attachable {
 		return
 	}
 	order, err := h.attach(port, r.Plate, string(r.Source), h.now())
 	switch {
 	case err == nil:
-		h.claim(port, r, time.Unix(0, 1)) // the bill's: not a later session's
+		h.mu.Lock()
+		b.setAside(r.Plate, 1, true, r.At) // the ended session's: not a later one's
+		b.drop(r.Plate)
+		h.mu.Unlock()
 		h.log.Info().Str("port", port).Str("order", order).Str("plate", pii.Plate(r.Plate)).Str("source", string(r.Source)).
 			Msg("plate joined the bill that waited for it")
 	case !errors.Is(err, uploader.ErrNoBillWaiting):
@@ -89,57 +149,137 @@ func (h *plateHub) put(port string, r session.PlateRead) {
 	}
 }
 
-func (h *plateHub) keep(port string, r session.PlateRead) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	cut := h.now().Add(-h.window)
-	keep := h.reads[port][:0]
-	for _, old := range h.reads[port] {
+// forget drops what the window has passed.
+func (h *plateHub) forget(b *bay, now time.Time) {
+	cut := now.Add(-h.window)
+	keep := b.reads[:0]
+	for _, old := range b.reads {
 		if !old.At.Before(cut) {
 			keep = append(keep, old)
 		}
 	}
-	keep = append(keep, heldRead{PlateRead: r})
-	if len(keep) > maxReadsPerPort {
-		keep = keep[len(keep)-maxReadsPerPort:]
+	b.reads = keep
+	for p, g := range b.gone {
+		if g.since.Before(cut) {
+			delete(b.gone, p)
+		}
 	}
-	h.reads[port] = keep
-	h.counts[[2]string{string(r.Source), "taken"}]++
 }
 
-// PlateFor implements session.PlateBook: the best read for port since
-// the window before opened (the strongest source, then the latest), not
-// counting reads that went to another session.
+// setAside notes n reads of plate as an ended session's car's.
+func (b *bay) setAside(plate string, n int, own bool, at time.Time) {
+	g := b.gone[plate]
+	if g == nil {
+		g = &gonePlate{since: at}
+		b.gone[plate] = g
+	}
+	g.n += n
+	g.own = g.own || own
+	if at.After(g.since) {
+		g.since = at
+	}
+}
+
+// keep adds r to the bay's reads: a plate already held from the same source
+// is read once more.
+func (b *bay) keep(r session.PlateRead) {
+	for i := range b.reads {
+		if b.reads[i].Plate == r.Plate && b.reads[i].Source == r.Source {
+			b.reads[i].n++
+			if r.At.After(b.reads[i].At) {
+				b.reads[i].At, b.reads[i].Confidence = r.At, r.Confidence
+			}
+			return
+		}
+	}
+	b.reads = append(b.reads, heldRead{PlateRead: r, n: 1})
+	if len(b.reads) > maxReadsPerPort {
+		b.reads = b.reads[len(b.reads)-maxReadsPerPort:]
+	}
+}
+
+func (b *bay) drop(plate string) {
+	b.reads = slices.DeleteFunc(b.reads, func(r heldRead) bool { return r.Plate == plate })
+}
+
+// isGone says p is the plate of an ended session's car. A misread of it
+// as it drives off is read once or twice: the plate the next car is read
+// most often as wins over it (PlateFor).
+func (b *bay) isGone(p string) bool {
+	g := b.gone[p]
+	return g != nil && g.own
+}
+
+// PlateFor implements session.PlateBook: for the session opened at
+// opened, the best read made since the window before it and since the last
+// session at the bay ended (or its car left), that no other session took:
+// the strongest source, then the plate read most often, then the latest.
 func (h *plateHub) PlateFor(port string, opened time.Time) (session.PlateRead, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	b := h.bay(port)
 	since := opened.Add(-h.window)
+	if b.cutoff.After(since) {
+		since = b.cutoff
+	}
 	best := -1
-	reads := h.reads[port]
-	for i, r := range reads {
+	for i, r := range b.reads {
 		if r.At.Before(since) || (!r.claimed.IsZero() && !r.claimed.Equal(opened)) {
 			continue
 		}
-		if best < 0 || r.Better(reads[best].Plate, reads[best].Source, reads[best].At) {
+		if r.Source == session.PlateFromCamera && b.isGone(r.Plate) {
+			continue
+		}
+		if best < 0 || better(r, b.reads[best]) {
 			best = i
 		}
 	}
 	if best < 0 {
 		return session.PlateRead{}, false
 	}
-	reads[best].claimed = opened
-	return reads[best].PlateRead, true
+	b.reads[best].claimed = opened
+	return b.reads[best].PlateRead, true
 }
 
-// claim marks the read r of port as gone to the session opened at opened.
-func (h *plateHub) claim(port string, r session.PlateRead, opened time.Time) {
+// better: r over cur by source, then by how often it was read, then by
+// when.
+func better(r, cur heldRead) bool {
+	if r.Source != cur.Source {
+		return r.PlateRead.Better(cur.Plate, cur.Source, cur.At) // by source rank alone when they differ
+	}
+	if r.n != cur.n {
+		return r.n > cur.n
+	}
+	return r.At.After(cur.At)
+}
+
+// Ended implements session.PlateBook: the session opened at opened ended at
+// at. Every read made until then was its car's or nobody's: the plates are
+// set aside, and until the car leaves, what the cameras read is its car.
+func (h *plateHub) Ended(port string, opened, at time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for i := range h.reads[port] {
-		if h.reads[port][i].PlateRead == r {
-			h.reads[port][i].claimed = opened
+	b := h.bay(port)
+	for _, r := range b.reads {
+		if !r.At.After(at) && r.Source == session.PlateFromCamera && (r.claimed.IsZero() || r.claimed.Equal(opened)) {
+			b.setAside(r.Plate, r.n, r.claimed.Equal(opened), at)
 		}
 	}
+	b.reads = slices.DeleteFunc(b.reads, func(r heldRead) bool { return !r.At.After(at) })
+	b.cutoff, b.ended = at, true
+}
+
+// Left implements session.PlateBook: the port went idle at at (the car
+// unplugged): reads made before are no later session's.
+func (h *plateHub) Left(port string, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.bay(port)
+	b.reads = slices.DeleteFunc(b.reads, func(r heldRead) bool { return !r.At.After(at) })
+	if at.After(b.cutoff) {
+		b.cutoff = at
+	}
+	b.ended = false
 }
 
 // serveCamera is POST /plates/camera[/SECRET]: a camera's AlarmInfoPlate
