@@ -33,7 +33,7 @@ func cmdPlate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	u, err := daemonURL(cfg, "/plates")
+	u, err := daemonURL(cfg, "/plates/attendant")
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func cmdPlate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(station.PlateInput{Port: pos[0], Plate: pos[1], Source: "attendant"})
+	body, _ := json.Marshal(station.PlateInput{Port: pos[0], Plate: pos[1]})
 	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err

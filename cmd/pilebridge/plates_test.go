@@ -137,6 +137,11 @@ func TestAttendantPlateWinsOverCamera(t *testing.T) {
 		code, body = post(`{"port":"E2E01/1","plate":"川B5432","source":"attendant"}`, token)
 		assert.Equal(t, http.StatusBadRequest, code)
 		assert.Contains(t, body, "6 characters")
+		// a parking system's extra fields are ignored, and a body claiming
+		// the attendant's rank gets the API's: the endpoint decides
+		code, body = post(`{"port":"E2E01/1","plate":"川B77777","source":"attendant","lane":"east","extra":{"x":1}}`, token)
+		assert.Equal(t, http.StatusOK, code, body)
+		assert.Contains(t, body, `"source": "api"`)
 		code, body = post(`{"port":"E2E01/9","plate":"川B54321"}`, token)
 		assert.Equal(t, http.StatusBadRequest, code)
 		assert.Contains(t, body, "no such port")

@@ -348,51 +348,46 @@ func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
 	answer(http.StatusOK, true)
 }
 
-// PlateInput is POST /plates: a plate for a port from a parking system, a
-// script or the attendant.
+// PlateInput is POST /plates: a plate for a port from a parking system or
+// a script (source api), or POST /plates/attendant: the attendant's entry
+// (`pilebridge plate`). The source is what the endpoint says, never the
+// body: a field "source" is read and ignored, as is any field a parking
+// system adds.
 type PlateInput struct {
 	Port       string    `json:"port"`
 	Plate      string    `json:"plate"`
-	Time       time.Time `json:"time,omitempty"`   // when it was read; default now
-	Source     string    `json:"source,omitempty"` // api (default) or attendant
+	Time       time.Time `json:"time,omitempty"` // when it was read; default now
+	Source     string    `json:"source,omitempty"`
 	Confidence int       `json:"confidence,omitempty"`
 }
 
-// servePlate is POST /plates (with the local API's token).
-func (h *plateHub) servePlate(w http.ResponseWriter, r *http.Request) {
-	var in PlateInput
-	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		http.Error(w, fmt.Sprintf("want JSON {port, plate, time, source, confidence}: %v", err), http.StatusBadRequest)
-		return
+// servePlate serves POST /plates (src api) and /plates/attendant, with the
+// local API's token (the guard checks it).
+func (h *plateHub) servePlate(src session.PlateSource) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in PlateInput
+		if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&in); err != nil {
+			http.Error(w, fmt.Sprintf("want JSON {port, plate, time, confidence}: %v", err), http.StatusBadRequest)
+			return
+		}
+		if !h.ports[in.Port] {
+			http.Error(w, fmt.Sprintf("port %q: no such port (want device_no/port_no)", in.Port), http.StatusBadRequest)
+			return
+		}
+		p, err := plate.Normalize(in.Plate)
+		if err != nil {
+			h.count(src, "invalid")
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		at := in.Time
+		if now := h.now(); at.IsZero() || at.After(now) {
+			at = now
+		}
+		h.put(in.Port, session.PlateRead{Plate: p, Source: src, At: at, Confidence: in.Confidence})
+		h.log.Info().Str("port", in.Port).Str("plate", pii.Plate(p)).Str("source", string(src)).Msg("plate read")
+		writeJSON(w, map[string]string{"port": in.Port, "plate": p, "source": string(src)})
 	}
-	src := session.PlateSource(strings.ToLower(in.Source))
-	switch src {
-	case "":
-		src = session.PlateFromAPI
-	case session.PlateFromAPI, session.PlateFromAttendant:
-	default:
-		http.Error(w, fmt.Sprintf("source %q: want api or attendant", in.Source), http.StatusBadRequest)
-		return
-	}
-	if !h.ports[in.Port] {
-		http.Error(w, fmt.Sprintf("port %q: no such port (want device_no/port_no)", in.Port), http.StatusBadRequest)
-		return
-	}
-	p, err := plate.Normalize(in.Plate)
-	if err != nil {
-		h.count(src, "invalid")
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	at := in.Time
-	if now := h.now(); at.IsZero() || at.After(now) {
-		at = now
-	}
-	h.put(in.Port, session.PlateRead{Plate: p, Source: src, At: at, Confidence: in.Confidence})
-	h.log.Info().Str("port", in.Port).Str("plate", pii.Plate(p)).Str("source", string(src)).Msg("plate read")
-	writeJSON(w, map[string]string{"port": in.Port, "plate": p, "source": string(src)})
 }
 
 // serveForm is POST /plates/form: the attendant's entry from the status

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"pilebridge/internal/dbfile"
+	"pilebridge/session"
 	"pilebridge/uploader"
 )
 
@@ -127,7 +128,8 @@ func (a *Station) handler() http.Handler {
 	// takes a push only from the addresses configured for the camera
 	mux.HandleFunc("POST /plates/camera", a.plates.serveCamera)
 	mux.HandleFunc("POST /plates/camera/{secret}", a.plates.serveCamera)
-	mux.HandleFunc("POST /plates", a.plates.servePlate)
+	mux.HandleFunc("POST /plates", a.plates.servePlate(session.PlateFromAPI))
+	mux.HandleFunc("POST /plates/attendant", a.plates.servePlate(session.PlateFromAttendant))
 	mux.HandleFunc("POST /plates/form", a.plates.serveForm)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{a: a}, a.status.intervals, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
