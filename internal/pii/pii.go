@@ -20,9 +20,19 @@ func keep(s string, head, tail int) string {
 	return string(r[:head]) + strings.Repeat("*", len(r)-head-tail) + string(r[len(r)-tail:])
 }
 
+// maxPlate bounds a masked plate: a plate has at most 8 characters, and a
+// camera's garbage as long as its push must not become a line as long.
+const maxPlate = 10
+
 // Plate keeps the province, the city letter and the first character, and
-// the last: 川A660N11 → 川A6****1.
-func Plate(s string) string { return keep(s, 3, 1) }
+// the last: 川A660N11 → 川A6****1. Anything past maxPlate characters is
+// cut first.
+func Plate(s string) string {
+	if r := []rune(s); len(r) > maxPlate {
+		s = string(r[:maxPlate])
+	}
+	return keep(s, 3, 1)
+}
 
 // Mobile keeps the operator prefix and the last four digits: 13800138000 →
 // 138****8000.

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/internal/config"
+	"pilebridge/internal/faillog"
 	"pilebridge/internal/pii"
 	"pilebridge/internal/plate"
 	"pilebridge/session"
@@ -48,9 +49,41 @@ type plateHub struct {
 	// outbox's AttachPlate), returning its order
 	attach func(port, plate, source string, now time.Time) (string, error)
 
-	mu     sync.Mutex
-	bays   map[string]*bay
-	counts map[[2]string]uint64 // {source, result} -> reads
+	mu      sync.Mutex
+	bays    map[string]*bay
+	counts  map[[2]string]uint64        // {source, result} -> reads
+	refused map[string]*faillog.Failure // by the pushing address: a line a minute at most each
+}
+
+// maxRefusedAddrs bounds the addresses whose refused pushes are logged
+// apart; the rest share one line.
+const maxRefusedAddrs = 64
+
+// logRefused says a push from addr was refused, at most once a minute per
+// address (with the count since), every field bounded.
+func (h *plateHub) logRefused(addr, what string, err error, fields func(*zerolog.Event)) {
+	h.mu.Lock()
+	f := h.refused[addr]
+	if f == nil {
+		if len(h.refused) >= maxRefusedAddrs {
+			addr = "(other addresses)"
+			f = h.refused[addr]
+		}
+		if f == nil {
+			f = faillog.New(h.log.With().Str("from", addr).Logger(), what, 0)
+			h.refused[addr] = f
+		}
+	}
+	h.mu.Unlock()
+	f.Fail(h.now(), err, fields)
+}
+
+// bounded cuts s to n characters for a log line.
+func bounded(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
 }
 
 // bay is what the hub knows of one port's bay.
@@ -85,7 +118,8 @@ type heldRead struct {
 
 func newPlateHub(cfg *config.Config, log zerolog.Logger, attach func(port, plate, source string, now time.Time) (string, error)) *plateHub {
 	return &plateHub{window: cfg.Plates.Window, cameras: cfg.Plates.Cameras, ports: cfg.PortKeys(),
-		log: log, now: time.Now, attach: attach, bays: map[string]*bay{}, counts: map[[2]string]uint64{}}
+		log: log, now: time.Now, attach: attach, bays: map[string]*bay{}, counts: map[[2]string]uint64{},
+		refused: map[string]*faillog.Failure{}}
 }
 
 func (h *plateHub) count(source session.PlateSource, result string) {
@@ -301,7 +335,7 @@ func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
 	read, err := plate.ParseCameraPush(body)
 	if read.Serial == "" {
 		h.count(session.PlateFromCamera, "malformed")
-		h.log.Warn().Err(err).Str("from", host).Msg("camera push refused")
+		h.logRefused(host, "camera push refused: not an AlarmInfoPlate push", errors.New(bounded(fmt.Sprint(err), 120)), nil)
 		answer(http.StatusBadRequest, false)
 		return
 	}
@@ -320,8 +354,9 @@ func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(ports) == 0 {
 		h.count(session.PlateFromCamera, "refused")
-		h.log.Warn().Str("serial", read.Serial).Str("from", host).Bool("serial_configured", known).
-			Msg("camera push refused: not from an address (and secret) configured for this camera")
+		h.logRefused(host, "camera push refused", errors.New("not from an address (and secret) configured for this camera"), func(e *zerolog.Event) {
+			e.Str("serial", bounded(read.Serial, 64)).Bool("serial_configured", known)
+		})
 		answer(http.StatusForbidden, false)
 		return
 	}
@@ -335,7 +370,9 @@ func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
 		if i := strings.Index(why, "\": "); i >= 0 {
 			why = why[i+3:]
 		}
-		h.log.Warn().Str("serial", read.Serial).Str("licence", pii.Plate(read.Raw)).Str("why", why).Msg("camera read not taken")
+		h.logRefused(host, "camera read not taken", errors.New(bounded(why, 120)), func(e *zerolog.Event) {
+			e.Str("serial", bounded(read.Serial, 64)).Str("licence", pii.Plate(read.Raw))
+		})
 		answer(http.StatusOK, true) // the push itself was right: the camera must not send it again
 		return
 	}
@@ -343,7 +380,7 @@ func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
 	for _, p := range ports {
 		h.put(p, session.PlateRead{Plate: read.Plate, Source: session.PlateFromCamera, At: at, Confidence: read.Confidence})
 	}
-	h.log.Info().Str("serial", read.Serial).Str("plate", pii.Plate(read.Plate)).Int("confidence", read.Confidence).
+	h.log.Debug().Str("serial", bounded(read.Serial, 64)).Str("plate", pii.Plate(read.Plate)).Int("confidence", read.Confidence).
 		Strs("ports", ports).Msg("plate read")
 	answer(http.StatusOK, true)
 }

@@ -1,12 +1,17 @@
 package station
 
 import (
+	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"pilebridge/internal/config"
 	"pilebridge/session"
@@ -69,4 +74,30 @@ func TestPlateHubJoinRules(t *testing.T) {
 		h.put("P1/1", cam(fmt.Sprintf("川A%05d", i), now))
 	}
 	assert.LessOrEqual(t, len(h.bays["P1/1"].reads), maxReadsPerPort, "a chatty camera is bounded")
+}
+
+// Issue 27, item 5: refused pushes are sized for an SD card: 1000 pushes of
+// 64 KiB from an address no camera is configured at, each naming a 64 KiB
+// serial number, add a few lines to the log (one a minute at most per
+// address, every field bounded), not 62 MiB.
+func TestRefusedPushesAreSizedForTheCard(t *testing.T) {
+	now := time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
+	var log bytes.Buffer
+	cfg := &config.Config{Plates: config.Plates{Window: 10 * time.Minute, Cameras: []config.Camera{{Serial: "cam-bay1", From: []string{"192.0.2.10"}, Ports: []string{"P1/1"}}}},
+		Piles: []config.Pile{{DeviceNo: "P1", Ports: []config.Port{{PortNo: "1"}}}}}
+	h := newPlateHub(cfg, zerolog.New(&log), nil)
+	h.now = func() time.Time { return now }
+	serial := strings.Repeat("S", 64<<10-200)
+	body := fmt.Sprintf(`{"AlarmInfoPlate":{"serialno":%q,"result":{"PlateResult":{"license":"%s"}}}}`, serial, strings.Repeat("川", 10))
+	for i := 0; i < 1000; i++ {
+		req := httptest.NewRequest(http.MethodPost, "/plates/camera", strings.NewReader(body))
+		req.RemoteAddr = "192.0.2.99:5000"
+		w := httptest.NewRecorder()
+		h.serveCamera(w, req)
+		require.Equal(t, http.StatusForbidden, w.Code)
+		now = now.Add(100 * time.Millisecond)
+	}
+	t.Logf("1000 refused pushes of %d KiB over %s: %d bytes of log, %d lines", len(body)>>10, 100*time.Second, log.Len(), strings.Count(log.String(), "\n"))
+	assert.Less(t, log.Len(), 100<<10)
+	assert.Equal(t, uint64(1000), h.Counts()[[2]string{"camera", "refused"}], "every one counted")
 }
