@@ -6,6 +6,10 @@ PKGS      := ./...
 RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./internal/station/... ./cmd/...
 LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED ?= 0
+# The toolchain every build and test uses: the patched release go.mod names
+# (machines here run with GOTOOLCHAIN=local, which would ignore it); the go
+# command fetches it from the module proxy once.
+export GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 
 .PHONY: all build test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board
 

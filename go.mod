@@ -1,8 +1,8 @@
 module pilebridge
 
-go 1.25.0
+go 1.26.0
 
-toolchain go1.26.8
+toolchain go1.26.10
 
 require (
 	github.com/coreos/go-systemd/v22 v22.7.0

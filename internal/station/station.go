@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -47,6 +49,7 @@ type Station struct {
 	clock    session.Clock
 	pages    map[string]*template.Template // the status page, by language
 
+	conns   *capListener  // the local server's listener (listener.go); nil without listen
 	guard   *dbfile.Guard // the database path against the open file (files.go)
 	filesMu sync.Mutex
 	files   dbfile.Problem
@@ -300,9 +303,12 @@ func (a *Station) Run(ctx context.Context) error {
 			wg.Wait()
 			return err
 		}
-		srv = &http.Server{Handler: newGuard(a.cfg, token, a.handler()), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: newGuard(a.cfg, token, a.handler()), ReadHeaderTimeout: readHeaderTimeout,
+			ReadTimeout: readTimeout, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+			ErrorLog: stdlog.New(io.Discard, "", 0)} // a flood's broken requests are not the log's business
+		a.conns = newCapListener(ln, maxConnsPerAddr, maxConns)
 		goRun(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(a.conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error().Err(err).Msg("status server")
 			}
 		})

@@ -113,6 +113,9 @@ func (a *Station) handler() http.Handler {
 			http.Error(w, "a bearer token is needed (listen_token_file)", http.StatusUnauthorized)
 			return
 		}
+		// a large database on an SD card takes longer than the server's
+		// write timeout
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(15 * time.Minute))
 		name, err := dbfile.Backup(a.db, a.cfg.DataDir, time.Now())
 		if name == "" {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
