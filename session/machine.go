@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"pilebridge/internal/pii"
 	"pilebridge/meter"
 )
 
@@ -376,7 +377,7 @@ func (m *Machine) supersede(r meter.Reading) []Event {
 		m.leaveUnattributed(Unattributed{MWh: mwh, FromMWh: s.Energy.LastMWh, FromAt: s.Energy.LastAt, ToMWh: r.EnergyMWh, ToAt: r.Time,
 			Sessions: sessions, Why: "the session ended and another began while the line was away"})
 	}
-	m.log.Warn().Str("order", s.Order).Str("vin", r.VIN).Int64("session_count", r.SessionCount).Bool("live_reading_is_old", liveIsOld).
+	m.log.Warn().Str("order", s.Order).Str("vin", pii.VIN(r.VIN)).Int64("session_count", r.SessionCount).Bool("live_reading_is_old", liveIsOld).
 		Msg("the pile began a new session: closing this one")
 	evs := m.end(ReasonSuperseded, "", s.Energy.ChangedAt)
 	m.closedSet = false

@@ -153,6 +153,9 @@ func writeLedgerCSV(w io.Writer, entries []uploader.LedgerEntry) error {
 		if ev := r.Evidence; ev != nil {
 			row[len(row)-2], row[len(row)-1] = units.KWhOfMWh(ev.StartMWh), units.KWhOfMWh(ev.EndMWh)
 		}
+		for i := range row {
+			row[i] = csvText(row[i])
+		}
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -237,4 +240,19 @@ func printEvidence(w io.Writer, e uploader.LedgerEntry, loc *time.Location) {
 	}
 	fmt.Fprintf(w, "  fees          electricity %s yuan + service %s yuan = %s yuan (each rounded once to the fen)\n",
 		units.Yuan(r.EnergyFen), units.Yuan(r.ServiceFen), units.Yuan(r.EnergyFen+r.ServiceFen))
+}
+
+// csvText keeps a cell text in a spreadsheet: what the platform or a pile
+// sent (a seqno, a stop reason, a VIN) could start with = + - @ or a tab or
+// CR, which Excel and WPS take as a formula. A quote before it makes it
+// text; a number of ours never starts so except a negative one, which is
+// left alone.
+func csvText(cell string) string {
+	if cell == "" || strings.IndexByte("=+-@\t\r", cell[0]) < 0 {
+		return cell
+	}
+	if _, err := strconv.ParseFloat(cell, 64); err == nil && cell[0] == '-' {
+		return cell
+	}
+	return "'" + cell
 }

@@ -102,8 +102,9 @@ func authorized(r *http.Request) bool {
 }
 
 func (g *guard) hasToken(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(g.token)) == 1
+	// the scheme is case-insensitive (RFC 9110 §11.1)
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(g.token)) == 1
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
