@@ -631,9 +631,20 @@ func (c *Config) checkDataDir(ck *checker) {
 		ck.bad("data_dir", "%s: %v", c.DataDir, err)
 	case !st.IsDir():
 		ck.bad("data_dir", "%s is a file: want a directory", c.DataDir)
+	case st.Mode().Perm()&0o022 != 0:
+		// whoever can write there can put another database, or a link, in
+		// the daemon's place
+		ck.bad("data_dir", "%s is writable by its group or others (mode %04o): chmod 0750 it (the package's unit makes it so)", c.DataDir, st.Mode().Perm())
 	case unix.Access(c.DataDir, unix.W_OK) != nil:
 		ck.bad("data_dir", "%s is not writable by this user", c.DataDir)
 		ck.errs[len(ck.errs)-1].Unwritable = true
+	}
+	tok := c.ListenTokenFile
+	if tok == "" {
+		tok = filepath.Join(c.DataDir, "listen_token")
+	}
+	if st, err := os.Stat(tok); err == nil && st.Mode().Perm()&0o004 != 0 {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("listen_token_file %s can be read by others (mode %04o): whoever reads it can change plates and requeue bills; chmod 0600 it", tok, st.Mode().Perm()))
 	}
 }
 

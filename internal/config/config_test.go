@@ -304,3 +304,21 @@ func TestNoTariffIsAWarning(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, c.Warnings)
 }
+
+// Issue 28, item 4: a data_dir others (or the group) can write is refused;
+// a token file others can read is warned about.
+func TestDataDirAndTokenModes(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	require.NoError(t, os.Mkdir(data, 0o750))
+	cfg := "station_uuid: 49f0cc52-e8c7-41e3-b54d-af666b8cc11a\ndata_dir: " + data + "\n"
+	require.NoError(t, os.Chmod(data, 0o777))
+	_, err := ParseAll([]byte(cfg), "t.yaml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "writable by its group or others")
+	require.NoError(t, os.Chmod(data, 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "listen_token"), []byte("0123456789abcdef0123\n"), 0o644))
+	c, _ := ParseAll([]byte(cfg), "t.yaml")
+	require.NotNil(t, c)
+	assert.Contains(t, strings.Join(c.Warnings, "\n"), "can be read by others")
+}

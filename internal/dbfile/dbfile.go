@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pilebridge/internal/boltwalk"
+	"pilebridge/internal/safefile"
 )
 
 // Names inside data_dir.
@@ -202,7 +203,7 @@ func create(p Paths, opts *bbolt.Options) error {
 }
 
 func writeMarker(p Paths) error {
-	if err := os.WriteFile(p.Marker(), []byte("This data directory holds pilebridge's database; see `pilebridge db --help`.\n"), 0o600); err != nil {
+	if err := safefile.Write(p.Marker(), []byte("This data directory holds pilebridge's database; see `pilebridge db --help`.\n"), 0o600); err != nil {
 		return fmt.Errorf("data_dir marker %s: %w", p.Marker(), err)
 	}
 	return syncDir(p.Dir)

@@ -23,6 +23,7 @@ import (
 	"pilebridge/internal/config"
 	"pilebridge/internal/dbfile"
 	"pilebridge/internal/faillog"
+	"pilebridge/internal/safefile"
 	"pilebridge/meter"
 	"pilebridge/session"
 	"pilebridge/uploader"
@@ -315,7 +316,7 @@ func (a *Station) Run(ctx context.Context) error {
 		// the address bound (a configured port 0 picks a free one), for the
 		// CLI and for tests that must not race for a port
 		addrFile := ListenAddrFile(a.cfg)
-		if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+		if err := safefile.Write(addrFile, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
 			a.log.Warn().Err(err).Str("file", addrFile).Msg("the listen address could not be written down")
 		}
 		defer os.Remove(addrFile)
