@@ -3,6 +3,7 @@ package uploader_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -223,4 +224,15 @@ func TestPagesCoverEverythingOnce(t *testing.T) {
 	for s, n := range seqs {
 		assert.Equal(t, 1, n, "seq %d", s)
 	}
+	// a page after the end is empty, however far past it
+	for _, after := range []uint64{1 << 40, math.MaxUint64} {
+		p, parked, d, next, err := box.ListPage(true, after, 7)
+		require.NoError(t, err)
+		assert.Empty(t, append(append(p, parked...), d...), "after %d", after)
+		assert.Zero(t, next)
+	}
+	page, next, err := box.LedgerPage(time.Time{}, time.Time{}, "~~~~", 7)
+	require.NoError(t, err)
+	assert.Empty(t, page)
+	assert.Empty(t, next)
 }

@@ -261,6 +261,9 @@ func (o *Outbox) ListPage(all bool, after uint64, limit int) (pending, parked, d
 	err = o.db.View(func(tx *bbolt.Tx) error {
 		read := func(name []byte, out *[]Entry) error {
 			*out = []Entry{}
+			if after == math.MaxUint64 {
+				return nil // past every sequence number (after+1 would wrap to the first)
+			}
 			c := tx.Bucket(name).Cursor()
 			for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
 				if len(*out) == limit {
