@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -126,7 +129,21 @@ func (t *transport) failed(now time.Time, err error) {
 	t.openErr = err
 	t.openBackof = min(max(2*t.openBackof, minReopen), maxReopen)
 	t.nextOpen = now.Add(t.openBackof)
-	t.down.Fail(now, err, func(e *zerolog.Event) { e.Int64("backoff_ms", t.openBackof.Milliseconds()) })
+	t.down.Fail(now, kindOf(err), func(e *zerolog.Event) {
+		e.AnErr("cause", err).Int64("backoff_ms", t.openBackof.Milliseconds())
+	})
+}
+
+// kindOf is what the line-down log judges a change of failure by: a link
+// closed under it says EOF, reset or broken pipe by turns, which are one
+// failure; any other error is its own.
+func kindOf(err error) error {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNABORTED):
+		return errLinkLost
+	}
+	return err
 }
 
 // ok notes a good exchange. Once the line has carried exchanges for

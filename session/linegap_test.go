@@ -232,3 +232,45 @@ func TestScenarioFlappingLine(t *testing.T) {
 		})
 	}
 }
+
+// Found by `make soak-line` (30 min, seed 1796346057712128778): a session
+// the bridge saw starting, then the line away while it charged and ended
+// and two more began and ended. Its counter moved by three: the energy is
+// several sessions', not the first one's (before: all 1764 Wh billed to a
+// session of 444).
+func TestScenarioStartingThenAwayForSeveralSessions(t *testing.T) {
+	r := newRig(t, "ref-ac", meter.Ratios{}, pileCfg(), nil)
+	r.run(5 * time.Second)
+	r.set(meter.StatusPlugged, 0)
+	r.run(2 * time.Second)
+	r.dev.count++
+	r.set(meter.StatusStarting, 0)
+	r.run(2 * time.Second) // the bridge opens the session at starting
+	from := r.dev.truthMWh()
+	r.dev.silent = true
+	r.set(meter.StatusCharging, 7000)
+	r.run(40 * time.Second)
+	r.set(meter.StatusFinished, 0)
+	r.run(3 * time.Second)
+	r.set(meter.StatusIdle, 0)
+	r.run(3 * time.Second)
+	a := cycle(r, r.run, "LSVCH2B40NN000002", 7000, 30*time.Second, 3*time.Second)
+	b := cycle(r, r.run, "LSVCH2B40NN000003", 7000, 30*time.Second, 3*time.Second)
+	r.dev.silent = false
+	r.run(10 * time.Second)
+	next := cycle(r, r.run, "LSVCH2B40NN000004", 7000, time.Minute, 10*time.Second)
+
+	fin, _ := r.records()
+	var finals []uploader.Record
+	for _, f := range fin {
+		if f.Kind == uploader.KindFinal {
+			finals = append(finals, f)
+		}
+	}
+	require.Len(t, finals, 1, "only the session seen charging is billed: %+v", fin)
+	assert.Equal(t, regWh(next.to, next.from), finals[0].QuantityWh)
+	shows := stepShows(1000)
+	gap := shows(b.to) - shows(from)
+	assert.Equal(t, gap, r.port.Machine.UnattributedMWh(), "the three sessions' energy, unattributed")
+	_ = a
+}

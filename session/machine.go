@@ -49,6 +49,8 @@ type Machine struct {
 	started time.Time // the first step: the restart, for offline detection
 
 	recovering    bool      // a stored session awaits its first reading after a restart
+	pollFailed    bool      // a poll failed since the last good reading
+	gapBefore     bool      // the reading being stepped follows failed polls (or a restart)
 	clockOK       bool      // the wall clock is believed
 	startingSince time.Time // the start timeout runs from here
 	lastStatus    meter.Status
@@ -124,6 +126,7 @@ func (m *Machine) Restore(s *Session) {
 		s.Periods = map[string]*Billed{}
 	}
 	m.sess, m.state, m.recovering, m.startingSince = s, s.State, true, s.OpenedAt
+	m.pollFailed = true // the bridge was down: nothing was seen meanwhile
 }
 
 // State is the port's present state.
@@ -144,9 +147,11 @@ func (m *Machine) Step(r meter.Reading, err error, now time.Time) (evs []Event, 
 	}
 	if err != nil || !r.HasEnergy {
 		m.quiet.missed = m.quiet.set
+		m.pollFailed = true
 		return m.stepOffline(now)
 	}
 	m.lastOK = now
+	m.gapBefore, m.pollFailed = m.pollFailed, false
 	if m.recovering {
 		m.recovering = false
 		evs, changed = m.recover(r, now)
@@ -338,12 +343,15 @@ func (m *Machine) charging(end time.Time) []Event {
 }
 
 // newSession says the reading proves that the pile began another session:
-// its session counter moved, or another car's VIN is shown. A counter that
-// moves before the session delivered anything is the same attempt.
+// its session counter moved, or another car's VIN is shown. A counter one
+// ahead, read right after the reading that opened a session that has
+// delivered nothing yet, is the same attempt (a pile may update the counter
+// a moment after its status); after polls that failed, or a restart, it is
+// not: the attempt may have charged, ended and been followed meanwhile.
 func (m *Machine) newSession(r meter.Reading) bool {
 	s := m.sess
 	if s.HasCount && r.HasSessionCount && r.SessionCount != s.Count {
-		if !s.Charged && s.Energy.CountedMWh == 0 {
+		if !s.Charged && s.Energy.CountedMWh == 0 && !m.gapBefore && r.SessionCount == (s.Count+1)&0xFFFFFFFF {
 			s.Count = r.SessionCount
 			return false
 		}
