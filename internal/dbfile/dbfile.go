@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -394,7 +393,7 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil && !strings.Contains(err.Error(), "invalid argument") {
+	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) { // a filesystem that cannot sync a directory
 		return err
 	}
 	return nil

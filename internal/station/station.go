@@ -220,7 +220,10 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 	}
 	for _, p := range cfg.Piles {
 		for _, pt := range p.Ports {
-			prof, _ := reg.Get(pt.Profile)
+			prof, err := reg.Get(pt.Profile)
+			if err != nil { // Load checked it; a registry changed since is no reason to dereference nil
+				return fail(fmt.Errorf("port %s: %w", config.PortKey(p.DeviceNo, pt.PortNo), err))
+			}
 			ratios := meter.Ratios{PT: pt.PT, CT: pt.CT}
 			key := config.PortKey(p.DeviceNo, pt.PortNo)
 			sink.Ports[key] = uploader.Port{DeviceNo: p.DeviceNo, DeviceType: p.DeviceType, PortNo: pt.PortNo, EnergyCode: p.EnergyCode}
