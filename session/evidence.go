@@ -36,7 +36,7 @@ type Evidence struct {
 	Periods    []PeriodEvidence `json:"periods,omitempty"`
 	// StartSeenAt: the session began while the line was away, after StartAt
 	// (the pile's last quiet reading) and before this.
-	StartSeenAt time.Time `json:"start_seen_at,omitempty"`
+	StartSeenAt time.Time `json:"start_seen_at,omitzero"`
 	// Unattributed: energy the meter counted before this session, while the
 	// line was away, that no rule could give to a session (not in this bill).
 	Unattributed []Unattributed `json:"unattributed,omitempty"`

@@ -110,7 +110,9 @@ func (m *Machine) countedSince(mwh, res int64, at time.Time, r meter.Reading) (i
 // shows (or showed): one began since, by the counter, or no counter and no
 // poll missed.
 func (m *Machine) gapBelongs(v gapVerdict) bool {
-	return v.ok && v.mwh > 0 && (v.sessions == 1 || v.sessions < 0 && !m.quiet.missed)
+	// a counter that did not move tells nothing (a pile that bumps it late,
+	// or never): as without one
+	return v.ok && v.mwh > 0 && (v.sessions == 1 || v.sessions <= 0 && !m.quiet.missed)
 }
 
 // quietBase is the quiet reading as a baseline for the session r shows.
@@ -141,7 +143,7 @@ func (m *Machine) openAfterGap(r meter.Reading, now time.Time, st PortState) (bo
 	switch {
 	case m.gapBelongs(v):
 		base = m.quietBase(r)
-	case v.ok && v.mwh > 0:
+	case v.ok && v.mwh > 0 && (v.sessions != 0 || m.quiet.missed):
 		m.leaveUnattributed(Unattributed{MWh: v.mwh, FromMWh: m.quiet.mwh, FromAt: m.quiet.at, ToMWh: r.EnergyMWh, ToAt: r.Time,
 			Sessions: max(v.sessions, 0), Why: gapWhy(v)})
 	}
@@ -190,8 +192,11 @@ func (m *Machine) wholeSessionInGap(r meter.Reading, now time.Time) []Event {
 }
 
 func gapWhy(v gapVerdict) string {
-	if v.sessions < 0 {
+	switch {
+	case v.sessions < 0:
 		return "the pile reports no session counter and polls were missed"
+	case v.sessions == 0:
+		return "the session counter did not move and polls were missed"
 	}
 	return "the session counter advanced by more than one"
 }

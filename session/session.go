@@ -56,7 +56,7 @@ type Session struct {
 	// StartSeenAt: the session began while the line was away, after
 	// StartTime (the pile's last quiet reading, its baseline) and before
 	// this, the first reading that showed it (linegap.go).
-	StartSeenAt time.Time `json:"start_seen_at,omitempty"`
+	StartSeenAt time.Time `json:"start_seen_at,omitzero"`
 	// Unattributed is energy counted before this session that no rule could
 	// give to one: carried to the bill's evidence.
 	Unattributed []Unattributed `json:"unattributed,omitempty"`

@@ -113,7 +113,11 @@ func TestFloodOfSlowConnections(t *testing.T) {
 	held.Wait()
 	t.Logf("%d connections from %d addresses in %s (%d of them cut short by the daemon): daemon RSS peak %d KiB",
 		total, sources, time.Since(began).Round(time.Second), refusedAtOnce.Load(), peak)
-	assert.Less(t, peak, 64<<10, "RSS under 64 MB")
+	if raceBuild {
+		t.Logf("a race-detector build of the daemon: its shadow memory makes RSS no measure; the bound is checked in the plain build")
+	} else {
+		assert.Less(t, peak, 64<<10, "RSS under 64 MB")
+	}
 
 	s.set(meter.StatusFinished, 0, 1)
 	delta := s.meterWh() - start
