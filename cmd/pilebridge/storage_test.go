@@ -223,11 +223,13 @@ func TestDiskFullMidSession(t *testing.T) {
 	full, mark := time.Now(), len(s.log())
 	fillDisk(t, filler)
 	b = s.startBridge()
-	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log()[mark:], `"to":"idle"`) })
+	s.waitFor("the first poll and the local API", 10*time.Second, func() bool {
+		return strings.Contains(s.log()[mark:], `"to":"idle"`) && strings.Contains(s.log()[mark:], "status and metrics served")
+	})
 	// listen.addr cannot be written on a full disk (a warning says so); the
 	// log line has the address
 	m := regexp.MustCompile(`"listen":"([^"]+)"[^\n]*"status and metrics served"`).FindStringSubmatch(s.log()[mark:])
-	require.NotNil(t, m, "the listen address logged")
+	require.NotNil(t, m, "the listen address logged:\n%s", tail(s.log()[mark:], 30))
 	listen = m[1]
 	assert.Contains(t, s.log()[mark:], "no space left on device", "the full disk is noticed")
 	start := s.meterWh()
