@@ -25,7 +25,7 @@ const (
 type PlatformFault struct {
 	Path  string // only requests to this path ("" = any)
 	Match string // only requests whose body contains this ("" = any)
-	Kind  string // "1500", "500", "502", "slow", "garbage", "401", "302", "307"
+	Kind  string // "1500", "500", "502", "slow", "garbage", "401", "quote" (a 400 quoting the record's VIN, plate, mobile), "302", "307"
 	Count int
 	Delay time.Duration // for slow
 	// Location is where a 302 or 307 points: a hostile or misconfigured
@@ -190,6 +190,17 @@ func (p *Platform) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		case "401":
 			p.write(w, http.StatusOK, reply{Code: "401", Message: "签名错误 (injected)"})
+			return
+		case "quote":
+			// a platform that quotes the record it refuses: its VIN, plate
+			// and mobile come back in the message
+			var rec struct {
+				VIN    string `json:"vin"`
+				Plate  string `json:"plate"`
+				Mobile string `json:"mobile"`
+			}
+			_ = json.Unmarshal(body, &rec)
+			p.write(w, http.StatusOK, reply{Code: "400", Message: fmt.Sprintf("bad record plate=%s vin=%s mobile=%s (injected)", rec.Plate, rec.VIN, rec.Mobile)})
 			return
 		case "302", "307":
 			status := http.StatusFound

@@ -3,6 +3,7 @@
 package uploader
 
 import (
+	"strings"
 	"time"
 
 	"pilebridge/internal/pii"
@@ -63,3 +64,39 @@ func (r Record) Masked() Record {
 
 // Terminal says the record ends its order: never dropped or coalesced.
 func (r Record) Terminal() bool { return r.Kind != KindProgress }
+
+// Scrub masks, in text from outside (the platform's message quoting the
+// record, an answer's snippet), the record's own VIN, plate and mobile, so
+// that what is stored and shown of a failure holds no more than the masks
+// (internal/pii).
+func (r Record) Scrub(text string) string {
+	for _, v := range []struct{ full, masked string }{
+		{r.VIN, pii.VIN(r.VIN)}, {r.Plate, pii.Plate(r.Plate)}, {r.Mobile, pii.Mobile(r.Mobile)},
+	} {
+		if len([]rune(v.full)) >= 4 {
+			text = strings.ReplaceAll(text, v.full, v.masked)
+		}
+	}
+	return text
+}
+
+// scrubbed is an error whose text had personal data masked; the error
+// itself is kept for errors.Is and errors.As (the outcome of a send).
+type scrubbed struct {
+	err  error
+	text string
+}
+
+func (e *scrubbed) Error() string { return e.text }
+func (e *scrubbed) Unwrap() error { return e.err }
+
+// scrubErr is err with r's personal data masked in its text.
+func scrubErr(err error, r Record) error {
+	if err == nil {
+		return nil
+	}
+	if t := r.Scrub(err.Error()); t != err.Error() {
+		return &scrubbed{err: err, text: t}
+	}
+	return err
+}

@@ -218,6 +218,7 @@ func (s *Sender) sendAll(ctx context.Context, batch []Entry) ([]error, []Respons
 					return
 				}
 				answers[i], results[i] = s.out.SendRecord(ctx, batch[i].Record)
+				results[i] = scrubErr(results[i], batch[i].Record)
 			}
 		}()
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"pilebridge/meter"
+	"pilebridge/simulator"
 )
 
 type httpAnswer struct {
@@ -128,4 +132,34 @@ func ctxCharging(t *testing.T, s *testStation) {
 			}
 		}
 	}()
+}
+
+// Issue 28, item 2: the platform refuses a bill and quotes its VIN, plate
+// and mobile in its message. Without the token none of them shows in
+// /status, /outbox or the page, and the log never has them in full.
+func TestPlatformQuotingTheRecordIsMasked(t *testing.T) {
+	s := newStation(t, "listen: 127.0.0.1:0\nplates:\n  vins: {LDC12345678901234: 川AQQK15}\n")
+	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Kind: "quote", Count: 1_000_000})
+	s.startBridge()
+	base := "http://" + s.listenAddr()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.charging(ctx)
+	s.startSession(60000)
+	time.Sleep(1500 * time.Millisecond)
+	s.set(meter.StatusFinished, 0, 1)
+	s.waitFor("the bill parked with the platform's message", 15*time.Second, func() bool {
+		return strings.Contains(get(t, base+"/status", "").body, "bad record plate=")
+	})
+	secrets := []string{"LDC12345678901234", "川AQQK15"}
+	for _, page := range []string{"/status", "/outbox?all=1", "/"} {
+		body := get(t, base+page, "").body
+		for _, sec := range secrets {
+			assert.NotContains(t, body, sec, "%s without the token", page)
+		}
+	}
+	for _, sec := range secrets {
+		assert.NotContains(t, s.log(), sec, "the log")
+	}
+	assert.Contains(t, get(t, base+"/status", "").body, "bad record plate=川AQ", "the message is kept, masked")
 }
