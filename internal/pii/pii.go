@@ -24,20 +24,21 @@ func keep(s string, head, tail int) string {
 // camera's garbage as long as its push must not become a line as long.
 const maxPlate = 10
 
-// Plate keeps the province, the city letter and the first character, and
-// the last: 川A660N11 → 川A6****1. Anything past maxPlate characters is
-// cut first.
+// Plate keeps the province and the city letter only: 川A660N11 → 川A******
+// (where the car is registered, not which car it is). Anything past
+// maxPlate characters is cut first.
 func Plate(s string) string {
 	if r := []rune(s); len(r) > maxPlate {
 		s = string(r[:maxPlate])
 	}
-	return keep(s, 3, 1)
+	return keep(s, 2, 0)
 }
 
 // Mobile keeps the operator prefix and the last four digits: 13800138000 →
 // 138****8000.
 func Mobile(s string) string { return keep(s, 3, 4) }
 
-// VIN keeps the last six characters (the serial number), enough to tell two
-// of a fleet's cars apart: LSTOP103212132001 → ***********132001.
-func VIN(s string) string { return keep(s, 0, 6) }
+// VIN keeps the world manufacturer identifier only (the first three
+// characters): LSTOP103212132001 → LST**************. The serial number at
+// its end would follow one car from visit to visit.
+func VIN(s string) string { return keep(s, 3, 0) }

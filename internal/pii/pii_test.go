@@ -8,10 +8,10 @@ import (
 )
 
 func TestMasks(t *testing.T) {
-	assert.Equal(t, "川A6****1", Plate("川A660N11"))
-	assert.Equal(t, "川AD*****1", Plate("川AD123451"), "a new-energy plate")
+	assert.Equal(t, "川A******", Plate("川A660N11"))
+	assert.Equal(t, "川A*******", Plate("川AD123451"), "a new-energy plate")
 	assert.Equal(t, "138****8000", Mobile("13800138000"))
-	assert.Equal(t, "***********132001", VIN("LSTOP103212132001"))
+	assert.Equal(t, "LST**************", VIN("LSTOP103212132001"), "the maker, not the car")
 	assert.Equal(t, "", Plate(""))
 	assert.Equal(t, "***", Mobile("123"), "too short to hide anything: starred whole")
 	for _, s := range []string{"川A660N11", "13800138000", "LSTOP103212132001"} {
