@@ -11,7 +11,7 @@ export CGO_ENABLED ?= 0
 # command fetches it from the module proxy once.
 export GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 
-.PHONY: all build test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board
+.PHONY: all build vulncheck test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board
 
 all: lint test build
 
@@ -126,10 +126,25 @@ bench:
 bench-scale: build
 	./dist/pilesim scale --bridge ./dist/pilebridge $(SCALEFLAGS)
 
-lint:
+lint: vulncheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	@.ci/tracked-binaries
+
+# Known vulnerabilities reachable from the code, with the toolchain above:
+# govulncheck against the Go vulnerability database, built from the newest
+# golang.org/x/vulndb module (the module proxy serves it; vuln.go.dev is
+# not reachable from here). A reachable finding fails the build.
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
+TOOLS       := $(HOME)/.cache/pilebridge-tools
+VULNDB      := $(HOME)/.cache/pilebridge-vulndb
+vulncheck:
+	@mkdir -p $(TOOLS)
+	@GOBIN=$(TOOLS) $(GO) install $(GOVULNCHECK)
+	@dir=$$($(GO) mod download -json golang.org/x/vulndb@latest | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+		[ -n "$$dir" ] || { echo "vulncheck: golang.org/x/vulndb could not be downloaded"; exit 1; }; \
+		rm -rf $(VULNDB) && python3 .ci/vulndb.py "$$dir" $(VULNDB)
+	$(TOOLS)/govulncheck -db file://$(VULNDB) ./...
 
 clean:
 	rm -rf dist
