@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -65,6 +66,11 @@ func Open(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 	p := Paths{Dir: dir}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if st, err := os.Lstat(p.DB()); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		// the database is the daemon's own file: a link could point it at
+		// any file its user (root, even) may write
+		return nil, &UnusableError{Path: p.DB(), Why: "is a symbolic link, not the daemon's own file", Do: "Remove the link; if it pointed to the real database, move that file to " + p.DB() + "."}
 	}
 	st, err := os.Stat(p.DB())
 	used := exists(p.Marker())
@@ -264,7 +270,8 @@ func Backup(db *bbolt.DB, dir string, now time.Time) (string, error) {
 	}
 	name := filepath.Join(bdir, "pilebridge-"+now.UTC().Format("20060102T150405.000Z")+".db")
 	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	_ = os.Remove(tmp) // a stale one, or a link planted at its name: never followed
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}

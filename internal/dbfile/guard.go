@@ -104,7 +104,8 @@ func (g *Guard) refresh(force bool) error {
 		}
 	}
 	tmp := g.p.DB() + ".restore"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, g.own.mode)
+	_ = os.Remove(tmp) // a stale one, or a link planted at its name: never followed
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, g.own.mode)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", g.p.DB(), err)
 	}

@@ -2,6 +2,7 @@ package dbfile
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -91,4 +92,45 @@ func TestOpenRefusesAnEmptiedDirectoryWithBackups(t *testing.T) {
 	db, err = Open(dir, opts())
 	require.NoError(t, err, "a reset starts empty on purpose")
 	require.NoError(t, db.Close())
+}
+
+// Issue 28, item 4: a link planted at the database's name is refused; one
+// planted at a backup's or a restore's temporary name is replaced, and
+// what it points to is untouched.
+func TestLinksInDataDirAreNeverFollowed(t *testing.T) {
+	dir := t.TempDir()
+	p := Paths{Dir: dir}
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("not the daemon's"), 0o600))
+
+	require.NoError(t, os.Symlink(victim, p.DB()))
+	_, err := Open(dir, opts())
+	var ue *UnusableError
+	require.ErrorAs(t, err, &ue)
+	assert.Contains(t, err.Error(), "symbolic link")
+	require.NoError(t, os.Remove(p.DB()))
+
+	db, err := Open(dir, opts())
+	require.NoError(t, err)
+	defer db.Close()
+	put(t, db, 3)
+	now := time.Date(2026, 12, 4, 2, 0, 0, 0, time.UTC)
+	require.NoError(t, os.MkdirAll(p.Backups(), 0o750))
+	tmp := filepath.Join(p.Backups(), "pilebridge-"+now.UTC().Format("20060102T150405.000Z")+".db.tmp")
+	require.NoError(t, os.Symlink(victim, tmp))
+	_, err = Backup(db, dir, now)
+	require.NoError(t, err)
+
+	g, err := NewGuard(db, dir)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(p.DB()))
+	require.NoError(t, os.Symlink(victim, p.DB()+".restore"))
+	_, err = g.Check(now)
+	require.NoError(t, err)
+	got, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "not the daemon's", string(got), "the links' target untouched")
+	st, err := os.Lstat(p.DB())
+	require.NoError(t, err)
+	assert.True(t, st.Mode().IsRegular())
 }
