@@ -332,7 +332,7 @@ func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	from := net.ParseIP(host)
-	read, err := plate.ParseCameraPush(body)
+	read, err := plate.ParseCameraPush(body, r.Header.Get("Content-Type"))
 	if read.Serial == "" {
 		h.count(session.PlateFromCamera, "malformed")
 		h.logRefused(host, "camera push refused: not an AlarmInfoPlate push", errors.New(bounded(fmt.Sprint(err), 120)), nil)
@@ -373,7 +373,9 @@ func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
 		h.logRefused(host, "camera read not taken", errors.New(bounded(why, 120)), func(e *zerolog.Event) {
 			e.Str("serial", bounded(read.Serial, 64)).Str("licence", pii.Plate(read.Raw))
 		})
-		answer(http.StatusOK, true) // the push itself was right: the camera must not send it again
+		// "no": the camera's own log shows the read was not used (a camera
+		// that retries sends it a few times more, each refused and counted)
+		answer(http.StatusOK, false)
 		return
 	}
 	at := h.now() // the board's clock: cameras' clocks drift
