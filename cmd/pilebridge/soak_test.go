@@ -342,7 +342,12 @@ func (s *soak) run(d time.Duration) soakResult {
 }
 
 // settle waits until no port has an open order and the outbox is empty.
-func (s *soak) settle() {
+func (s *soak) settle() { settleStation(s.t, s.listen, s.dir) }
+
+// settleStation waits until the daemon listening at listen has no port
+// with an open order and an empty outbox; it fails the test after 60 s
+// with the tail of the log in dir.
+func settleStation(t *testing.T, listen, dir string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		time.Sleep(500 * time.Millisecond)
@@ -354,7 +359,7 @@ func (s *soak) settle() {
 				Pending int64 `json:"pending"`
 			} `json:"outbox"`
 		}
-		if getJSON("http://"+s.listen+"/status", &st) != nil || st.Outbox.Pending > 0 {
+		if getJSON("http://"+listen+"/status", &st) != nil || st.Outbox.Pending > 0 {
 			continue
 		}
 		open := false
@@ -365,8 +370,8 @@ func (s *soak) settle() {
 			return
 		}
 	}
-	log, _ := os.ReadFile(filepath.Join(s.dir, "bridge.log"))
-	s.t.Fatalf("the bridge did not settle in 60 s\n%s", tail(string(log), 40))
+	log, _ := os.ReadFile(filepath.Join(dir, "bridge.log"))
+	t.Fatalf("the bridge did not settle in 60 s\n%s", tail(string(log), 40))
 }
 
 func getJSON(url string, v any) error {

@@ -339,32 +339,7 @@ func (s *lineSoak) run(d, spell time.Duration) lineResult {
 }
 
 // settle waits until no port has an open order and the outbox is empty.
-func (s *lineSoak) settle() {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(500 * time.Millisecond)
-		var st struct {
-			Ports []struct {
-				Order string `json:"order"`
-			} `json:"ports"`
-			Outbox struct {
-				Pending int64 `json:"pending"`
-			} `json:"outbox"`
-		}
-		if getJSON("http://"+s.listen+"/status", &st) != nil || st.Outbox.Pending > 0 {
-			continue
-		}
-		open := false
-		for _, p := range st.Ports {
-			open = open || p.Order != ""
-		}
-		if !open {
-			return
-		}
-	}
-	log, _ := os.ReadFile(filepath.Join(s.st.dir, "bridge.log"))
-	s.t.Fatalf("the bridge did not settle in 60 s\n%s", tail(string(log), 40))
-}
+func (s *lineSoak) settle() { settleStation(s.t, s.listen, s.st.dir) }
 
 var unattributedRe = regexp.MustCompile(`(?m)^pilebridge_unattributed_wh_total\{port="([^"]+)"\} (\S+)$`)
 

@@ -96,19 +96,8 @@ func Open(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 			return nil, err
 		}
 	default:
-		// the walk must not race a running daemon's commits (it would see
-		// pages reused under an older meta page): it holds bbolt's lock
-		unlock, err := lockFor(p.DB(), opts.Timeout, unix.LOCK_EX)
-		if err != nil {
+		if err := checkWalk(p, opts.Timeout, unix.LOCK_EX); err != nil {
 			return nil, err
-		}
-		res, err := boltwalk.Walk(p.DB())
-		unlock()
-		if err != nil {
-			return nil, &UnusableError{Path: p.DB(), Why: "is unreadable: " + err.Error(), Do: salvageHint}
-		}
-		if derr := res.Err(); derr != nil {
-			return nil, &UnusableError{Path: p.DB(), Why: "is damaged: " + derr.Error(), Do: salvageHint}
 		}
 	}
 	db, err := openBolt(p.DB(), opts)
@@ -139,21 +128,32 @@ func OpenReadOnly(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 	case st.Size() == 0:
 		return nil, &UnusableError{Path: p.DB(), Why: "is empty", Do: salvageHint}
 	}
-	unlock, err := lockFor(p.DB(), opts.Timeout, unix.LOCK_SH)
-	if err != nil {
+	if err := checkWalk(p, opts.Timeout, unix.LOCK_SH); err != nil {
 		return nil, err
-	}
-	res, err := boltwalk.Walk(p.DB())
-	unlock()
-	if err != nil {
-		return nil, &UnusableError{Path: p.DB(), Why: "is unreadable: " + err.Error(), Do: salvageHint}
-	}
-	if derr := res.Err(); derr != nil {
-		return nil, &UnusableError{Path: p.DB(), Why: "is damaged: " + derr.Error(), Do: salvageHint}
 	}
 	o := *opts
 	o.ReadOnly = true
 	return openBolt(p.DB(), &o)
+}
+
+// checkWalk walks the database file page by page before bbolt opens it.
+// The walk must not race a running daemon's commits (it would see pages
+// reused under an older meta page): it holds bbolt's lock, exclusive to
+// open for writing, shared to read.
+func checkWalk(p Paths, wait time.Duration, how int) error {
+	unlock, err := lockFor(p.DB(), wait, how)
+	if err != nil {
+		return err
+	}
+	res, err := boltwalk.Walk(p.DB())
+	unlock()
+	if err != nil {
+		return &UnusableError{Path: p.DB(), Why: "is unreadable: " + err.Error(), Do: salvageHint}
+	}
+	if derr := res.Err(); derr != nil {
+		return &UnusableError{Path: p.DB(), Why: "is damaged: " + derr.Error(), Do: salvageHint}
+	}
+	return nil
 }
 
 // openBolt opens with bbolt, turning a panic on this goroutine into an error.
