@@ -151,9 +151,12 @@ func (m *Machine) openAfterGap(r meter.Reading, now time.Time, st PortState) (bo
 		return false, err
 	}
 	if base.Time != r.Time {
-		m.sess.StartSeenAt = r.Time
-		m.log.Info().Str("order", m.sess.Order).Int64("from_mwh", base.EnergyMWh).Time("quiet_at", base.Time).Int64("gap_mwh", v.mwh).
-			Msg("session began while the line was away: billed from the pile's last quiet reading (its counter moved by one)")
+		if m.gapBefore {
+			// the start is a bound: after the quiet reading, before this one
+			m.sess.StartSeenAt = r.Time
+			m.log.Info().Str("order", m.sess.Order).Int64("from_mwh", base.EnergyMWh).Time("quiet_at", base.Time).Int64("gap_mwh", v.mwh).
+				Msg("session began while the line was away: billed from the pile's last quiet reading")
+		}
 		m.accept(r)
 	}
 	return true, nil
