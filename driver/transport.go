@@ -198,6 +198,9 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 		resp, err = t.send(req)
 		again := t.lost
 		t.lost = nil
+		if again == nil && t.link == nil {
+			return resp, err // the reopen itself failed: ensureOpen has said so (backoff, line-down log)
+		}
 		if again == nil {
 			t.reopened.Add(1)
 			if t.drops == nil {
