@@ -3,6 +3,8 @@ package station
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -23,7 +25,12 @@ import (
 // own car's plate or none, never another car's (before: several did).
 func TestCarParkEveryBillItsOwnCar(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("PILEBRIDGE_CARPARK_SEED"); v != "" {
+		var err error
+		seed, err = strconv.ParseUint(v, 10, 64)
+		require.NoError(t, err, "PILEBRIDGE_CARPARK_SEED")
+	}
+	t.Logf("seed %d (PILEBRIDGE_CARPARK_SEED repeats it)", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	t0 := time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
 	now := t0

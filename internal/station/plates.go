@@ -104,16 +104,24 @@ type bay struct {
 // of them).
 type gonePlate struct {
 	n     int
-	own   bool
+	own   bool // the ended session's plate when it ended
+	took  bool // its plate for a while (a first read, later outnumbered)
 	since time.Time
 }
+
+// tookFor is how long a plate an ended session had for a while, but not at
+// its end, is held against later sessions: the car drives off within it,
+// and a later car whose plate that early read happened to be is not barred
+// for the whole window.
+const tookFor = 2 * time.Minute
 
 // heldRead is a plate read at a bay: its latest read, how often it was read,
 // and the session it went to (by its opening), if any.
 type heldRead struct {
 	session.PlateRead
 	n       int
-	claimed time.Time
+	claimed time.Time // the session (by its opening) whose best read it is now
+	took    time.Time // a session it was the best read of at some time
 }
 
 func newPlateHub(cfg *config.Config, log zerolog.Logger, attach func(port, plate, source string, now time.Time) (string, error)) *plateHub {
@@ -236,12 +244,25 @@ func (b *bay) drop(plate string) {
 	b.reads = slices.DeleteFunc(b.reads, func(r heldRead) bool { return r.Plate == plate })
 }
 
-// isGone says p is the plate of an ended session's car. A misread of it
-// as it drives off is read once or twice: the plate the next car is read
-// most often as wins over it (PlateFor).
+// isGone says p is the plate an ended session ended with: not taken for a
+// later session while the window lasts. A misread of it as the car drives
+// off is read once or twice: the plate the next car is read most often as
+// wins over it (PlateFor).
 func (b *bay) isGone(p string) bool {
 	g := b.gone[p]
 	return g != nil && g.own
+}
+
+// minTookReads: a plate an ended session had for a while (before a better
+// read or source replaced it) is taken for a later session within tookFor
+// only when read this often since: the departing car is read once or twice
+// as it drives off, a car at the bay again and again.
+const minTookReads = 3
+
+// heldAgainst says read r, as PlateFor weighs it, is the departing car's.
+func (b *bay) heldAgainst(r heldRead) bool {
+	g := b.gone[r.Plate]
+	return g != nil && g.took && r.At.Sub(g.since) < tookFor && r.n < minTookReads
 }
 
 // PlateFor implements session.PlateBook: for the session opened at
@@ -261,7 +282,7 @@ func (h *plateHub) PlateFor(port string, opened time.Time) (session.PlateRead, b
 		if r.At.Before(since) || (!r.claimed.IsZero() && !r.claimed.Equal(opened)) {
 			continue
 		}
-		if r.Source == session.PlateFromCamera && b.isGone(r.Plate) {
+		if r.Source == session.PlateFromCamera && (b.isGone(r.Plate) || b.heldAgainst(r)) {
 			continue
 		}
 		if best < 0 || better(r, b.reads[best]) {
@@ -271,7 +292,15 @@ func (h *plateHub) PlateFor(port string, opened time.Time) (session.PlateRead, b
 	if best < 0 {
 		return session.PlateRead{}, false
 	}
-	b.reads[best].claimed = opened
+	// only the session's present best is its own: an earlier best (a first
+	// read that was a misread) goes back to being nobody's, so that it is not
+	// held against the next car when the session ends
+	for i := range b.reads {
+		if i != best && b.reads[i].claimed.Equal(opened) {
+			b.reads[i].claimed = time.Time{}
+		}
+	}
+	b.reads[best].claimed, b.reads[best].took = opened, opened
 	return b.reads[best].PlateRead, true
 }
 
@@ -297,6 +326,9 @@ func (h *plateHub) Ended(port string, opened, at time.Time) {
 	for _, r := range b.reads {
 		if !r.At.After(at) && r.Source == session.PlateFromCamera && (r.claimed.IsZero() || r.claimed.Equal(opened)) {
 			b.setAside(r.Plate, r.n, r.claimed.Equal(opened), at)
+			if r.took.Equal(opened) {
+				b.gone[r.Plate].took = true
+			}
 		}
 	}
 	b.reads = slices.DeleteFunc(b.reads, func(r heldRead) bool { return !r.At.After(at) })
