@@ -84,6 +84,7 @@ func TestBoard(t *testing.T) {
 	}
 	r.buildDeb(version, filepath.Join(r.work, "dist")) // where the README's scp finds it
 	upgrade := r.buildDeb(version+"+upgrade", filepath.Join(r.work, "upgrade"))
+	upgradeCut := r.buildDeb(version+"+upgrade2", filepath.Join(r.work, "upgrade2"))
 
 	r.vm.boot()
 	r.deploy()
@@ -124,7 +125,19 @@ func TestBoard(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	})
 
+	// the power fails while dpkg -i upgrades the package mid-session: the
+	// README's advice (copy again, dpkg -i again) finishes it
+	r.session("power cut during dpkg -i", func() {
+		time.Sleep(5 * time.Second)
+		r.upgradeCutMidway(upgradeCut, version+"+upgrade2", rnd)
+		r.waitState("charging", 2*time.Minute)
+		time.Sleep(5 * time.Second)
+	})
+
 	r.noErrorsLogged()
+	// last: its boot's journal holds the refusals the damage causes
+	r.salvageAsRoot(rnd)
+
 	orders, quantities := r.plat.finals(t)
 	if len(orders) != r.billed {
 		t.Errorf("%d final bills at the platform for %d sessions: %v", len(orders), r.billed, quantities)
@@ -418,6 +431,134 @@ func (r *rig) upgrade(deb, version string) {
 		t.Errorf("the upgrade did not restart the daemon (MainPID %s)", pid)
 	}
 	t.Logf("upgrade: %s; MainPID %s → %s; config kept", v.on("pilebridge --version"), pidBefore, r.unit()["MainPID"])
+}
+
+// upgradeCutMidway cuts the power at a random moment of `dpkg -i`, boots,
+// and takes the README's advice: copy the package again and run dpkg -i
+// again, `dpkg --configure -a` first where dpkg asks for it.
+func (r *rig) upgradeCutMidway(deb, version string, rnd *rand.Rand) {
+	t := r.t
+	v := r.vm
+	name := filepath.Base(deb)
+	v.host(filepath.Dir(deb), fmt.Sprintf("scp %s board:", name), nil)
+	r.noErrorsLogged() // the journal is in RAM: read it before it goes
+	v.on(fmt.Sprintf("nohup dpkg -i %s >/root/dpkg-cut.log 2>&1 </dev/null &", name))
+	wait := time.Duration(300+rnd.IntN(6000)) * time.Millisecond
+	time.Sleep(wait)
+	t.Logf("power cut %s into dpkg -i (meter %d Wh)", wait, r.meterWh())
+	v.cut()
+	v.boot()
+	t.Logf("after the cut: package %q, %s of %s left on the board",
+		strings.TrimSpace(mustOut(v.ssh("dpkg-query -W -f='${Version} ${Status}' pilebridge", nil))),
+		strings.TrimSpace(mustOut(v.ssh("stat -c %s "+name+" || true", nil))), name)
+	// the README: copy it again, dpkg -i again
+	v.host(filepath.Dir(deb), fmt.Sprintf("scp %s board:", name), nil)
+	out, err := v.ssh("dpkg -i "+name, nil)
+	if err != nil && strings.Contains(out, "--configure -a") {
+		t.Logf("dpkg -i after the cut asked for dpkg --configure -a:\n%s", out)
+		t.Logf("dpkg --configure -a:\n%s", v.on("dpkg --configure -a 2>&1"))
+		out, err = v.ssh("dpkg -i "+name, nil)
+	}
+	if err != nil {
+		t.Fatalf("dpkg -i again after the cut: %v", err)
+	}
+	t.Logf("dpkg -i again:\n%s", out)
+	if got := v.on("dpkg-query -W -f='${Version} ${Status}' pilebridge"); got != version+" install ok installed" {
+		t.Errorf("after the cut and dpkg -i again: %q, want %q installed", got, version)
+	}
+	r.waitActive()
+}
+
+// salvageAsRoot damages the database while a bill waits for the platform,
+// and recovers it the way the README says, over ssh as root: stop, the
+// README's two lines. The first salvage loses its power at a random
+// moment; the second must finish it from what the first left. The
+// service (user pilebridge) then opens what root wrote and delivers the
+// bill once, exactly.
+func (r *rig) salvageAsRoot(rnd *rand.Rand) {
+	t := r.t
+	v := r.vm
+	const db = "/var/lib/pilebridge/pilebridge.db"
+	r.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Kind: "502", Count: 1 << 30})
+	deltaWh := r.charge(func() { time.Sleep(10 * time.Second) })
+	r.waitState("finished", time.Minute)
+	r.eventually("the bill pending at the bridge (the platform answers 502)", time.Minute, func() bool {
+		_, body := r.get("/status")
+		var doc struct {
+			Outbox struct {
+				OldestBill *time.Time `json:"oldest_pending_bill_at"`
+			} `json:"outbox"`
+		}
+		return json.Unmarshal([]byte(body), &doc) == nil && doc.Outbox.OldestBill != nil
+	})
+	owner := v.on("stat -c '%U:%G %a' " + db)
+	v.on("systemctl stop pilebridge")
+	// both meta pages gone: bbolt cannot open it, the bill is in a leaf
+	v.on("dd if=/dev/zero of=" + db + " bs=4096 count=2 conv=notrunc status=none && sync")
+	restarts := r.unit()["NRestarts"]
+	if out, err := v.ssh("systemctl start pilebridge", nil); err == nil {
+		t.Errorf("systemctl start on a database without meta pages succeeded: %s", out)
+	}
+	r.eventually("the unit to refuse the damaged database", time.Minute, func() bool {
+		u := r.unit()
+		return u["ActiveState"] == "failed" || u["ActiveState"] == "inactive"
+	})
+	status := v.on("systemctl show pilebridge -p ExecMainStatus -p NRestarts")
+	t.Logf("damaged database: %s; %s", strings.ReplaceAll(status, "\n", " "),
+		v.on(`journalctl -u pilebridge -o cat --no-pager -n 20 | grep -m1 -o 'salvage[^"]*' || true`))
+	if !strings.Contains(status, "ExecMainStatus=75") || !strings.Contains(status, "NRestarts="+restarts) {
+		t.Errorf("a damaged database: %s, want exit 75 and no restart (NRestarts=%s before)", status, restarts)
+	}
+
+	// salvage, cut off at a random moment
+	v.on("nohup pilebridge db salvage --config /etc/pilebridge/pilebridge.yaml >/root/salvage-cut.log 2>&1 </dev/null &")
+	wait := time.Duration(rnd.IntN(3000)) * time.Millisecond
+	time.Sleep(wait)
+	t.Logf("power cut %s into db salvage", wait)
+	v.cut()
+	v.boot()
+	t.Logf("after the cut: data_dir %s; unit %s", strings.ReplaceAll(v.on("ls /var/lib/pilebridge"), "\n", " "), r.unit()["ActiveState"])
+
+	// the README's steps, as root, with the daemon stopped
+	v.on("systemctl stop pilebridge")
+	since := v.on("date +%s")
+	steps := readmeBlock(t, "**When the card fails.**", "sh")
+	ran := 0
+	for _, line := range strings.Split(steps, "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "systemctl start") {
+			r.plat.ClearFaults() // the platform is back
+		}
+		out := v.on(line + " 2>&1")
+		t.Logf("README step as root: %s\n%s", line, out)
+		ran++
+	}
+	if ran != 2 {
+		t.Fatalf("the README's salvage block has %d steps, want 2:\n%s", ran, steps)
+	}
+	r.waitActive()
+	if got := v.on("stat -c '%U:%G %a' " + db); got != owner {
+		t.Errorf("after salvage as root: %s is %s, want %s as before", db, got, owner)
+	}
+	restarts = r.unit()["NRestarts"]
+	time.Sleep(15 * time.Second) // a restart loop would show here
+	if u := r.unit(); u["ActiveState"] != "active" || u["NRestarts"] != restarts {
+		t.Errorf("after salvage as root: unit %s, NRestarts %s → %s", u["ActiveState"], restarts, u["NRestarts"])
+	}
+	r.expectBill("damaged database salvaged as root", deltaWh)
+	out := v.on(`journalctl -u pilebridge -o cat --no-pager --since @` + since + ` | grep -E '"level":"(error|fatal|panic)"' || true`)
+	if out != "" {
+		t.Errorf("errors after salvage:\n%s", out)
+	}
+}
+
+func mustOut(s string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
 }
 
 // hang stops the daemon: the watchdog must restart it.

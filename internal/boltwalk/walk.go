@@ -145,6 +145,87 @@ func WalkReader(f io.ReaderAt, size int64) (*Result, error) {
 	return w.res, nil
 }
 
+// Scavenge reads every copy of the data the file at path still holds, for
+// salvage: the tree of the newest valid meta page as Walk does; when that
+// tree is damaged, the tree of the other meta page (bbolt keeps the
+// previous transaction's tree behind it, copy-on-write) and every leaf page
+// neither tree reached (freed pages hold older copies) go to Loose. A file
+// with no valid meta page is read page by page at the page size its pages
+// show; that is damage, not an error.
+func Scavenge(path string) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return ScavengeReader(f, st.Size())
+}
+
+// ScavengeReader is Scavenge on an open file of size bytes.
+func ScavengeReader(f io.ReaderAt, size int64) (*Result, error) {
+	metas := validMetas(f, size)
+	if len(metas) == 0 {
+		ps := guessPageSize(f, size)
+		w := &walker{f: f, size: size, pageSize: ps, highPgid: uint64(size / int64(ps)), seen: map[uint64]bool{},
+			res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, PageSize: ps}}
+		w.damage("", 0, "%v; every page read as %d bytes", ErrNotBolt, ps)
+		w.loose()
+		return w.res, nil
+	}
+	m := metas[0]
+	w := &walker{f: f, size: size, pageSize: int(m.pageSize), highPgid: m.pgid, seen: map[uint64]bool{},
+		res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, TxID: m.txid, PageSize: int(m.pageSize)}}
+	w.bucket("", m.root, nil, 0)
+	if len(w.res.Damage) == 0 {
+		return w.res, nil
+	}
+	for _, old := range metas[1:] {
+		// the previous transaction's tree: what it reads is a copy as old
+		// as that transaction, so it goes to Loose with its bucket known
+		ow := &walker{f: f, size: size, pageSize: int(old.pageSize), highPgid: old.pgid, seen: map[uint64]bool{},
+			res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}}}
+		ow.bucket("", old.root, nil, 0)
+		for path, kvs := range ow.res.Buckets {
+			for k, v := range kvs {
+				w.res.Loose = append(w.res.Loose, KV{Bucket: path, Key: []byte(k), Value: v})
+			}
+		}
+		for pg := range ow.seen {
+			w.seen[pg] = true
+		}
+		w.highPgid = max(w.highPgid, old.pgid)
+	}
+	w.loose()
+	return w.res, nil
+}
+
+// guessPageSize is the page size at which most of the file's first pages
+// identify as themselves (a page starts with its own id): for a file whose
+// meta pages, which record the size, are both gone.
+func guessPageSize(f io.ReaderAt, size int64) int {
+	best, bestN := 4096, 0
+	var hdr [pageHeaderSize]byte
+	for _, ps := range []int{4096, 8192, 16384, 32768, 65536, 2048, 1024, 512} {
+		n := 0
+		for pg := int64(2); pg < 66 && (pg+1)*int64(ps) <= size; pg++ {
+			if _, err := f.ReadAt(hdr[:], pg*int64(ps)); err != nil {
+				break
+			}
+			if binary.LittleEndian.Uint64(hdr[:]) == uint64(pg) {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = ps, n
+		}
+	}
+	return best
+}
+
 // loose reads every leaf page below the high-water mark that the walk did
 // not reach and that identifies as itself.
 func (w *walker) loose() {
@@ -211,15 +292,23 @@ type meta struct {
 // newestMeta is the valid meta page with the higher transaction id, as bbolt
 // chooses it.
 func newestMeta(f io.ReaderAt, size int64) (meta, error) {
-	var best meta
-	found := false
+	metas := validMetas(f, size)
+	if len(metas) == 0 {
+		return meta{}, ErrNotBolt
+	}
+	return metas[0], nil
+}
+
+// validMetas are the file's valid meta pages, newest transaction first.
+func validMetas(f io.ReaderAt, size int64) []meta {
+	var out []meta
 	var first [4096]byte
 	for _, off := range []int64{0, -1} {
 		if off < 0 {
-			if !found {
+			if len(out) == 0 {
 				off = 4096 // the default page size: where page 1 is when page 0 is unreadable
 			} else {
-				off = int64(best.pageSize)
+				off = int64(out[0].pageSize)
 			}
 		}
 		n, _ := f.ReadAt(first[:], off)
@@ -240,14 +329,12 @@ func newestMeta(f io.ReaderAt, size int64) (meta, error) {
 		if m.pageSize < 512 || m.pageSize > 1<<16 || m.pageSize&(m.pageSize-1) != 0 {
 			continue
 		}
-		if !found || m.txid > best.txid {
-			best, found = m, true
-		}
+		out = append(out, m)
 	}
-	if !found {
-		return meta{}, ErrNotBolt
+	if len(out) == 2 && out[1].txid > out[0].txid {
+		out[0], out[1] = out[1], out[0]
 	}
-	return best, nil
+	return out
 }
 
 func (w *walker) damage(bucket string, pg uint64, format string, args ...any) {

@@ -209,3 +209,76 @@ func TestLooseLeavesOfACutTree(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, res.Loose)
 }
+
+// Scavenge, with the newest root page destroyed: the previous
+// transaction's tree still holds the value as it was, and it comes back
+// with its bucket named.
+func TestScavengeReadsThePreviousTransactionsTree(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	require.NoError(t, err)
+	for _, v := range []string{"first", "second"} {
+		require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("outbox"))
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte("bill"), []byte(v))
+		}))
+	}
+	require.NoError(t, db.Close())
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	metas := validMetas(bytes.NewReader(data), int64(len(data)))
+	require.Len(t, metas, 2)
+	ps := int(metas[0].pageSize)
+	copy(data[int(metas[0].root)*ps:int(metas[0].root+1)*ps], make([]byte, ps))
+
+	res, err := ScavengeReader(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	require.NotEmpty(t, res.Damage)
+	var fromTree []string
+	for _, kv := range res.Loose {
+		if kv.Bucket == "outbox" && string(kv.Key) == "bill" {
+			fromTree = append(fromTree, string(kv.Value))
+		}
+	}
+	assert.Contains(t, fromTree, "first", "the previous transaction's copy, bucket named")
+}
+
+// Scavenge with both meta pages gone: the page size is taken from the
+// pages themselves and every leaf is read.
+func TestScavengeWithoutMetaPages(t *testing.T) {
+	for _, ps := range []int{4096, 16384} {
+		path := filepath.Join(t.TempDir(), "db")
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{PageSize: ps, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+		require.NoError(t, err)
+		require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+			b, err := tx.CreateBucket([]byte("outbox"))
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 200; i++ {
+				if err := b.Put([]byte(fmt.Sprintf("bill%03d", i)), bytes.Repeat([]byte("w"), 100)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		require.NoError(t, db.Close())
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		copy(data, make([]byte, 2*ps))
+		_, err = WalkReader(bytes.NewReader(data), int64(len(data)))
+		require.ErrorIs(t, err, ErrNotBolt, "Walk, for the daemon, still refuses it")
+		res, err := ScavengeReader(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		assert.Equal(t, ps, res.PageSize)
+		require.NotEmpty(t, res.Damage)
+		keys := map[string]bool{}
+		for _, kv := range res.Loose {
+			keys[string(kv.Key)] = true
+		}
+		assert.Len(t, keys, 200, "page size %d: every bill from the leaves", ps)
+	}
+}

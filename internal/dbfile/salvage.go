@@ -99,7 +99,7 @@ func (sv salvager) run() (*Report, error) {
 	}
 	got := &Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, Closed: map[string]bool{}}
 	damaged := map[string]bool{}
-	res, err := boltwalk.Walk(source)
+	res, err := boltwalk.Scavenge(source)
 	switch {
 	case err == nil:
 		got.Buckets, got.Sequences, got.Loose = res.Buckets, res.Sequences, res.Loose
