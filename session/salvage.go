@@ -16,12 +16,12 @@ import (
 // number the platform has seen must never be issued again.
 const orderSeqMargin = 100_000
 
-// SalvageRule is the session store's part of `pilebridge db salvage`. Run
-// it after the outbox's rule, which fills got.Closed:
+// SalvageSessions is the session store's part of `pilebridge db salvage`,
+// run after the outbox's, which names the orders known to be billed:
 //   - an open session the file lost comes from the backup unless its order
-//     is known to be billed (then it closed after the backup was taken);
-//     on the first reading after the start, recovery decides what became
-//     of it, as after any restart;
+//     is billed (then it closed after the backup was taken); on the first
+//     reading after the start, recovery decides what became of it, as
+//     after any restart;
 //   - the order counter is the higher of the two, plus a margin (the
 //     skipped numbers are remembered, so a later salvage does not take
 //     them for lost);
@@ -29,7 +29,7 @@ const orderSeqMargin = 100_000
 //     bill, queue or open session holds is named: a bill lost with the
 //     damaged pages, or a session the bridge never stored (it stopped
 //     first, and nothing of it was billed).
-func SalvageRule(got, backup *dbfile.Contents, damaged map[string]bool) []string {
+func SalvageSessions(got, backup *dbfile.Contents, damaged map[string]bool, billed map[string]bool) []string {
 	sessions := got.Bucket(string(bucketSessions))
 	read := len(sessions)
 	restored, skipped := 0, 0
@@ -43,7 +43,7 @@ func SalvageRule(got, backup *dbfile.Contents, damaged map[string]bool) []string
 				continue
 			}
 			s, err := c.decode(v)
-			if err != nil || got.Closed[s.Order] {
+			if err != nil || billed[s.Order] {
 				skipped++
 				continue
 			}
@@ -79,7 +79,7 @@ func SalvageRule(got, backup *dbfile.Contents, damaged map[string]bool) []string
 		}
 	}
 	known := map[uint64]bool{}
-	for order := range got.Closed {
+	for order := range billed {
 		if n, ok := orderCounter(order); ok {
 			known[n] = true
 		}

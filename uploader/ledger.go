@@ -2,14 +2,11 @@ package uploader
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"go.etcd.io/bbolt"
 )
-
-var bucketLedger = []byte("ledger") // order -> LedgerEntry
 
 // Delivery states of a bill in the ledger.
 const (
@@ -33,7 +30,7 @@ type LedgerEntry struct {
 }
 
 func ledgerPutTx(tx *bbolt.Tx, e LedgerEntry) error {
-	data, err := json.Marshal(e)
+	data, err := encodeLedger(e)
 	if err != nil {
 		return err
 	}
@@ -48,8 +45,8 @@ func ledgerUpdateTx(tx *bbolt.Tx, r Record, f func(*LedgerEntry)) error {
 	if v == nil {
 		return nil // pruned, or queued by a version without a ledger
 	}
-	var e LedgerEntry
-	if json.Unmarshal(v, &e) != nil {
+	e, err := decodeLedger(v)
+	if err != nil {
 		e = LedgerEntry{Record: r, Status: LedgerPending}
 	}
 	f(&e)
@@ -62,8 +59,8 @@ func (o *Outbox) Ledger(since, until time.Time) ([]LedgerEntry, error) {
 	out := []LedgerEntry{}
 	err := o.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
-			var e LedgerEntry
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeLedger(v)
+			if err != nil {
 				return fmt.Errorf("ledger entry of order %s: %w", k, err)
 			}
 			end := e.Record.EndTime
@@ -92,8 +89,8 @@ func (o *Outbox) LedgerPage(since, until time.Time, after string, limit int) (ou
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
-			var e LedgerEntry
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeLedger(v)
+			if err != nil {
 				return fmt.Errorf("ledger entry of order %s: %w", k, err)
 			}
 			end := e.Record.EndTime
@@ -117,8 +114,8 @@ func (o *Outbox) LedgerLast(n int) ([]LedgerEntry, error) {
 	err := o.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketLedger).Cursor()
 		for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
-			var e LedgerEntry
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeLedger(v)
+			if err != nil {
 				return fmt.Errorf("ledger entry of order %s: %w", k, err)
 			}
 			out = append(out, e)
@@ -135,8 +132,8 @@ func (o *Outbox) PruneLedger(ctx context.Context, cutoff time.Time) (int, error)
 	var old [][]byte
 	err := o.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
-			var e LedgerEntry
-			if json.Unmarshal(v, &e) == nil && e.Record.EndTime.Before(cutoff) && e.Status != LedgerPending && e.Status != LedgerParked {
+			e, err := decodeLedger(v)
+			if err == nil && e.Record.EndTime.Before(cutoff) && e.Status != LedgerPending && e.Status != LedgerParked {
 				old = append(old, append([]byte(nil), k...))
 			}
 			return nil

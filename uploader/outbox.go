@@ -13,17 +13,6 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-var (
-	bucketOutbox    = []byte("outbox")          // seq -> Entry, pending delivery
-	bucketProgIdx   = []byte("outbox_progress") // order -> seq of its pending progress record
-	bucketParked    = []byte("outbox_parked")   // seq -> Entry, rejected by the platform
-	bucketDelivered = []byte("outbox_sent")     // seq -> Entry, the most recent deliveries
-	bucketOutMeta   = []byte("outbox_meta")
-	bucketClosed    = []byte("outbox_closed")     // order -> seq and time of its terminal record
-	bucketPlateWait = []byte("outbox_plate_wait") // port -> seq of its bill waiting for a plate
-	keyCount        = []byte("count")
-)
-
 const keepDelivered = 500
 
 // Entry is a record in the outbox with its delivery history.
@@ -81,12 +70,6 @@ func NewOutbox(db *bbolt.DB, maxRecords int, log zerolog.Logger) (*Outbox, error
 	return &Outbox{db: db, log: log, maxRecords: maxRecords, kick: make(chan struct{}, 1)}, nil
 }
 
-func seqKey(n uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], n)
-	return k[:]
-}
-
 // addCount adjusts the pending count kept beside the queue.
 func addCount(tx *bbolt.Tx, d int64) (int64, error) {
 	b := tx.Bucket(bucketOutMeta)
@@ -131,7 +114,7 @@ func (o *Outbox) enqueueTx(tx *bbolt.Tx, r Record, tmpl Entry, noPlate bool) (ui
 	now := time.Now().UTC()
 	e := tmpl
 	e.Seq, e.Record, e.EnqueuedAt = seq, r, now
-	data, err := json.Marshal(e)
+	data, err := encodeEntry(e)
 	if err != nil {
 		return 0, err
 	}
@@ -168,8 +151,8 @@ func (o *Outbox) trimTx(tx *bbolt.Tx, n int64) error {
 	var orders []string
 	c := box.Cursor()
 	for k, v := c.First(); k != nil && n-int64(len(drop)) > int64(o.maxRecords); k, v = c.Next() {
-		var e Entry
-		if json.Unmarshal(v, &e) == nil && e.Record.Kind == KindProgress {
+		e, err := decodeEntry(v)
+		if err == nil && e.Record.Kind == KindProgress {
 			drop = append(drop, append([]byte(nil), k...))
 			orders = append(orders, e.Record.Order)
 		}
@@ -220,8 +203,7 @@ func (o *Outbox) Counts() (c Counts, err error) {
 			if v == nil {
 				return time.Time{}, nil
 			}
-			var e Entry
-			err := json.Unmarshal(v, &e)
+			e, err := decodeEntry(v)
 			return e.EnqueuedAt, err
 		}
 		if c.OldestPending, err = oldest(tx.Bucket(bucketOutbox)); err != nil {
@@ -231,8 +213,8 @@ func (o *Outbox) Counts() (c Counts, err error) {
 		// records (one per open order) can come before it
 		cur := tx.Bucket(bucketOutbox).Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeEntry(v)
+			if err != nil {
 				return err
 			}
 			if e.Record.Terminal() {
@@ -272,8 +254,8 @@ func (o *Outbox) ListPage(all bool, after uint64, limit int) (pending, parked, d
 					}
 					return nil
 				}
-				var e Entry
-				if err := json.Unmarshal(v, &e); err != nil {
+				e, err := decodeEntry(v)
+				if err != nil {
 					return err
 				}
 				*out = append(*out, e)
@@ -327,8 +309,8 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 		}
 		var moves []move
 		if err := parked.ForEach(func(k, v []byte) error {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeEntry(v)
+			if err != nil {
 				return err
 			}
 			if order != "" && e.Record.Order != order {
@@ -339,7 +321,7 @@ func (o *Outbox) Requeue(order string) (requeued, dropped int, err error) {
 				return nil
 			}
 			e.Attempts, e.NextAttempt, e.LastError, e.DoneAt = 0, time.Time{}, "", time.Time{}
-			data, err := json.Marshal(e)
+			data, err := encodeEntry(e)
 			if err != nil {
 				return err
 			}
@@ -424,8 +406,8 @@ func (o *Outbox) Due(now time.Time, max int) ([]Entry, time.Time, error) {
 		seen := map[string]bool{}
 		c := tx.Bucket(bucketOutbox).Cursor()
 		for k, v := c.First(); k != nil && len(batch) < max; k, v = c.Next() {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeEntry(v)
+			if err != nil {
 				return fmt.Errorf("outbox record %d: %w", binary.BigEndian.Uint64(k), err)
 			}
 			if seen[e.Record.Order] {
@@ -506,7 +488,7 @@ func (o *Outbox) Settle(batch []Entry, results []Result, now time.Time) error {
 					}
 				}
 				if stillQueued {
-					data, err := json.Marshal(e)
+					data, err := encodeEntry(e)
 					if err != nil {
 						return err
 					}
@@ -531,7 +513,7 @@ func (o *Outbox) Settle(batch []Entry, results []Result, now time.Time) error {
 func moveOut(tx *bbolt.Tx, dst *bbolt.Bucket, e Entry, stillQueued bool) error {
 	key := seqKey(e.Seq)
 	if e.Record.Terminal() || e.LastError != "" { // a bill, or a parked record
-		data, err := json.Marshal(e)
+		data, err := encodeEntry(e)
 		if err != nil {
 			return err
 		}
@@ -578,14 +560,14 @@ func (o *Outbox) BlankPII(ctx context.Context, cutoff time.Time) (int, error) {
 				var rec Record
 				var done bool
 				if string(name) == string(bucketLedger) {
-					var e LedgerEntry
-					if json.Unmarshal(v, &e) != nil {
+					e, err := decodeLedger(v)
+					if err != nil {
 						return nil
 					}
 					rec, done = e.Record, e.Status == LedgerDelivered
 				} else {
-					var e Entry
-					if json.Unmarshal(v, &e) != nil {
+					e, err := decodeEntry(v)
+					if err != nil {
 						return nil
 					}
 					rec, done = e.Record, true
@@ -664,7 +646,8 @@ func (o *Outbox) AttachPlate(port, plate, source string, now time.Time) (string,
 		box := tx.Bucket(bucketOutbox)
 		var e Entry
 		if v := box.Get(key); v != nil {
-			if err := json.Unmarshal(v, &e); err != nil {
+			var err error
+			if e, err = decodeEntry(v); err != nil {
 				return err
 			}
 		}
@@ -676,7 +659,7 @@ func (o *Outbox) AttachPlate(port, plate, source string, now time.Time) (string,
 		}
 		e.Record.Plate, e.Record.PlateSource = plate, source
 		e.PlateWait, e.NextAttempt = false, time.Time{}
-		data, err := json.Marshal(e)
+		data, err := encodeEntry(e)
 		if err != nil {
 			return err
 		}

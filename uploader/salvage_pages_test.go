@@ -1,4 +1,4 @@
-package uploader
+package uploader_test
 
 import (
 	"bytes"
@@ -16,7 +16,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"pilebridge/internal/dbfile"
-	"pilebridge/session"
+	"pilebridge/internal/station"
+	"pilebridge/uploader"
 )
 
 // Issue 26, item 3: salvage uses every copy the file holds. A database with
@@ -31,19 +32,19 @@ func TestSalvageEveryPageDestroyed(t *testing.T) {
 	opts := &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 	db, err := dbfile.Open(src, opts)
 	require.NoError(t, err)
-	box, err := NewOutbox(db, 1000, zerolog.Nop())
+	box, err := uploader.NewOutbox(db, 1000, zerolog.Nop())
 	require.NoError(t, err)
 	t0 := time.Date(2026, 12, 4, 1, 0, 0, 0, time.UTC)
 	var orders []string
 	for i := 0; i < 6; i++ {
 		o := fmt.Sprintf("20261204090%d00T000%03d", i, i+1)
 		orders = append(orders, o)
-		require.NoError(t, box.Enqueue(Record{Kind: KindProgress, Order: o, Seq: 1, StartTime: t0, EndTime: t0, QuantityWh: 1, State: StateCharging}))
-		require.NoError(t, box.Enqueue(Record{Kind: KindFinal, Order: o, Seq: 2, StartTime: t0, EndTime: t0.Add(time.Hour), QuantityWh: int64(100 + i), State: StateFinished}))
+		require.NoError(t, box.Enqueue(uploader.Record{Kind: uploader.KindProgress, Order: o, Seq: 1, StartTime: t0, EndTime: t0, QuantityWh: 1, State: uploader.StateCharging}))
+		require.NoError(t, box.Enqueue(uploader.Record{Kind: uploader.KindFinal, Order: o, Seq: 2, StartTime: t0, EndTime: t0.Add(time.Hour), QuantityWh: int64(100 + i), State: uploader.StateFinished}))
 	}
 	due, _, err := box.Due(t0, 100)
 	require.NoError(t, err)
-	results := make([]Result, len(due))
+	results := make([]uploader.Result, len(due))
 	for i, e := range due {
 		if e.Record.Order != orders[0] {
 			results[i].Err = fmt.Errorf("platform down")
@@ -65,19 +66,19 @@ func TestSalvageEveryPageDestroyed(t *testing.T) {
 		p := dbfile.Paths{Dir: dir}
 		require.NoError(t, os.WriteFile(p.DB(), damaged, 0o600))
 		require.NoError(t, os.WriteFile(p.Marker(), nil, 0o600))
-		rep, err := dbfile.Salvage(dir, t0.Add(time.Hour), []dbfile.Rule{SalvageRule, session.SalvageRule})
+		rep, err := station.Salvage(dir, t0.Add(time.Hour))
 		require.NoError(t, err)
 		said := strings.Join(rep.Lines, "\n")
 		db, err := dbfile.Open(dir, opts)
 		require.NoError(t, err, "%s", said)
 		defer db.Close()
-		box, err := NewOutbox(db, 1000, zerolog.Nop())
+		box, err := uploader.NewOutbox(db, 1000, zerolog.Nop())
 		require.NoError(t, err)
 		pending, parked, _, err := box.List(true)
 		require.NoError(t, err)
 		queued := map[string]bool{}
 		for _, e := range append(pending, parked...) {
-			if e.Record.Kind == KindFinal {
+			if e.Record.Kind == uploader.KindFinal {
 				queued[e.Record.Order] = true
 			}
 		}
@@ -124,12 +125,12 @@ func TestSalvageNewestRootDestroyed(t *testing.T) {
 		opts := &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 		db, err := dbfile.Open(src, opts)
 		require.NoError(t, err)
-		box, err := NewOutbox(db, 1000, zerolog.Nop())
+		box, err := uploader.NewOutbox(db, 1000, zerolog.Nop())
 		require.NoError(t, err)
 		t0 := time.Date(2026, 12, 4, 1, 0, 0, 0, time.UTC)
 		order := fmt.Sprintf("20261204090000T%06d", i+1)
-		require.NoError(t, box.Enqueue(Record{Kind: KindFinal, Order: order, Seq: 1, StartTime: t0, EndTime: t0.Add(time.Hour), QuantityWh: 321, State: StateFinished}))
-		require.NoError(t, box.Enqueue(Record{Kind: KindProgress, Order: "20261204100000T999999", Seq: 1, StartTime: t0, EndTime: t0, QuantityWh: 1, State: StateCharging}))
+		require.NoError(t, box.Enqueue(uploader.Record{Kind: uploader.KindFinal, Order: order, Seq: 1, StartTime: t0, EndTime: t0.Add(time.Hour), QuantityWh: 321, State: uploader.StateFinished}))
+		require.NoError(t, box.Enqueue(uploader.Record{Kind: uploader.KindProgress, Order: "20261204100000T999999", Seq: 1, StartTime: t0, EndTime: t0, QuantityWh: 1, State: uploader.StateCharging}))
 		require.NoError(t, db.Close())
 		p := dbfile.Paths{Dir: src}
 		data, err := os.ReadFile(p.DB())
@@ -145,18 +146,18 @@ func TestSalvageNewestRootDestroyed(t *testing.T) {
 		}
 		copy(data[int(root)*pageSize:int(root+1)*pageSize], make([]byte, pageSize))
 		require.NoError(t, os.WriteFile(p.DB(), data, 0o600))
-		rep, err := dbfile.Salvage(src, t0.Add(time.Hour), []dbfile.Rule{SalvageRule, session.SalvageRule})
+		rep, err := station.Salvage(src, t0.Add(time.Hour))
 		require.NoError(t, err)
 		db, err = dbfile.Open(src, opts)
 		require.NoError(t, err)
-		box, err = NewOutbox(db, 1000, zerolog.Nop())
+		box, err = uploader.NewOutbox(db, 1000, zerolog.Nop())
 		require.NoError(t, err)
 		pending, _, _, err := box.List(false)
 		require.NoError(t, err)
 		require.NoError(t, db.Close())
 		found := false
 		for _, e := range pending {
-			found = found || e.Record.Order == order && e.Record.Kind == KindFinal && e.Record.QuantityWh == 321
+			found = found || e.Record.Order == order && e.Record.Kind == uploader.KindFinal && e.Record.QuantityWh == 321
 		}
 		require.True(t, found, "run %d: root page %d destroyed: the bill is recovered:\n%s", i, root, strings.Join(rep.Lines, "\n"))
 	}

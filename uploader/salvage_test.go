@@ -13,7 +13,7 @@ import (
 )
 
 func contents() *dbfile.Contents {
-	return &dbfile.Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, Closed: map[string]bool{}}
+	return &dbfile.Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}}
 }
 
 func putEntry(t *testing.T, c *dbfile.Contents, bucket []byte, seq uint64, r Record) {
@@ -43,7 +43,7 @@ func pendingOrders(t *testing.T, c *dbfile.Contents) map[string][]Kind {
 // progress record of an order whose bill is known does not (sent after
 // its bill it would turn the session back to charging on the platform); a
 // bill the ledger holds as undelivered is queued again from the ledger.
-func TestSalvageRuleNeverBringsBackWhatIsDone(t *testing.T) {
+func TestSalvageOutboxNeverBringsBackWhatIsDone(t *testing.T) {
 	got, backup := contents(), contents()
 	rec := func(order string, kind Kind) Record { return Record{Order: order, Kind: kind, QuantityWh: 7} }
 	// the backup, an hour old: A charging, B's bill pending, C's bill pending
@@ -57,14 +57,15 @@ func TestSalvageRuleNeverBringsBackWhatIsDone(t *testing.T) {
 	putLedger(t, got, rec("A", KindFinal), LedgerPending)
 	putLedger(t, got, rec("C", KindFinal), LedgerDelivered)
 	putEntry(t, got, bucketDelivered, 3, rec("C", KindFinal))
-	lines := SalvageRule(got, backup, map[string]bool{string(bucketOutbox): true})
+	res := SalvageOutbox(got, backup, map[string]bool{string(bucketOutbox): true})
+	lines := res.Lines
 	t.Log(lines)
 	p := pendingOrders(t, got)
 	assert.Equal(t, []Kind{KindFinal}, p["A"], "A's bill queued again from the ledger; its stale progress not brought back")
 	assert.Equal(t, []Kind{KindFinal}, p["B"], "B's bill, lost from the file, comes from the backup")
 	assert.NotContains(t, p, "C", "C was delivered: not sent again")
 	assert.Equal(t, seqKey(uint64(len(got.Bucket(string(bucketOutbox))))), got.Bucket(string(bucketOutMeta))[string(keyCount)], "the pending count rebuilt")
-	assert.True(t, got.Closed["A"] && got.Closed["B"] && got.Closed["C"], "every billed order known to the sessions' rule")
+	assert.True(t, res.Billed["A"] && res.Billed["B"] && res.Billed["C"], "every billed order known to the sessions' rule")
 }
 
 // Bills whose ledger entries survive only on leaf pages cut off from the
@@ -104,7 +105,8 @@ func TestSalvageTakesBillsFromLooseLeaves(t *testing.T) {
 	}
 	// the closed-order index knows Z was billed; no page kept its bill
 	got.Bucket(string(bucketClosed))["Z"] = seqKey(11)
-	lines := SalvageRule(got, nil, map[string]bool{"": true})
+	res := SalvageOutbox(got, nil, map[string]bool{"": true})
+	lines := res.Lines
 	t.Log(lines)
 	assert.Contains(t, lines, "outbox: 3 bill(s) found only on pages cut off from the tree (ledger copies), 2 of them not known as delivered")
 	assert.Contains(t, lines, "not recovered: 1 bill(s) of orders known to be billed whose record no page kept: Z: compare `pilebridge sessions` with the platform")
@@ -121,5 +123,5 @@ func TestSalvageTakesBillsFromLooseLeaves(t *testing.T) {
 	require.NoError(t, json.Unmarshal(got.Bucket(string(bucketLedger))["L1"], &l1))
 	assert.Equal(t, LedgerDelivered, l1.Status, "L1 known as delivered: in the ledger, not sent again")
 	assert.NotContains(t, got.Bucket(string(bucketLedger)), "OLD")
-	assert.True(t, got.Closed["L1"] && got.Closed["L2"] && got.Closed["L3"], "their orders closed for the sessions' rule")
+	assert.True(t, res.Billed["L1"] && res.Billed["L2"] && res.Billed["L3"], "their orders closed for the sessions' rule")
 }

@@ -15,8 +15,6 @@ import (
 	"pilebridge/internal/config"
 	"pilebridge/internal/dbfile"
 	"pilebridge/internal/station"
-	"pilebridge/session"
-	"pilebridge/uploader"
 )
 
 const dbUsage = `usage:
@@ -78,7 +76,7 @@ func cmdDB(args []string, stdout io.Writer) error {
 	now := time.Now()
 	switch sub {
 	case "salvage":
-		rep, err := dbfile.Salvage(cfg.DataDir, now, []dbfile.Rule{uploader.SalvageRule, session.SalvageRule})
+		rep, err := station.Salvage(cfg.DataDir, now)
 		if err != nil {
 			return fmt.Errorf("salvage: %w", err)
 		}

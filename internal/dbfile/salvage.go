@@ -18,9 +18,6 @@ import (
 type Contents struct {
 	Buckets   map[string]map[string][]byte
 	Sequences map[string]uint64
-	// Closed lists orders known to have their final or start-failure record
-	// (filled by the outbox's rule, read by the sessions' rule).
-	Closed map[string]bool
 	// Loose are keys and values on leaf pages cut off from the damaged
 	// file's tree (boltwalk.Result.Loose): bucket unknown, maybe stale.
 	Loose []boltwalk.KV
@@ -36,10 +33,10 @@ func (c *Contents) Bucket(name string) map[string][]byte {
 	return b
 }
 
-// A Rule completes, for the buckets its package owns, what a damaged file
-// lost: from backup (nil when there is none) where the damaged buckets
-// (damaged[""] means the whole tree) allow, never bringing back what got
-// shows as done. It returns lines for the report.
+// A Rule completes, for the buckets the packages it calls own, what a
+// damaged file lost: from backup (nil when there is none) where the
+// damaged buckets (damaged[""] means the whole tree) allow, never bringing
+// back what got shows as done. It returns lines for the report.
 type Rule func(got, backup *Contents, damaged map[string]bool) []string
 
 // Report is what salvage did.
@@ -52,7 +49,7 @@ type Report struct {
 }
 
 // Salvage reads every page of the database it can, fills in from the
-// newest clean backup by rules, writes a new database and moves the damaged
+// newest clean backup by rule, writes a new database and moves the damaged
 // one aside. A database that walks clean is left alone.
 //
 // Every step is a rename of a synced file with the directory synced after
@@ -63,8 +60,8 @@ type Report struct {
 // writes take the owner, group and mode of the database they replace (or
 // of the data directory), so a salvage run as root leaves a database the
 // service's user opens.
-func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
-	return salvager{dir: dir, now: now, rules: rules}.run()
+func Salvage(dir string, now time.Time, rule Rule) (*Report, error) {
+	return salvager{dir: dir, now: now, rule: rule}.run()
 }
 
 // salvager is one salvage; after, when set (tests), is called after each
@@ -72,7 +69,7 @@ func Salvage(dir string, now time.Time, rules []Rule) (*Report, error) {
 type salvager struct {
 	dir   string
 	now   time.Time
-	rules []Rule
+	rule  Rule
 	after func(step string) error
 }
 
@@ -97,7 +94,7 @@ func (sv salvager) run() (*Report, error) {
 			rep.Lines = append(rep.Lines, fmt.Sprintf("%s is missing; reading the damaged file an earlier salvage moved aside: %s", p.DB(), aside))
 		}
 	}
-	got := &Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, Closed: map[string]bool{}}
+	got := &Contents{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}}
 	damaged := map[string]bool{}
 	res, err := boltwalk.Scavenge(source)
 	switch {
@@ -125,15 +122,15 @@ func (sv salvager) run() (*Report, error) {
 			rep.Lines = append(rep.Lines, fmt.Sprintf("backup %s is not usable, skipped", b))
 			continue
 		}
-		backup = &Contents{Buckets: r.Buckets, Sequences: r.Sequences, Closed: map[string]bool{}}
+		backup = &Contents{Buckets: r.Buckets, Sequences: r.Sequences}
 		rep.Backup = b
 		break
 	}
 	if backup == nil {
 		rep.Lines = append(rep.Lines, "no usable backup: only what the damaged file still holds is kept")
 	}
-	for _, rule := range sv.rules {
-		rep.Lines = append(rep.Lines, rule(got, backup, damaged)...)
+	if sv.rule != nil { // nil: the buckets as read, nothing completed (tests)
+		rep.Lines = append(rep.Lines, sv.rule(got, backup, damaged)...)
 	}
 	if backup != nil {
 		for name, seq := range backup.Sequences {
