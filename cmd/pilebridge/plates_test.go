@@ -262,3 +262,76 @@ func TestPlateFormOnThePage(t *testing.T) {
 	s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
 	assert.Equal(t, "川A12345", s.finals()[0].Plate)
 }
+
+// Issue 27: the cameras car parks have. Four cars, one after another at
+// the same bay, each read by another camera: an AlarmInfoPlate camera
+// sending GBK, one writing the colour with the licence (蓝川A22222), a
+// Hikvision camera's ISAPI ANPR push (multipart, with pictures) and a
+// Dahua camera's ITSAPI push (base64 pictures). Each final carries its own
+// car's plate. A push the bridge cannot use is answered so the camera's log
+// shows it, counted, and shown on the status page with why.
+func TestEveryCameraMakersPlateReachesItsBill(t *testing.T) {
+	t.Parallel()
+	s := newStationWith(t, "ref-ac", `listen: 127.0.0.1:0
+parking_reduction: true
+plates:
+  cameras:
+    - {serial: cam-bay1, from: [127.0.0.1], ports: ["E2E01/1"]}
+    - {serial: 44-19-B6-0A-1B-2C, from: [127.0.0.1], ports: ["E2E01/1"]}
+    - {serial: 6J0A1B2PAZ00042, from: [127.0.0.1], ports: ["E2E01/1"]}
+`)
+	s.startBridge()
+	base := "http://" + s.listenAddr()
+	ctxCharging(t, s)
+	ctx := context.Background()
+	cars := []struct {
+		cam        simulator.Camera
+		path, sent string
+		want       string
+	}{
+		{simulator.Camera{Serial: "cam-bay1", GBK: true}, "/plates/camera", "川A11111", "川A11111"},
+		{simulator.Camera{Serial: "cam-bay1"}, "/plates/camera", "蓝川A22222", "川A22222"},
+		{simulator.Camera{Maker: "hikvision", Serial: "44:19:b6:0a:1b:2c"}, "/plates/hikvision", "川A33333", "川A33333"},
+		{simulator.Camera{Maker: "dahua", Serial: "6J0A1B2PAZ00042"}, "/NotificationInfo/TollgateInfo", "川A44444", "川A44444"},
+	}
+	for i, car := range cars {
+		delta := s.acSession(7000, func() {
+			code, answer, err := car.cam.Push(ctx, base+car.path, car.sent, 95, time.Now())
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, code, "%s: %s", car.cam.Maker, answer)
+			time.Sleep(2 * time.Second)
+		})
+		s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) == i+1 })
+		f := s.finals()[i]
+		assert.Equal(t, delta, f.Quantity, "bill equals the meter's delta")
+		assert.Equal(t, car.want, f.Plate, "car %d (%s %s): its own plate", i+1, car.cam.Maker, car.sent)
+	}
+
+	// unusable: a Hikvision read that is not a plate, a Dahua push without
+	// its DeviceID; the answers say so
+	code, answer, err := simulator.Camera{Maker: "hikvision", Serial: "44:19:b6:0a:1b:2c"}.Push(ctx, base+"/plates/hikvision", "A5", 90, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadRequest, code, "%s", answer)
+	code, answer, err = simulator.Camera{Maker: "dahua"}.Push(ctx, base+"/NotificationInfo/TollgateInfo", "川A44444", 90, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Contains(t, string(answer), `"Result":false`)
+
+	get := func(path string) string {
+		resp, err := http.Get(base + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return b.String()
+	}
+	metrics := get("/metrics")
+	assert.Contains(t, metrics, `pilebridge_plate_reads_total{result="invalid",source="camera"} 1`)
+	assert.Contains(t, metrics, `pilebridge_plate_reads_total{result="malformed",source="camera"} 1`)
+	page := get("/?lang=en")
+	assert.Contains(t, page, "Latest camera pushes")
+	assert.Contains(t, page, "hikvision 44:19:b6:0a:1b:2c")
+	assert.Contains(t, page, "not a plate: ")
+	assert.Contains(t, page, "not understood: dahua push: no SnapInfo.DeviceID")
+	assert.NotContains(t, page, "川A44444", "the page masks plates")
+}

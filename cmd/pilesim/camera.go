@@ -14,12 +14,14 @@ import (
 // cmdCamera pushes a plate the way a bay's LPR camera does.
 func cmdCamera(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("camera", flag.ContinueOnError)
-	url := fs.String("push", "", "where the camera pushes: http://BOARD:PORT/plates/camera[/SECRET] (required)")
+	url := fs.String("push", "", "where the camera pushes: http://BOARD:PORT/plates/camera[/SECRET], /plates/hikvision[/SECRET], or /NotificationInfo/TollgateInfo for dahua (required)")
 	var cam simulator.Camera
-	fs.StringVar(&cam.Serial, "serial", "sim-camera-1", "the camera's serialno")
+	fs.StringVar(&cam.Maker, "maker", "alarminfoplate", fmt.Sprintf("the push format, one of %v", simulator.Makers))
+	fs.StringVar(&cam.Serial, "serial", "sim-camera-1", "the camera's serialno (hikvision: its MAC address; dahua: its DeviceID)")
 	fs.StringVar(&cam.IPAddr, "ipaddr", "192.168.1.64", "the address it reports")
 	fs.IntVar(&cam.Channel, "channel", 0, "the bay channel it reports")
-	fs.BoolVar(&cam.Base64, "base64", false, "send the licence base64-encoded")
+	fs.BoolVar(&cam.Base64, "base64", false, "send the licence base64-encoded (alarminfoplate)")
+	fs.BoolVar(&cam.GBK, "gbk", false, "send the body GBK-encoded")
 	plate := fs.String("plate", "", "the plate it reads (required)")
 	conf := fs.Int("confidence", 95, "the read's confidence, 0..100")
 	every := fs.Duration("every", 0, "push again at this interval until stopped (0: once)")

@@ -30,8 +30,9 @@ usage (each command's --help describes its flags):
   pilesim serve [--link PATH] [--tcp ADDR] [--rtutcp ADDR] [--profile NAME] [--slaves 1,2] [script flags]
   pilesim platform --listen ADDR --app-id ID --app-secret SECRET [--log FILE]
   pilesim demo --bridge BIN --config FILE     stand-in + simulator + bridge, one session, then exit
-  pilesim camera --push URL --plate P [--serial S] [--channel N] [--every D] [--base64]
-                                              a bay's LPR camera pushing its read (AlarmInfoPlate)
+  pilesim camera --push URL --plate P [--maker alarminfoplate|hikvision|dahua] [--serial S]
+                 [--channel N] [--every D] [--base64] [--gbk]
+                                              a bay's LPR camera pushing its read
   pilesim faultline --to ADDR [--listen ADDR] [--mbap] [--fault F | --faults F,..] [--seed N]
                                               a failing line in front of a device: flapping, cut
                                               connections, delays, corruption, wrong slave, stalls

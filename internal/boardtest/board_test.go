@@ -62,7 +62,7 @@ func TestBoard(t *testing.T) {
 			t.Fatalf("%s not found: apt-get install qemu-system-arm qemu-utils socat openssh-client dpkg", tool)
 		}
 	}
-	cuts := 3
+	cuts := 2 // and the cuts during dpkg -i and during salvage below
 	if s := os.Getenv("CUTS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
@@ -512,7 +512,7 @@ func (r *rig) salvageAsRoot(rnd *rand.Rand) {
 
 	// salvage, cut off at a random moment
 	v.on("nohup pilebridge db salvage --config /etc/pilebridge/pilebridge.yaml >/root/salvage-cut.log 2>&1 </dev/null &")
-	wait := time.Duration(rnd.IntN(3000)) * time.Millisecond
+	wait := time.Duration(rnd.IntN(1500)) * time.Millisecond // salvage of a small file takes about 2 s here
 	time.Sleep(wait)
 	t.Logf("power cut %s into db salvage", wait)
 	v.cut()

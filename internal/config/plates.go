@@ -65,6 +65,11 @@ func (c Camera) Allows(addr net.IP, secret string) bool {
 	if c.Secret != "" && subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
 		return false
 	}
+	return c.AllowsAddr(addr)
+}
+
+// AllowsAddr says whether camera c pushes from addr (its secret aside).
+func (c Camera) AllowsAddr(addr net.IP) bool {
 	for _, f := range c.From {
 		if ip := net.ParseIP(f); ip != nil && ip.Equal(addr) {
 			return true

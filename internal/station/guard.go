@@ -133,10 +133,20 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(w, r)
 }
 
-// isCameraPush: POST /plates/camera[/SECRET], which cameras reach without a
-// token (the plate hub checks their address and secret instead).
+// isCameraPush: a camera's push (POST /plates/camera[/SECRET],
+// /plates/hikvision[/SECRET], Dahua's /NotificationInfo/…), which cameras
+// send without a token (the plate hub checks their address and secret
+// instead).
 func isCameraPush(r *http.Request) bool {
-	return r.Method == http.MethodPost && (r.URL.Path == "/plates/camera" || strings.HasPrefix(r.URL.Path, "/plates/camera/"))
+	if r.Method != http.MethodPost {
+		return false
+	}
+	for _, p := range []string{"/plates/camera", "/plates/hikvision"} {
+		if r.URL.Path == p || strings.HasPrefix(r.URL.Path, p+"/") {
+			return true
+		}
+	}
+	return r.URL.Path == "/NotificationInfo/TollgateInfo" || r.URL.Path == "/NotificationInfo/KeepAlive"
 }
 
 // formToken: the status page's plate form (POST /plates/form), which a

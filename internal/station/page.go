@@ -41,6 +41,9 @@ var labels = map[string][2]string{
 	"plate": {"车牌", "plate"}, "token": {"令牌", "token"}, "set_plate": {"登记车牌", "set plate"},
 	"plate_source.vin": {"VIN对照", "VIN table"}, "plate_source.camera": {"车位相机", "camera"},
 	"plate_source.api": {"停车系统", "parking system"}, "plate_source.attendant": {"值班员", "attendant"},
+	"camera_pushes": {"最近的相机推送", "Latest camera pushes"}, "time": {"时间", "time"}, "camera": {"相机", "camera"}, "from": {"来源地址", "from"},
+	"push.taken": {"已采用", "taken"}, "push.invalid": {"不是车牌", "not a plate"}, "push.no_plate": {"未识别到车牌", "no plate read"},
+	"push.refused": {"拒绝", "refused"}, "push.malformed": {"格式无法识别", "not understood"},
 	"delivery.pending": {"排队", "pending"}, "delivery.delivered": {"已上传", "delivered"}, "delivery.parked": {"被拒", "parked"},
 }
 

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +51,7 @@ type plateHub struct {
 	bays    map[string]*bay
 	counts  map[[2]string]uint64        // {source, result} -> reads
 	refused map[string]*faillog.Failure // by the pushing address: a line a minute at most each
+	pushes  []cameraPush                // the latest camera pushes, newest last (the status page)
 }
 
 // maxRefusedAddrs bounds the addresses whose refused pushes are logged
@@ -273,6 +272,12 @@ func (h *plateHub) PlateFor(port string, opened time.Time) (session.PlateRead, b
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b := h.bay(port)
+	if b.ended && opened.After(b.cutoff) {
+		// a session opened after the last one ended: its car is at the bay
+		// now, whether or not the unplug between them was seen (a poll that
+		// missed it); what the cameras read from here is this car
+		b.ended = false
+	}
 	since := opened.Add(-h.window)
 	if b.cutoff.After(since) {
 		since = b.cutoff
@@ -346,77 +351,6 @@ func (h *plateHub) Left(port string, at time.Time) {
 		b.cutoff = at
 	}
 	b.ended = false
-}
-
-// serveCamera is POST /plates/camera[/SECRET]: a camera's AlarmInfoPlate
-// push. A camera sends no token: the push is taken only from an address
-// listed for its serial number (and with its secret, where one is set).
-func (h *plateHub) serveCamera(w http.ResponseWriter, r *http.Request) {
-	answer := func(status int, ok bool) {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(status)
-		_, _ = w.Write(plate.CameraAnswer(ok))
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err != nil {
-		answer(http.StatusBadRequest, false)
-		return
-	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	from := net.ParseIP(host)
-	read, err := plate.ParseCameraPush(body, r.Header.Get("Content-Type"))
-	if read.Serial == "" {
-		h.count(session.PlateFromCamera, "malformed")
-		h.logRefused(host, "camera push refused: not an AlarmInfoPlate push", errors.New(bounded(fmt.Sprint(err), 120)), nil)
-		answer(http.StatusBadRequest, false)
-		return
-	}
-	secret := r.PathValue("secret")
-	var ports []string
-	known := false
-	for _, c := range h.cameras {
-		if c.Serial != read.Serial {
-			continue
-		}
-		known = true
-		if !c.Allows(from, secret) || (c.Channel != nil && *c.Channel != read.Channel) {
-			continue
-		}
-		ports = append(ports, c.Ports...)
-	}
-	if len(ports) == 0 {
-		h.count(session.PlateFromCamera, "refused")
-		h.logRefused(host, "camera push refused", errors.New("not from an address (and secret) configured for this camera"), func(e *zerolog.Event) {
-			e.Str("serial", bounded(read.Serial, 64)).Bool("serial_configured", known)
-		})
-		answer(http.StatusForbidden, false)
-		return
-	}
-	if err != nil {
-		result := "invalid"
-		if errors.Is(err, plate.ErrNoPlate) {
-			result = "no_plate"
-		}
-		h.count(session.PlateFromCamera, result)
-		why := err.Error() // without the licence itself: the log masks plates
-		if i := strings.Index(why, "\": "); i >= 0 {
-			why = why[i+3:]
-		}
-		h.logRefused(host, "camera read not taken", errors.New(bounded(why, 120)), func(e *zerolog.Event) {
-			e.Str("serial", bounded(read.Serial, 64)).Str("licence", pii.Plate(read.Raw))
-		})
-		// "no": the camera's own log shows the read was not used (a camera
-		// that retries sends it a few times more, each refused and counted)
-		answer(http.StatusOK, false)
-		return
-	}
-	at := h.now() // the board's clock: cameras' clocks drift
-	for _, p := range ports {
-		h.put(p, session.PlateRead{Plate: read.Plate, Source: session.PlateFromCamera, At: at, Confidence: read.Confidence})
-	}
-	h.log.Debug().Str("serial", bounded(read.Serial, 64)).Str("plate", pii.Plate(read.Plate)).Int("confidence", read.Confidence).
-		Strs("ports", ports).Msg("plate read")
-	answer(http.StatusOK, true)
 }
 
 // PlateInput is POST /plates: a plate for a port from a parking system or

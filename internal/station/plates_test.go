@@ -96,15 +96,50 @@ func TestRefusedPushesAreSizedForTheCard(t *testing.T) {
 	h.now = func() time.Time { return now }
 	serial := strings.Repeat("S", 64<<10-200)
 	body := fmt.Sprintf(`{"AlarmInfoPlate":{"serialno":%q,"result":{"PlateResult":{"license":"%s"}}}}`, serial, strings.Repeat("川", 10))
-	for i := 0; i < 1000; i++ {
-		req := httptest.NewRequest(http.MethodPost, "/plates/camera", strings.NewReader(body))
-		req.RemoteAddr = "192.0.2.99:5000"
-		w := httptest.NewRecorder()
-		h.serveCamera(w, req)
-		require.Equal(t, http.StatusForbidden, w.Code)
-		now = now.Add(100 * time.Millisecond)
+	// from an unlisted address (not read at all), then from the camera's
+	// address naming a serial number nobody configured (read, refused)
+	for _, addr := range []string{"192.0.2.99:5000", "192.0.2.10:5000"} {
+		log.Reset()
+		for i := 0; i < 1000; i++ {
+			req := httptest.NewRequest(http.MethodPost, "/plates/camera", strings.NewReader(body))
+			req.RemoteAddr = addr
+			w := httptest.NewRecorder()
+			h.serveCamera(alarmInfoPlate)(w, req)
+			require.Equal(t, http.StatusForbidden, w.Code)
+			now = now.Add(100 * time.Millisecond)
+		}
+		t.Logf("from %s: 1000 refused pushes of %d KiB over %s: %d bytes of log, %d lines", addr, len(body)>>10, 100*time.Second, log.Len(), strings.Count(log.String(), "\n"))
+		assert.Less(t, log.Len(), 100<<10)
 	}
-	t.Logf("1000 refused pushes of %d KiB over %s: %d bytes of log, %d lines", len(body)>>10, 100*time.Second, log.Len(), strings.Count(log.String(), "\n"))
-	assert.Less(t, log.Len(), 100<<10)
-	assert.Equal(t, uint64(1000), h.Counts()[[2]string{"camera", "refused"}], "every one counted")
+	assert.Equal(t, uint64(2000), h.Counts()[[2]string{"camera", "refused"}], "every one counted")
+	pushes := h.Pushes()
+	require.Len(t, pushes, keepPushes, "the page keeps the latest few")
+	assert.Equal(t, "serial not configured", pushes[0].Why)
+	assert.LessOrEqual(t, len(pushes[0].Camera), 64+3, "the serial bounded")
+}
+
+// A session that opens after the last one ended, with no unplug seen in
+// between (the poll missed the idle moment): what the camera reads from
+// then on is the new car, not the departed one's.
+func TestNewSessionWithoutUnplugSeenTakesItsOwnReads(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
+	cfg := &config.Config{Plates: config.Plates{Window: 10 * time.Minute}, Piles: []config.Pile{{DeviceNo: "P1", Ports: []config.Port{{PortNo: "1"}}}}}
+	h := newPlateHub(cfg, zerolog.Nop(), nil)
+	cam := func(p string, at time.Time) session.PlateRead {
+		return session.PlateRead{Plate: p, Source: session.PlateFromCamera, At: at, Confidence: 90}
+	}
+	first := t0
+	h.put("P1/1", cam("川A11111", first.Add(time.Second)))
+	got, ok := h.PlateFor("P1/1", first)
+	require.True(t, ok)
+	require.Equal(t, "川A11111", got.Plate)
+	h.Ended("P1/1", first, t0.Add(time.Minute))
+	h.put("P1/1", cam("川A11111", t0.Add(61*time.Second))) // the first car, still there
+	second := t0.Add(62 * time.Second)                    // no Left: the idle was missed
+	_, ok = h.PlateFor("P1/1", second)
+	assert.False(t, ok, "the departing car's read is not the new session's")
+	h.put("P1/1", cam("川A22222", second.Add(100*time.Millisecond)))
+	got, ok = h.PlateFor("P1/1", second)
+	require.True(t, ok, "the new car's read, made after its session opened")
+	assert.Equal(t, "川A22222", got.Plate)
 }

@@ -27,6 +27,9 @@ type statusDoc struct {
 	Buses     []busDoc               `json:"buses"`
 	Outbox    outboxDoc              `json:"outbox"`
 	Recent    []uploader.LedgerEntry `json:"recent_sessions"`
+	// CameraPushes are the latest camera pushes, newest first, with what
+	// became of each (plates masked): why a camera's reads are not taken.
+	CameraPushes []cameraPush `json:"camera_pushes"`
 	Now       time.Time              `json:"now"`
 }
 
@@ -181,6 +184,7 @@ func (a *Station) statusOf(now time.Time, recent int, unmasked bool) (statusDoc,
 			d.Ports[i].Plate = pii.Plate(d.Ports[i].Plate)
 		}
 	}
+	d.CameraPushes = a.plates.Pushes()
 	if d.Recent, err = a.outbox.LedgerLast(recent); err == nil && !unmasked {
 		for i := range d.Recent {
 			d.Recent[i].Record = d.Recent[i].Record.Masked()

@@ -129,8 +129,14 @@ func (a *Station) handler() http.Handler {
 	})
 	// a camera sends no token: the guard lets these through, and the hub
 	// takes a push only from the addresses configured for the camera
-	mux.HandleFunc("POST /plates/camera", a.plates.serveCamera)
-	mux.HandleFunc("POST /plates/camera/{secret}", a.plates.serveCamera)
+	mux.HandleFunc("POST /plates/camera", a.plates.serveCamera(alarmInfoPlate))
+	mux.HandleFunc("POST /plates/camera/{secret}", a.plates.serveCamera(alarmInfoPlate))
+	mux.HandleFunc("POST /plates/hikvision", a.plates.serveCamera(hikvision))
+	mux.HandleFunc("POST /plates/hikvision/{secret}", a.plates.serveCamera(hikvision))
+	// Dahua's ITSAPI paths are fixed by the protocol (the camera is given
+	// only the server's address and port)
+	mux.HandleFunc("POST /NotificationInfo/TollgateInfo", a.plates.serveCamera(dahua))
+	mux.HandleFunc("POST /NotificationInfo/KeepAlive", a.plates.serveKeepAlive)
 	mux.HandleFunc("POST /plates", a.plates.servePlate(session.PlateFromAPI))
 	mux.HandleFunc("POST /plates/attendant", a.plates.servePlate(session.PlateFromAttendant))
 	mux.HandleFunc("POST /plates/form", a.plates.serveForm)
