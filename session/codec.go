@@ -42,6 +42,7 @@ type storedSession struct {
 	PlateAt         stamp                   `cbor:"23,keyasint,omitempty"`
 	StartSeenAt     stamp                   `cbor:"24,keyasint,omitempty"`
 	Unattributed    []storedUnattributed    `cbor:"25,keyasint,omitempty"`
+	PlateBy         string                  `cbor:"26,keyasint,omitempty"`
 }
 
 type storedUnattributed struct {
@@ -143,7 +144,7 @@ func (c codec) encode(s *Session) ([]byte, error) {
 		PendingMWh: s.PendingMWh, PendingFrom: stampOf(s.PendingFrom), PendingFromProv: s.PendingFromProv,
 		Count: s.Count, HasCount: s.HasCount, VIN: s.VIN, Mobile: s.Mobile, Plate: s.Plate, SOC: s.SOC, HasSOC: s.HasSOC,
 		Seq: s.Seq, LastSent: stampOf(s.LastSent), LowSince: stampOf(s.LowSince), Provisional: s.Provisional,
-		PlateSource: s.PlateSource, PlateAt: stampOf(s.PlateAt), StartSeenAt: stampOf(s.StartSeenAt),
+		PlateSource: s.PlateSource, PlateAt: stampOf(s.PlateAt), StartSeenAt: stampOf(s.StartSeenAt), PlateBy: s.PlateBy,
 	}
 	for _, u := range s.Unattributed {
 		r.Unattributed = append(r.Unattributed, storedUnattributed{MWh: u.MWh, FromMWh: u.FromMWh, FromAt: stampOf(u.FromAt),
@@ -194,7 +195,7 @@ func (c codec) decode(data []byte) (*Session, error) {
 		PendingMWh: r.PendingMWh, PendingFrom: r.PendingFrom.time(), PendingFromProv: r.PendingFromProv,
 		Count: r.Count, HasCount: r.HasCount, VIN: r.VIN, Mobile: r.Mobile, Plate: r.Plate, SOC: r.SOC, HasSOC: r.HasSOC,
 		Seq: r.Seq, LastSent: r.LastSent.time(), LowSince: r.LowSince.time(), Provisional: r.Provisional,
-		PlateSource: r.PlateSource, PlateAt: r.PlateAt.time(), StartSeenAt: r.StartSeenAt.time(),
+		PlateSource: r.PlateSource, PlateAt: r.PlateAt.time(), StartSeenAt: r.StartSeenAt.time(), PlateBy: r.PlateBy,
 	}
 	for _, u := range r.Unattributed {
 		s.Unattributed = append(s.Unattributed, Unattributed{MWh: u.MWh, FromMWh: u.FromMWh, FromAt: u.FromAt.time(),

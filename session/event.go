@@ -46,6 +46,7 @@ type Event struct {
 	VIN         string
 	Plate       string
 	PlateSource PlateSource // where Plate came from
+	PlateBy     string      // the attendant who typed it
 	Mobile      string      // from the pile, when it reports one
 	SOC         int
 	HasSOC      bool

@@ -524,7 +524,7 @@ func (m *Machine) event(kind EventKind, reason Reason, detail string, end time.T
 	}
 	ev := Event{Kind: kind, Order: s.Order, Seq: s.Seq, Start: s.StartTime, End: end,
 		QuantityWh: b.QuantityWh, EnergyFen: b.EnergyFen, ServiceFen: b.ServiceFen,
-		Reason: reason, Detail: detail, VIN: s.VIN, Plate: s.Plate, PlateSource: s.PlateSource, Mobile: s.Mobile, SOC: s.SOC, HasSOC: s.HasSOC}
+		Reason: reason, Detail: detail, VIN: s.VIN, Plate: s.Plate, PlateSource: s.PlateSource, PlateBy: s.PlateBy, Mobile: s.Mobile, SOC: s.SOC, HasSOC: s.HasSOC}
 	if kind == EventStartFailed {
 		ev.QuantityWh, ev.EnergyFen, ev.ServiceFen = 0, 0, 0
 	} else if kind != EventProgress {

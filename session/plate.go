@@ -29,6 +29,7 @@ func (s PlateSource) rank() int {
 type PlateRead struct {
 	Plate      string
 	Source     PlateSource
+	By         string // the attendant's name, for an attendant's entry
 	At         time.Time
 	Confidence int // 0..100 where the source gives one
 }
@@ -57,6 +58,6 @@ func (m *Machine) SetPlate(p PlateRead) bool {
 	if s == nil || !p.Better(s.Plate, s.PlateSource, s.PlateAt) {
 		return false
 	}
-	s.Plate, s.PlateSource, s.PlateAt = p.Plate, p.Source, p.At
+	s.Plate, s.PlateSource, s.PlateBy, s.PlateAt = p.Plate, p.Source, p.By, p.At
 	return true
 }

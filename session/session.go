@@ -43,6 +43,7 @@ type Session struct {
 	// PlateSource and PlateAt: where the plate came from and when it was
 	// read (a better read replaces it: SetPlate).
 	PlateSource PlateSource `json:"plate_source,omitempty"`
+	PlateBy     string      `json:"plate_by,omitempty"` // the attendant who typed it
 	PlateAt     time.Time   `json:"plate_at,omitempty"`
 	SOC         int         `json:"soc"`
 	HasSOC      bool        `json:"has_soc"`

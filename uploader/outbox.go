@@ -633,7 +633,7 @@ var ErrNoBillWaiting = errors.New("no bill of this port is waiting for a plate")
 // AttachPlate puts plate (from source) on the bill of port that waits for
 // one and releases it at once; it returns the bill's order. A bill whose
 // wait is over is left alone: it may be on its way without.
-func (o *Outbox) AttachPlate(port, plate, source string, now time.Time) (string, error) {
+func (o *Outbox) AttachPlate(port, plate, source, by string, now time.Time) (string, error) {
 	order, stale := "", false
 	err := o.db.Update(func(tx *bbolt.Tx) error {
 		waits := tx.Bucket(bucketPlateWait)
@@ -657,7 +657,7 @@ func (o *Outbox) AttachPlate(port, plate, source string, now time.Time) (string,
 			stale = true
 			return waits.Delete([]byte(port))
 		}
-		e.Record.Plate, e.Record.PlateSource = plate, source
+		e.Record.Plate, e.Record.PlateSource, e.Record.PlateBy = plate, source, by
 		e.PlateWait, e.NextAttempt = false, time.Time{}
 		data, err := encodeEntry(e)
 		if err != nil {
@@ -667,7 +667,7 @@ func (o *Outbox) AttachPlate(port, plate, source string, now time.Time) (string,
 			return err
 		}
 		if err := ledgerUpdateTx(tx, e.Record, func(l *LedgerEntry) {
-			l.Record.Plate, l.Record.PlateSource, l.NoPlate = plate, source, false
+			l.Record.Plate, l.Record.PlateSource, l.Record.PlateBy, l.NoPlate = plate, source, by, false
 		}); err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func TestBillWaitsForAPlate(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	assert.NotContains(t, si.byOrder(), "WAIT", "still held after the restart")
 
-	order, err := r.box.AttachPlate("D1/1", "川AD66011", "camera", time.Now())
+	order, err := r.box.AttachPlate("D1/1", "川AD66011", "camera", "", time.Now())
 	require.NoError(t, err)
 	assert.Equal(t, "WAIT", order)
 	waitFor(t, "the held bill, with its plate", func() bool { return len(si.byOrder()["WAIT"]) == 1 })
@@ -64,9 +64,9 @@ func TestBillWaitsForAPlate(t *testing.T) {
 
 	waitFor(t, "the bill whose wait ran out", func() bool { return len(si.byOrder()["LATE"]) == 1 })
 	assert.Empty(t, platesAt(t, si)["LATE"], "sent without")
-	_, err = r.box.AttachPlate("D1/2", "川A12345", "camera", time.Now())
+	_, err = r.box.AttachPlate("D1/2", "川A12345", "camera", "", time.Now())
 	assert.ErrorIs(t, err, uploader.ErrNoBillWaiting, "too late for a bill that went")
-	_, err = r.box.AttachPlate("D1/9", "川A12345", "camera", time.Now())
+	_, err = r.box.AttachPlate("D1/9", "川A12345", "camera", "", time.Now())
 	assert.ErrorIs(t, err, uploader.ErrNoBillWaiting)
 
 	got := map[string]uploader.LedgerEntry{}

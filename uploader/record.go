@@ -39,6 +39,9 @@ type Record struct {
 	// PlateSource is where the plate came from (vin, camera, api,
 	// attendant): for the ledger, not sent.
 	PlateSource string `json:"plate_source,omitempty"`
+	// PlateBy: the attendant who typed the plate (plates.attendants), for
+	// the ledger; not sent.
+	PlateBy string `json:"plate_by,omitempty"`
 	Mobile      string `json:"mobile"`
 	QuantityWh  int64  `json:"quantity"`
 	EnergyFen   int64  `json:"energy_value"`

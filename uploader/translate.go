@@ -78,7 +78,7 @@ func (t *Translator) Notify() { t.Outbox.Notify() }
 func RecordOf(e session.Event, p Port, localUser string) Record {
 	r := Record{
 		Order: e.Order, Seq: e.Seq, StartTime: e.Start, EndTime: e.End,
-		VIN: e.VIN, Plate: e.Plate, PlateSource: string(e.PlateSource), Mobile: e.Mobile, Evidence: e.Evidence,
+		VIN: e.VIN, Plate: e.Plate, PlateSource: string(e.PlateSource), PlateBy: e.PlateBy, Mobile: e.Mobile, Evidence: e.Evidence,
 		QuantityWh: e.QuantityWh, EnergyFen: e.EnergyFen, ServiceFen: e.ServiceFen,
 		DeviceNo: p.DeviceNo, DeviceType: p.DeviceType, PortNo: p.PortNo, EnergyCode: p.EnergyCode,
 	}

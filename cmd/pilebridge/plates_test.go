@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
@@ -225,42 +227,82 @@ func TestBillWithoutPlateGoesAfterTheWait(t *testing.T) {
 	assert.Contains(t, string(out), ",no plate,")
 }
 
-// The status page's form (no JavaScript) takes the attendant's plate with
-// the token typed in; /status shows each port's plate and its source,
-// masked without the token.
-func TestPlateFormOnThePage(t *testing.T) {
-	s := newStationWith(t, "ref-ac", platesConfig)
+const attendantConfig = `listen: 127.0.0.1:0
+parking_reduction: true
+plates:
+  final_wait: 1m
+  attendants:
+    - {name: 王师傅, code: "480731"}
+    - {name: Li, code: "k7p2x9"}
+`
+
+// The attendant page over plain HTTP, as a phone's browser posts it
+// without JavaScript: a wrong code is refused in the page's language with
+// what was typed kept; after attendantTries wrong codes the address waits;
+// the right code puts the plate on the port's session, the ledger names
+// who; the status page links every port to it, and no form on any page
+// asks for the API token.
+func TestAttendantPageOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := newStationWith(t, "ref-ac", attendantConfig)
 	s.startBridge()
 	base := "http://" + s.listenAddr()
 	ctxCharging(t, s)
-	token := s.token()
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	form := func(tok string) *http.Response {
-		body := "port=E2E01%2F1&plate=%E5%B7%9DA%C2%B712345&token=" + tok
-		req, _ := http.NewRequest(http.MethodPost, base+"/plates/form", strings.NewReader(body))
+	post := func(port, plate, code, lang string) (*http.Response, string) {
+		form := url.Values{"port": {port}, "plate": {plate}, "code": {code}, "lang": {lang}}
+		req, _ := http.NewRequest(http.MethodPost, base+"/attendant", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Origin", base) // a browser says where the form came from
 		resp, err := noRedirect.Do(req)
 		require.NoError(t, err)
-		resp.Body.Close()
-		return resp
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp, b.String()
 	}
+	page := get(t, base+"/?lang=en", "").body
+	assert.Contains(t, page, `href="attendant?port=E2E01%2f1&amp;lang=en"`, "the status page links each port to the attendant page")
+	assert.NotContains(t, page, `name="token"`, "no page asks for the API token")
+	att := get(t, base+"/attendant?lang=en&port=E2E01/1", "").body
+	assert.NotContains(t, att, `http-equiv="refresh"`, "the attendant page does not reload itself")
+	assert.NotContains(t, att, `name="token"`)
+	assert.Contains(t, att, "E2E01/1 — idle", "listed before plug-in")
+
 	s.acSession(7000, func() {
-		page := get(t, base+"/", "")
-		assert.Contains(t, page.body, `action="/plates/form"`)
-		assert.Equal(t, http.StatusUnauthorized, form("wrong-token-0000000").StatusCode)
-		resp := form(token)
-		assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		resp, body := post("E2E01/1", "川A·12345", "000000", "zh")
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+		assert.Contains(t, body, "值班码不对", "refused in the page's language")
+		assert.Contains(t, body, `value="川A·12345"`, "what was typed is kept")
+		assert.Contains(t, body, `name="lang" value="zh"`)
+		resp, body = post("E2E01/1", "川A12", "480731", "en")
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		assert.Contains(t, body, "is not a plate")
+		resp, _ = post("E2E01/1", "川A·12345", "480731", "en")
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		loc := resp.Header.Get("Location")
+		assert.Contains(t, loc, "lang=en", "?lang kept")
+		done := get(t, base+loc, "").body
+		assert.Contains(t, done, "川A***** set on E2E01/1", "done, the plate masked")
 		s.waitFor("the plate on the port", 10*time.Second, func() bool {
-			return strings.Contains(get(t, base+"/status", token).body, `"plate": "川A12345"`)
+			return strings.Contains(get(t, base+"/status", s.token()).body, `"plate": "川A12345"`)
 		})
-		st := get(t, base+"/status", token).body
-		assert.Contains(t, st, `"plate_source": "attendant"`)
-		assert.Contains(t, get(t, base+"/status", "").body, `"plate": "川A*****"`, "masked without the token")
-		assert.Contains(t, get(t, base+"/", "").body, "川A*****", "the page masks")
 	})
 	s.waitFor("the final bill", 10*time.Second, func() bool { return len(s.finals()) == 1 })
 	assert.Equal(t, "川A12345", s.finals()[0].Plate)
+	st := get(t, base+"/status", s.token()).body
+	assert.Contains(t, st, `"plate_by": "王师傅"`, "the ledger names the attendant")
+	assert.Contains(t, st, `"plate_source": "attendant"`)
+
+	// a guesser: locked out after a few wrong codes, even with the right one
+	for i := 0; i < 5; i++ {
+		post("E2E01/1", "川A12345", fmt.Sprintf("99999%d", i), "en")
+	}
+	resp, body := post("E2E01/1", "川A12345", "k7p2x9", "en")
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Contains(t, body, "Too many wrong codes")
+	assert.Contains(t, s.log(), "attendant code refused")
+	assert.NotContains(t, s.log(), "480731", "codes are never logged")
 }
 
 // Issue 27: the cameras car parks have. Four cars, one after another at

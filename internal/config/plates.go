@@ -4,7 +4,9 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -23,7 +25,27 @@ type Plates struct {
 	// VINs: VIN -> plate, for piles that report a VIN but not the plate.
 	VINs    map[string]string `yaml:"vins"`
 	Cameras []Camera          `yaml:"cameras"`
+	// Attendants may put a plate on a port's session or waiting bill from
+	// the attendant page (/attendant) with their code; the ledger records
+	// who.
+	Attendants []Attendant `yaml:"attendants"`
 }
+
+// Attendant is a person at the station with a short code for the
+// attendant page.
+type Attendant struct {
+	Name string `yaml:"name"`
+	Code string `yaml:"code"`
+}
+
+// Attendant codes: short enough to type on a phone, long enough that the
+// page's lockout (a few wrong tries an address, then a pause) leaves
+// guessing hopeless.
+const (
+	MinAttendantCode = 6
+	MaxAttendantCode = 16
+	MaxAttendantName = 32
+)
 
 // Camera is one LPR camera that pushes its reads to POST /plates/camera.
 type Camera struct {
@@ -92,6 +114,20 @@ func (c *Config) checkPlates(ck *checker, ports map[string]bool) {
 			continue
 		}
 		c.Plates.VINs[vin] = n
+	}
+	codes := map[string]int{}
+	for i, a := range c.Plates.Attendants {
+		key := fmt.Sprintf("plates.attendants[%d]", i)
+		if n := utf8.RuneCountInString(a.Name); n == 0 || n > MaxAttendantName {
+			ck.bad(key+".name", "%q: want 1..%d characters (the ledger records it)", a.Name, MaxAttendantName)
+		}
+		if n := len(a.Code); n < MinAttendantCode || n > MaxAttendantCode || strings.Trim(a.Code, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+			ck.bad(key+".code", "want %d..%d letters or digits (typed on a phone)", MinAttendantCode, MaxAttendantCode)
+		}
+		if j, dup := codes[a.Code]; dup && a.Code != "" {
+			ck.bad(key+".code", "the same as plates.attendants[%d]'s: each person their own", j)
+		}
+		codes[a.Code] = i
 	}
 	for i, cam := range c.Plates.Cameras {
 		key := fmt.Sprintf("plates.cameras[%d]", i)

@@ -36,9 +36,18 @@ func TestPlatesMistakesNameTheirKey(t *testing.T) {
   cameras:
     - {serial: "", from: [], ports: []}
     - {serial: cam-2, from: [camera.local], ports: ["P9/1"]}
+  attendants:
+    - {name: "", code: "12"}
+    - {name: 王师傅, code: "480731"}
+    - {name: Li, code: "480731"}
+    - {name: Wu, code: "48 07 31"}
 `), "c.yaml")
 	require.Error(t, err)
 	for _, want := range []string{
+		`plates.attendants[0].name: "": want 1..32 characters`,
+		"plates.attendants[0].code: want 6..16 letters or digits",
+		"plates.attendants[2].code: the same as plates.attendants[1]'s",
+		"plates.attendants[3].code: want 6..16 letters or digits",
 		"plates.window: 48h0m0s: want 0..24h0m0s",
 		"plates.vins.LSTOP103212132001: plate \"无牌\"",
 		"plates.cameras[0].serial: required",

@@ -121,7 +121,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if !g.hasToken(r) && !isCameraPush(r) && !g.formToken(r) {
+		if !g.hasToken(r) && !isCameraPush(r) && !isAttendantForm(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pilebridge"`)
 			http.Error(w, "a bearer token is needed (listen_token_file)", http.StatusUnauthorized)
 			return
@@ -147,15 +147,4 @@ func isCameraPush(r *http.Request) bool {
 		}
 	}
 	return r.URL.Path == "/NotificationInfo/TollgateInfo" || r.URL.Path == "/NotificationInfo/KeepAlive"
-}
-
-// formToken: the status page's plate form (POST /plates/form), which a
-// browser sends without JavaScript: the token is a field of the form.
-func (g *guard) formToken(r *http.Request) bool {
-	if r.URL.Path != "/plates/form" {
-		return false
-	}
-	r.Body = http.MaxBytesReader(nil, r.Body, 4<<10)
-	got := r.PostFormValue("token")
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(g.token)) == 1
 }

@@ -14,7 +14,7 @@ import (
 	"pilebridge/uploader"
 )
 
-//go:embed web/status.html
+//go:embed web/status.html web/attendant.html
 var webFS embed.FS
 
 // labels are the page's words, Chinese and English, from one table.
@@ -38,12 +38,18 @@ var labels = map[string][2]string{
 	"delivery": {"上传", "delivery"}, "none": {"暂无", "none yet"}, "refresh": {"自动刷新", "refreshes every"},
 	"kind.progress": {"进度", "progress"}, "kind.final": {"账单", "bill"}, "kind.start_failed": {"启动失败", "start failed"},
 	"load": {"线路负载", "line load"}, "overloaded": {"过载：端口读不过来", "overloaded: ports are read late"},
-	"plate": {"车牌", "plate"}, "token": {"令牌", "token"}, "set_plate": {"登记车牌", "set plate"},
+	"plate": {"车牌", "plate"},
 	"plate_source.vin": {"VIN对照", "VIN table"}, "plate_source.camera": {"车位相机", "camera"},
 	"plate_source.api": {"停车系统", "parking system"}, "plate_source.attendant": {"值班员", "attendant"},
 	"camera_pushes": {"最近的相机推送", "Latest camera pushes"}, "time": {"时间", "time"}, "camera": {"相机", "camera"}, "from": {"来源地址", "from"},
 	"push.taken": {"已采用", "taken"}, "push.invalid": {"不是车牌", "not a plate"}, "push.no_plate": {"未识别到车牌", "no plate read"},
 	"push.refused": {"拒绝", "refused"}, "push.malformed": {"格式无法识别", "not understood"},
+	"att.title": {"登记车牌", "Set a plate"}, "att.port": {"充电枪", "Port"}, "att.plate": {"车牌号", "Plate"},
+	"att.code": {"值班码", "Attendant code"}, "att.submit": {"登记", "Set plate"},
+	"att.waits": {"账单等待车牌", "bill waits for a plate"},
+	"att.none":  {"本站未设置值班员（plates.attendants），无法在此登记车牌。", "No attendants are configured (plates.attendants): plates cannot be set here."},
+	"att.hint":  {"车牌用于停车费减免；登记后本次充电（或等待车牌的账单）带上此车牌。", "The plate earns the parking-fee reduction: the port's session, or its bill waiting for a plate, takes it."},
+	"att.back":  {"返回状态页", "Back to the status page"}, "set_plate": {"登记车牌", "set plate"},
 	"delivery.pending": {"排队", "pending"}, "delivery.delivered": {"已上传", "delivered"}, "delivery.parked": {"被拒", "parked"},
 }
 
@@ -67,20 +73,26 @@ func newPages(loc *time.Location) (map[string]*template.Template, error) {
 	return out, nil
 }
 
+// labelFunc is the templates' t: a label in language lang (0 Chinese, 1
+// English); a port state in the words the platform shows.
+func labelFunc(lang int) func(string) string {
+	return func(key string) string {
+		if st, ok := strings.CutPrefix(key, "state."); ok {
+			if lang == 0 {
+				return uploader.PortDesc(session.PortState(st)) // the texts the platform shows
+			}
+			return strings.ReplaceAll(st, "_", " ")
+		}
+		if l, ok := labels[key]; ok {
+			return l[lang]
+		}
+		return key
+	}
+}
+
 func newPageTemplate(loc *time.Location, lang int) (*template.Template, error) {
 	funcs := template.FuncMap{
-		"t": func(key string) string {
-			if st, ok := strings.CutPrefix(key, "state."); ok {
-				if lang == 0 {
-					return uploader.PortDesc(session.PortState(st)) // the texts the platform shows
-				}
-				return strings.ReplaceAll(st, "_", " ")
-			}
-			if l, ok := labels[key]; ok {
-				return l[lang]
-			}
-			return key
-		},
+		"t":       labelFunc(lang),
 		"why":     func(r reason) string { return r.say(lang == 0) },
 		"kwh":     units.KWh,
 		"yuan":    units.Yuan,

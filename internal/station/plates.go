@@ -45,7 +45,7 @@ type plateHub struct {
 	now     func() time.Time
 	// attach puts a plate on the port's bill that waits for one (the
 	// outbox's AttachPlate), returning its order
-	attach func(port, plate, source string, now time.Time) (string, error)
+	attach func(port, plate, source, by string, now time.Time) (string, error)
 
 	mu      sync.Mutex
 	bays    map[string]*bay
@@ -123,7 +123,7 @@ type heldRead struct {
 	took    time.Time // a session it was the best read of at some time
 }
 
-func newPlateHub(cfg *config.Config, log zerolog.Logger, attach func(port, plate, source string, now time.Time) (string, error)) *plateHub {
+func newPlateHub(cfg *config.Config, log zerolog.Logger, attach func(port, plate, source, by string, now time.Time) (string, error)) *plateHub {
 	return &plateHub{window: cfg.Plates.Window, cameras: cfg.Plates.Cameras, ports: cfg.PortKeys(),
 		log: log, now: time.Now, attach: attach, bays: map[string]*bay{}, counts: map[[2]string]uint64{},
 		refused: map[string]*faillog.Failure{}}
@@ -158,7 +158,7 @@ func (h *plateHub) bay(port string) *bay {
 // put keeps r for port and gives it to the port's bill that waits for a
 // plate, if one does: a camera's read only while the car of that bill is
 // still at the bay (before the unplug), any other source's at once.
-func (h *plateHub) put(port string, r session.PlateRead) {
+func (h *plateHub) put(port string, r session.PlateRead) (attachedTo string) {
 	h.mu.Lock()
 	b := h.bay(port)
 	h.forget(b, r.At)
@@ -174,9 +174,9 @@ func (h *plateHub) put(port string, r session.PlateRead) {
 	}
 	h.mu.Unlock()
 	if h.attach == nil || !attachable {
-		return
+		return ""
 	}
-	order, err := h.attach(port, r.Plate, string(r.Source), h.now())
+	order, err := h.attach(port, r.Plate, string(r.Source), r.By, h.now())
 	switch {
 	case err == nil:
 		h.mu.Lock()
@@ -185,9 +185,11 @@ func (h *plateHub) put(port string, r session.PlateRead) {
 		h.mu.Unlock()
 		h.log.Info().Str("port", port).Str("order", order).Str("plate", pii.Plate(r.Plate)).Str("source", string(r.Source)).
 			Msg("plate joined the bill that waited for it")
+		return order
 	case !errors.Is(err, uploader.ErrNoBillWaiting):
 		h.log.Error().Err(err).Str("port", port).Msg("plate for a waiting bill not stored")
 	}
+	return ""
 }
 
 // forget drops what the window has passed.
@@ -393,23 +395,4 @@ func (h *plateHub) servePlate(src session.PlateSource) http.HandlerFunc {
 		h.log.Info().Str("port", in.Port).Str("plate", pii.Plate(p)).Str("source", string(src)).Msg("plate read")
 		writeJSON(w, map[string]string{"port": in.Port, "plate": p, "source": string(src)})
 	}
-}
-
-// serveForm is POST /plates/form: the attendant's entry from the status
-// page (the guard has checked the form's token); back to the page.
-func (h *plateHub) serveForm(w http.ResponseWriter, r *http.Request) {
-	port := r.PostFormValue("port")
-	if !h.ports[port] {
-		http.Error(w, fmt.Sprintf("port %q: no such port", port), http.StatusBadRequest)
-		return
-	}
-	p, err := plate.Normalize(r.PostFormValue("plate"))
-	if err != nil {
-		h.count(session.PlateFromAttendant, "invalid")
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	h.put(port, session.PlateRead{Plate: p, Source: session.PlateFromAttendant, At: h.now()})
-	h.log.Info().Str("port", port).Str("plate", pii.Plate(p)).Str("source", "attendant").Msg("plate read")
-	http.Redirect(w, r, "/", http.StatusSeeOther)
 }

@@ -49,6 +49,9 @@ type Station struct {
 	version  string
 	clock    session.Clock
 	pages    map[string]*template.Template // the status page, by language
+	// the attendant page, by language, and its lockout of wrong codes
+	attendantPages map[string]*template.Template
+	gate           attendantGate
 
 	conns   *capListener  // the local server's listener (listener.go); nil without listen
 	guard   *dbfile.Guard // the database path against the open file (files.go)
@@ -173,6 +176,10 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 	if a.pages, err = newPages(tariff.Loc); err != nil {
 		return fail(fmt.Errorf("status page: %w", err))
 	}
+	if a.attendantPages, err = newAttendantPages(); err != nil {
+		return fail(fmt.Errorf("attendant page: %w", err))
+	}
+	a.gate.byAddr = map[string]*codeTries{}
 	client, err := uploader.NewClient(uploader.ClientConfig{
 		BaseURL: cfg.Platform.BaseURL, AppID: cfg.Platform.AppID, AppSecret: cfg.Platform.AppSecret,
 		StationUUID: cfg.StationUUID, Timeout: cfg.Platform.Timeout,

@@ -30,7 +30,7 @@ type statusDoc struct {
 	// CameraPushes are the latest camera pushes, newest first, with what
 	// became of each (plates masked): why a camera's reads are not taken.
 	CameraPushes []cameraPush `json:"camera_pushes"`
-	Now       time.Time              `json:"now"`
+	Now          time.Time    `json:"now"`
 }
 
 type platformDoc struct {
