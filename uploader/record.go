@@ -41,18 +41,18 @@ type Record struct {
 	PlateSource string `json:"plate_source,omitempty"`
 	// PlateBy: the attendant who typed the plate (plates.attendants), for
 	// the ledger; not sent.
-	PlateBy string `json:"plate_by,omitempty"`
-	Mobile      string `json:"mobile"`
-	QuantityWh  int64  `json:"quantity"`
-	EnergyFen   int64  `json:"energy_value"`
-	ServiceFen  int64  `json:"fee_value"`
-	State       int    `json:"state"`
-	StateDesc   string `json:"state_desc"`
-	DeviceNo    string `json:"device_no"`
-	DeviceType  int    `json:"device_type"`
-	PortNo      string `json:"port_no"`
-	EnergyCode  string `json:"energy_code"`
-	SOC         *int   `json:"soc,omitempty"`
+	PlateBy    string `json:"plate_by,omitempty"`
+	Mobile     string `json:"mobile"`
+	QuantityWh int64  `json:"quantity"`
+	EnergyFen  int64  `json:"energy_value"`
+	ServiceFen int64  `json:"fee_value"`
+	State      int    `json:"state"`
+	StateDesc  string `json:"state_desc"`
+	DeviceNo   string `json:"device_no"`
+	DeviceType int    `json:"device_type"`
+	PortNo     string `json:"port_no"`
+	EnergyCode string `json:"energy_code"`
+	SOC        *int   `json:"soc,omitempty"`
 	// Evidence: the meter readings a bill's quantity comes from, for the
 	// ledger and `pilebridge sessions --order` (not sent).
 	Evidence *session.Evidence `json:"evidence,omitempty"`

@@ -38,7 +38,7 @@ var labels = map[string][2]string{
 	"delivery": {"上传", "delivery"}, "none": {"暂无", "none yet"}, "refresh": {"自动刷新", "refreshes every"},
 	"kind.progress": {"进度", "progress"}, "kind.final": {"账单", "bill"}, "kind.start_failed": {"启动失败", "start failed"},
 	"load": {"线路负载", "line load"}, "overloaded": {"过载：端口读不过来", "overloaded: ports are read late"},
-	"plate": {"车牌", "plate"},
+	"plate":            {"车牌", "plate"},
 	"plate_source.vin": {"VIN对照", "VIN table"}, "plate_source.camera": {"车位相机", "camera"},
 	"plate_source.api": {"停车系统", "parking system"}, "plate_source.attendant": {"值班员", "attendant"},
 	"camera_pushes": {"最近的相机推送", "Latest camera pushes"}, "time": {"时间", "time"}, "camera": {"相机", "camera"}, "from": {"来源地址", "from"},
