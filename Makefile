@@ -11,7 +11,7 @@ export CGO_ENABLED ?= 0
 # command fetches it from the module proxy once.
 export GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 
-.PHONY: all build vulncheck test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board
+.PHONY: all build vulncheck staticcheck test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board
 
 all: lint test build
 
@@ -128,10 +128,17 @@ bench:
 bench-scale: build
 	./dist/pilesim scale --bridge ./dist/pilebridge $(SCALEFLAGS)
 
-lint: vulncheck
+lint: vulncheck staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	@.ci/tracked-binaries
+
+# staticcheck's default checks; anything it reports fails the build.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+staticcheck:
+	@mkdir -p $(TOOLS)
+	@GOBIN=$(TOOLS) $(GO) install $(STATICCHECK)
+	$(TOOLS)/staticcheck ./...
 
 # Known vulnerabilities reachable from the code, with the toolchain above:
 # govulncheck against the Go vulnerability database, built from the newest

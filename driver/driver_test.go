@@ -22,9 +22,8 @@ import (
 
 // line is a simulator answering on a real pseudo-terminal, and a bus on it.
 type line struct {
-	srv    *simulator.Server
-	bus    *driver.Bus
-	cancel context.CancelFunc
+	srv *simulator.Server
+	bus *driver.Bus
 }
 
 func words(vals ...uint16) []byte {

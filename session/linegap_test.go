@@ -43,13 +43,6 @@ func cycle(r *rig, step func(time.Duration), vin string, w int64, d, idle time.D
 	return truthSession{from, to}
 }
 
-// away runs d with the line away (the bridge up, the device silent).
-func away(r *rig, d time.Duration) {
-	r.dev.silent = true
-	r.run(d)
-	r.dev.silent = false
-}
-
 // billsOf is the terminal records' quantities in queue order.
 func billsOf(t *testing.T, r *rig) []uploader.Record {
 	fin, _ := r.records()

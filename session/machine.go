@@ -295,16 +295,14 @@ func (m *Machine) stepMeter(r meter.Reading, now time.Time) (evs []Event, change
 			m.openFailed(err)
 			return nil, false
 		}
-		changed = true
 	}
+	// from here the session always changed: its reading is taken in
 	s := m.sess
 	m.state = Charging
-	changed = m.accept(r) || changed
-	changed = m.identify(r) || changed
+	m.accept(r)
+	m.identify(r)
 	low, ended := m.edges.Open(r, s.LowSince)
-	if !low.Equal(s.LowSince) {
-		s.LowSince, changed = low, true
-	}
+	s.LowSince = low
 	if ended {
 		m.state = Finished
 		evs = m.end(ReasonPowerFell, "", m.meterEnd())

@@ -41,18 +41,6 @@ type simSession struct {
 	resetAt       time.Time // a meter reset during charging (zero: none)
 }
 
-type modelCase struct {
-	seed     uint64
-	profile  string
-	ratios   meter.Ratios
-	shows    func(int64) int64
-	pile     bool
-	rated    int64
-	zone     string
-	start    time.Time
-	sessions []*simSession
-}
-
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v

@@ -110,6 +110,7 @@ func openRig(t testing.TB, path, baseURL string, max int) *rig {
 	box, err := uploader.NewOutbox(db, max, nopLog)
 	require.NoError(t, err)
 	s, err := uploader.NewSender(box, clientFor(baseURL), uploader.SenderConfig{Workers: 4, Batch: 64, BaseBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nopLog)
+	require.NoError(t, err)
 	return &rig{db: db, box: box, sender: s}
 }
 
@@ -339,6 +340,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 			box, err := uploader.NewOutbox(db, 100_000, nopLog)
 			require.NoError(t, err)
 			s, err := uploader.NewSender(box, clientFor(si.url()), uploader.SenderConfig{Workers: 4, Batch: 64, BaseBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, zerolog.New(&logBuf))
+			require.NoError(t, err)
 			require.NoError(t, box.Enqueue(rec("R", uploader.KindFinal, 7)))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})

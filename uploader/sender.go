@@ -140,7 +140,7 @@ func (s *Sender) Run(ctx context.Context) {
 			continue
 		}
 		now := time.Now()
-		wake := now.Add(time.Minute)
+		var wake time.Time
 		var batch []Entry
 		if now.Before(s.pausedUntil) {
 			wake = s.pausedUntil

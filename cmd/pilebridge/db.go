@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"pilebridge/internal/config"
 	"pilebridge/internal/dbfile"
 	"pilebridge/internal/station"
@@ -108,7 +106,7 @@ func cmdDB(args []string, stdout io.Writer) error {
 		return nil
 	case "backup":
 		db, err := station.OpenDB(cfg.DataDir, 300*time.Millisecond)
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, dbfile.ErrInUse) {
 			// the daemon holds it: it writes the hot copy itself
 			res, err := daemonBackup(cfg)
 			if err != nil {

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.etcd.io/bbolt"
 
 	"pilebridge/internal/cli"
 	"pilebridge/internal/config"
+	"pilebridge/internal/dbfile"
 	"pilebridge/internal/station"
 	"pilebridge/uploader"
 )
@@ -100,7 +100,7 @@ func withOutbox(cfg *config.Config, readOnly bool, f func(*uploader.Outbox) erro
 	}
 	db, err := open(cfg.DataDir, 300*time.Millisecond)
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, dbfile.ErrInUse) {
 			return false, err
 		}
 		return true, err

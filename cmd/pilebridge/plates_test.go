@@ -171,7 +171,6 @@ func TestAttendantPlateWinsOverCamera(t *testing.T) {
 func TestFinalBillWaitsForThePlate(t *testing.T) {
 	s := newStationWith(t, "ref-ac", platesConfig)
 	b := s.startBridge()
-	base := "http://" + s.listenAddr()
 	ctxCharging(t, s)
 	delta := s.acSession(7000, func() { time.Sleep(2 * time.Second) })
 	time.Sleep(time.Second)
@@ -179,7 +178,7 @@ func TestFinalBillWaitsForThePlate(t *testing.T) {
 	require.NoError(t, b.cmd.Process.Kill()) // kill -9 during the wait
 	_ = b.cmd.Wait()
 	s.startBridge()
-	base = "http://" + s.listenAddr()
+	base := "http://" + s.listenAddr()
 	late := 40 * time.Second // the plate comes 40 s after the session ended
 	if testing.Short() {
 		late = 3 * time.Second

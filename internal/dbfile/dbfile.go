@@ -15,11 +15,16 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 
 	"pilebridge/internal/boltwalk"
 	"pilebridge/internal/safefile"
 )
+
+// ErrInUse: another process (the daemon) holds the database; opening it
+// timed out.
+var ErrInUse = berrors.ErrTimeout
 
 // Names inside data_dir.
 const (
@@ -116,7 +121,7 @@ func Open(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 // OpenReadOnly opens the database to read it only (`sessions`, `outbox
 // list`): nothing is created or written, so it works on a card the kernel
 // turned read-only. The file is checked as by Open; a running daemon holds
-// it, and then this times out (bbolt.ErrTimeout) after opts.Timeout.
+// it, and then this times out (berrors.ErrTimeout) after opts.Timeout.
 func OpenReadOnly(dir string, opts *bbolt.Options) (*bbolt.DB, error) {
 	p := Paths{Dir: dir}
 	st, err := os.Stat(p.DB())
@@ -165,10 +170,10 @@ func openBolt(path string, opts *bbolt.Options) (db *bbolt.DB, err error) {
 	}()
 	db, err = bbolt.Open(path, 0o600, opts)
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%s is in use (is the daemon running?): %w", path, err)
 		}
-		if errors.Is(err, bbolt.ErrInvalid) || errors.Is(err, bbolt.ErrChecksum) || errors.Is(err, bbolt.ErrVersionMismatch) {
+		if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
 			return nil, &UnusableError{Path: path, Why: "is not readable: " + err.Error(), Do: salvageHint}
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -350,7 +355,7 @@ func LatestBackup(dir string) time.Time {
 
 // lockFor takes the exclusive lock bbolt takes on the file, waiting up to
 // wait for another process (a daemon still stopping) to let it go. The
-// error then wraps bbolt.ErrTimeout, as bbolt's own would.
+// error then wraps berrors.ErrTimeout, as bbolt's own would.
 func lockFor(path string, wait time.Duration, how int) (unlock func(), err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -365,7 +370,7 @@ func lockFor(path string, wait time.Duration, how int) (unlock func(), err error
 		if !errors.Is(err, unix.EWOULDBLOCK) || !time.Now().Before(deadline) {
 			f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%s is in use (is the daemon running?): %w", path, bbolt.ErrTimeout)
+				return nil, fmt.Errorf("%s is in use (is the daemon running?): %w", path, berrors.ErrTimeout)
 			}
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 func opts() *bbolt.Options {
@@ -82,7 +83,7 @@ func TestOpenWhileHeld(t *testing.T) {
 	put(t, db, 100)
 	_, err = Open(dir, opts())
 	require.Error(t, err)
-	assert.True(t, errors.Is(err, bbolt.ErrTimeout), "%v", err)
+	assert.True(t, errors.Is(err, berrors.ErrTimeout), "%v", err)
 	assert.False(t, errors.Is(err, ErrUnusable))
 }
 
