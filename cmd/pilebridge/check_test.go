@@ -16,6 +16,7 @@ import (
 // range, an unknown profile). A missing config file is a config error too:
 // exit 78, so systemd does not restart the daemon every 2 s.
 func TestCheckNamesEveryMistakeInOneRun(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "five.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(`station_uuid: not-a-uuid

@@ -33,6 +33,7 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 
 // `pilebridge read` reads every shipped profile end to end from the simulator.
 func TestReadEveryProfileFromPilesim(t *testing.T) {
+	t.Parallel()
 	reg, err := meter.LoadRegistry("")
 	require.NoError(t, err)
 	for _, name := range reg.Names() {
@@ -63,6 +64,7 @@ func TestReadEveryProfileFromPilesim(t *testing.T) {
 }
 
 func TestReadErrorsAreClear(t *testing.T) {
+	t.Parallel()
 	_, errs, code := runCLI(t, "read", "--device", "/nonexistent/tty", "--profile", "ref-ac")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, "/nonexistent/tty")
@@ -72,6 +74,7 @@ func TestReadErrorsAreClear(t *testing.T) {
 }
 
 func TestProfilesAndScan(t *testing.T) {
+	t.Parallel()
 	out, _, code := runCLI(t, "profiles")
 	require.Equal(t, 0, code)
 	for _, n := range []string{"ref-ac", "ref-dc", "dtsu666", "ddsu666", "djsf1352", "adl400", "sdm120", "sdm630", "abb-b23"} {
@@ -86,6 +89,7 @@ func TestProfilesAndScan(t *testing.T) {
 // Records queued while the platform is down survive kill -9 and are delivered
 // after restart; `outbox list` shows them, offline and through the running daemon.
 func TestOutboxAcrossKillAndCLI(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 
 	s.plat.Inject(simulator.PlatformFault{Kind: "502", Count: 1_000_000}) // the platform is down
@@ -158,6 +162,7 @@ func getBody(t *testing.T, url string) string {
 // The operator's view while the platform rejects records (wrong secret, say):
 // status, metrics and device/sync, then `outbox retry --parked` once fixed.
 func TestStatusMetricsAndParkedRetry(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Kind: "401", Count: 1_000_000})
 	b := s.startBridge()
@@ -271,6 +276,7 @@ func TestStatusMetricsAndParkedRetry(t *testing.T) {
 // send: another Host (DNS rebinding), another Origin, a POST without the
 // token.
 func TestLocalAPIRefusals(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\nlisten_hosts: [pilebridge.local]\n")
 	b := s.startBridge()
 	listen := s.listenAddr()
@@ -326,6 +332,7 @@ func TestLocalAPIRefusals(t *testing.T) {
 // Every command's --help describes its flags on stdout and exits 0; no
 // config is needed for it.
 func TestEveryCommandHasHelp(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string // part of a flag's or the command's description
@@ -358,6 +365,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 // read for commissioning: engineering units, a continuous watch, and a raw
 // register dump that shows the energy register as the meter holds it.
 func TestReadUnitsWatchAndRaw(t *testing.T) {
+	t.Parallel()
 	reg, err := meter.LoadRegistry("")
 	require.NoError(t, err)
 	p, _ := reg.Get("ref-ac")
@@ -434,6 +442,7 @@ func TestReadUnitsWatchAndRaw(t *testing.T) {
 // Issue 26, item 5: `pilebridge db backup` while the daemon runs asks the
 // daemon for the hot copy (before: refused, "in use"); the copy is whole.
 func TestDBBackupThroughTheRunningDaemon(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	b := s.startBridge()
 	s.listenAddr()

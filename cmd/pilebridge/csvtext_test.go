@@ -9,6 +9,7 @@ import (
 // Issue 28, item 5: what the platform or a pile sent cannot become a
 // formula in a spreadsheet; numbers stay numbers.
 func TestCSVCellsAreText(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		`=HYPERLINK("http://x","y")`: `'=HYPERLINK("http://x","y")`,
 		"+86 138":                    "'+86 138",

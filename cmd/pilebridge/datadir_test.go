@@ -25,6 +25,7 @@ import (
 // database back at the path, and after kill -9 and a restart all 4 bills
 // are delivered, each its meter delta (before: 0 of 4).
 func TestDataDirGoneUnderTheDaemon(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"rm -rf", "renamed over"} {
 		t.Run(how, func(t *testing.T) {
 			s := newStation(t, "listen: 127.0.0.1:0\n")

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
 	"time"
 
 	"pilebridge/internal/config"
@@ -23,36 +20,6 @@ pilebridge db reset --config FILE     start with an empty store on purpose (the 
 pilebridge db backup --config FILE    copy the database to data_dir/backup now (the daemon does it
                                       every backup_interval; while it runs, it writes the copy)
 Stop the daemon first for salvage and reset.`
-
-// daemonBackup asks the running daemon for a hot copy (POST /db/backup,
-// with the local API's token).
-func daemonBackup(cfg *config.Config) (station.BackupResult, error) {
-	var res station.BackupResult
-	u, err := daemonURL(cfg, "/db/backup")
-	if err != nil {
-		return res, err
-	}
-	tok, err := station.ReadToken(cfg)
-	if err != nil {
-		return res, fmt.Errorf("cannot read the local API's token: %w", err)
-	}
-	req, err := http.NewRequest(http.MethodPost, u, nil)
-	if err != nil {
-		return res, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	c := http.Client{Timeout: time.Minute}
-	resp, err := c.Do(req)
-	if err != nil {
-		return res, fmt.Errorf("cannot be asked: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return res, fmt.Errorf("answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return res, json.NewDecoder(resp.Body).Decode(&res)
-}
 
 func cmdDB(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
@@ -108,7 +75,7 @@ func cmdDB(args []string, stdout io.Writer) error {
 		db, err := station.OpenDB(cfg.DataDir, 300*time.Millisecond)
 		if errors.Is(err, dbfile.ErrInUse) {
 			// the daemon holds it: it writes the hot copy itself
-			res, err := daemonBackup(cfg)
+			res, err := backupByDaemon(cfg)
 			if err != nil {
 				return fmt.Errorf("backup: the daemon holds the database and %w", err)
 			}
@@ -129,4 +96,13 @@ func cmdDB(args []string, stdout io.Writer) error {
 		return err
 	}
 	return fmt.Errorf("db: unknown subcommand %q: want salvage, reset or backup", sub)
+}
+
+// backupByDaemon asks the running daemon for a hot copy.
+func backupByDaemon(cfg *config.Config) (station.BackupResult, error) {
+	c, err := station.NewClient(cfg)
+	if err != nil {
+		return station.BackupResult{}, err
+	}
+	return c.Backup()
 }

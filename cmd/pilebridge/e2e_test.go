@@ -278,6 +278,7 @@ func (s *testStation) setAndSee(st meter.Status, powerW, stop int64, state strin
 // The foundation's promise: simulator → pty → bridge → signed upload → stand-in,
 // and the bill is exactly the meter's delta.
 func TestEndToEndSession(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	b := s.startBridge()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -319,6 +320,7 @@ func TestEndToEndSession(t *testing.T) {
 // kill -9 mid-session with the pile still charging: after restart the same
 // order continues and exactly one bill carries the whole delta.
 func TestKillNineMidSession(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	b := s.startBridge()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -352,6 +354,7 @@ func TestKillNineMidSession(t *testing.T) {
 // the restart the pile's meter still shows the session's energy, and the bill
 // carries all of it, ending no later than the restart.
 func TestPowerLossPileStopped(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	b := s.startBridge()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -379,6 +382,7 @@ func TestPowerLossPileStopped(t *testing.T) {
 
 // A bad config stops the daemon before any port is opened, naming the key.
 func TestBadConfigNamesTheKey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cases := map[string]string{
 		"station_uuid: x\ndata_dir: /tmp/x\nplatform: {base_url: 'ftp://x', app_id: a, app_secret: s}\n":                                                                                                                                              "platform.base_url",
@@ -404,6 +408,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 // check and run accept and refuse the same files: check is the daemon's
 // own validation, warnings included.
 func TestCheckWarnsOfAReadableSecret(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	secret := filepath.Join(s.dir, "secret")
 	require.NoError(t, os.WriteFile(secret, []byte("e2e-secret\n"), 0o644))

@@ -34,6 +34,7 @@ func mwhOf(t *testing.T, kwh string) int64 {
 // registers), the gap across the swap, and the figures add up to the
 // quantity; the CSV has start_reading and end_reading.
 func TestSessionsOrderPrintsTheEvidence(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	b := s.startBridge()
 	ctx, cancel := context.WithCancel(context.Background())

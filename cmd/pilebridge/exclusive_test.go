@@ -17,6 +17,7 @@ import (
 // the daemon, and put nothing on the line: the daemon's exchanges stay
 // clean. Once the daemon is gone, read works.
 func TestReadRefusesALineTheDaemonHolds(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	b := s.startBridge()
 	cfg, err := os.ReadFile(s.config)

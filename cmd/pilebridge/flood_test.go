@@ -41,6 +41,7 @@ func rssKB(t *testing.T, pid int) int {
 // (before: 205 MB at 10 000 and climbing), /healthz answers from the board
 // itself throughout, and the bill is exact.
 func TestFloodOfSlowConnections(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 0.0.0.0:0\n")
 	b := s.startBridge()
 	addr := s.listenAddr()

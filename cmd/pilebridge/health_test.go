@@ -62,6 +62,7 @@ func (f *fakeSystemd) count(msg string) int {
 // The real daemon under a fake systemd: READY=1 once running, WATCHDOG=1
 // at a third of WATCHDOG_USEC, STOPPING=1 on SIGTERM.
 func TestSystemdNotifyAndWatchdog(t *testing.T) {
+	t.Parallel()
 	sd := newFakeSystemd(t)
 	s := newStation(t, "")
 	logf, err := os.Create(filepath.Join(s.dir, "bridge.log"))
@@ -83,6 +84,7 @@ func TestSystemdNotifyAndWatchdog(t *testing.T) {
 // /healthz: ok while polling; 503 naming the bus when the pile goes silent,
 // and naming the parked bill when the platform rejects one.
 func TestHealthz(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.startBridge()
 	listen := s.listenAddr()
@@ -122,6 +124,7 @@ func TestHealthz(t *testing.T) {
 // A bus configured for the kernel's RS-485 mode on a tty without one (a
 // pty) does not open, and the log names why.
 func TestRS485RefusedIsNamed(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	cfg, err := os.ReadFile(s.config)
 	require.NoError(t, err)

@@ -21,6 +21,7 @@ import (
 // through the running daemon and on the stopped database alike; a rejected
 // bill is there as parked with the platform's reason.
 func TestSessionsLedger(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	b := s.startBridge()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -38,6 +38,7 @@ func needProm(t *testing.T, tool string) string {
 
 // The alert rules parse and pass their unit tests.
 func TestAlertRules(t *testing.T) {
+	t.Parallel()
 	promtool := needProm(t, "promtool")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}, {"check", "config", "prometheus.yml"}} {
 		cmd := exec.Command(promtool, args...)
@@ -98,6 +99,7 @@ var metricName = regexp.MustCompile(`\b(pilebridge_[a-z_]+|process_[a-z_]+|go_[a
 // recording rule each) and names only metrics the running daemon exports
 // (compared with scrapes of it: healthy, and with a silent bus).
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
+	t.Parallel()
 	promtool := needProm(t, "promtool")
 	exprs := expressions(t)
 	var rules strings.Builder
@@ -164,6 +166,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 // shipped alert rules (their `for` shortened): the silent-bus alert fires
 // when the simulated pile stops answering and resolves when it answers.
 func TestRealPrometheusSeesTheSilentBus(t *testing.T) {
+	t.Parallel()
 	prom := needProm(t, "prometheus")
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.startBridge()

@@ -1,17 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
-	"os"
-	"regexp"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -113,29 +106,6 @@ func withOutbox(cfg *config.Config, readOnly bool, f func(*uploader.Outbox) erro
 	return true, f(box)
 }
 
-func daemonURL(cfg *config.Config, path string) (string, error) {
-	if cfg.Listen == "" {
-		return "", fmt.Errorf("the daemon holds the database and has no listen address: stop it, or set listen in the config")
-	}
-	host, port, err := net.SplitHostPort(cfg.Listen)
-	if err != nil {
-		return "", fmt.Errorf("listen %q: %w", cfg.Listen, err)
-	}
-	if port == "0" { // the daemon picked a port and wrote down where
-		b, err := os.ReadFile(station.ListenAddrFile(cfg))
-		if err != nil {
-			return "", fmt.Errorf("listen %s: the running daemon's address: %w", cfg.Listen, err)
-		}
-		if host, port, err = net.SplitHostPort(strings.TrimSpace(string(b))); err != nil {
-			return "", fmt.Errorf("listen address in %s: %w", station.ListenAddrFile(cfg), err)
-		}
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1" // listening on every address: ask on loopback
-	}
-	return "http://" + net.JoinHostPort(host, port) + path, nil
-}
-
 func outboxList(cfg *config.Config, all bool) (station.OutboxListing, error) {
 	var l station.OutboxListing
 	done, err := withOutbox(cfg, true, func(box *uploader.Outbox) error {
@@ -146,55 +116,12 @@ func outboxList(cfg *config.Config, all bool) (station.OutboxListing, error) {
 	if done {
 		return l, err
 	}
-	path := "/outbox"
-	if all {
-		path += "?all=1"
+	c, err := station.NewClient(cfg)
+	if err != nil {
+		return l, err
 	}
-	l = station.OutboxListing{Pending: []uploader.Entry{}, Parked: []uploader.Entry{}, Delivered: []uploader.Entry{}}
-	for path != "" {
-		var page station.OutboxListing
-		next, err := askDaemon(cfg, path, &page)
-		if err != nil {
-			return l, err
-		}
-		l.Pending, l.Parked, l.Delivered = append(l.Pending, page.Pending...), append(l.Parked, page.Parked...), append(l.Delivered, page.Delivered...)
-		path = next
-	}
-	return l, nil
+	return c.Outbox(all)
 }
-
-// askDaemon GETs path (with its query) from the running daemon with the
-// API token (personal data comes unmasked only with it; without the token
-// file's permission, masked), decodes its JSON answer into out, and
-// returns the path of the next page, if the answer has one.
-func askDaemon(cfg *config.Config, path string, out any) (string, error) {
-	u, err := daemonURL(cfg, path)
-	if err != nil {
-		return "", err
-	}
-	req, err := http.NewRequest(http.MethodGet, u, nil)
-	if err != nil {
-		return "", err
-	}
-	if tok, err := station.ReadToken(cfg); err == nil {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("ask the running daemon: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("daemon answered %s", resp.Status)
-	}
-	next := ""
-	if m := linkNext.FindStringSubmatch(resp.Header.Get("Link")); m != nil {
-		next = m[1]
-	}
-	return next, json.NewDecoder(resp.Body).Decode(out)
-}
-
-var linkNext = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
 
 func outboxRetry(cfg *config.Config, order string) (station.RequeueResult, error) {
 	var res station.RequeueResult
@@ -206,34 +133,11 @@ func outboxRetry(cfg *config.Config, order string) (station.RequeueResult, error
 	if done {
 		return res, err
 	}
-	u, uerr := daemonURL(cfg, "/outbox/retry?")
-	if uerr != nil {
-		return res, uerr
-	}
-	q := url.Values{}
-	if order != "" {
-		q.Set("order", order)
-	} else {
-		q.Set("parked", "1")
-	}
-	tok, err := station.ReadToken(cfg)
+	c, err := station.NewClient(cfg)
 	if err != nil {
 		return res, err
 	}
-	req, err := http.NewRequest(http.MethodPost, u+q.Encode(), nil)
-	if err != nil {
-		return res, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return res, fmt.Errorf("ask the running daemon: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return res, fmt.Errorf("daemon answered %s", resp.Status)
-	}
-	return res, json.NewDecoder(resp.Body).Decode(&res)
+	return c.Retry(order)
 }
 
 func printListing(w io.Writer, l station.OutboxListing) {

@@ -45,6 +45,7 @@ func headless(t *testing.T, bin string, args ...string) string {
 // mid-session: every port with its live state, and a parked bill.
 // PILEBRIDGE_SCREENSHOT=docs/status-page.png keeps a phone-sized screenshot.
 func TestStatusPageInBrowser(t *testing.T) {
+	t.Parallel()
 	bin := browser(t)
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.startBridge()

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 
 	"pilebridge/internal/config"
@@ -33,33 +30,13 @@ func cmdPlate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	u, err := daemonURL(cfg, "/plates/attendant")
+	c, err := station.NewClient(cfg)
 	if err != nil {
 		return err
 	}
-	tok, err := station.ReadToken(cfg)
+	got, err := c.Plate(pos[0], pos[1])
 	if err != nil {
-		return err
-	}
-	body, _ := json.Marshal(station.PlateInput{Port: pos[0], Plate: pos[1]})
-	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the running daemon: %w", err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("plate: the daemon answered %s: %s", resp.Status, strings.TrimSpace(string(answer)))
-	}
-	var got station.PlateInput
-	if err := json.Unmarshal(answer, &got); err != nil {
-		return fmt.Errorf("plate: the daemon's answer: %w", err)
+		return fmt.Errorf("plate: %w", err)
 	}
 	fmt.Fprintf(stdout, "port %s: plate %s (attendant)\n", got.Port, got.Plate)
 	return nil

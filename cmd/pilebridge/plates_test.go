@@ -60,6 +60,7 @@ func (s *testStation) acSession(powerW int64, during func()) int64 {
 // from an address not configured for the camera, or from a camera not
 // configured at all, is refused.
 func TestCameraPlateReachesTheBill(t *testing.T) {
+	t.Parallel()
 	s := newStationWith(t, "ref-ac", platesConfig)
 	s.startBridge()
 	push := "http://" + s.listenAddr() + "/plates/camera"
@@ -105,6 +106,7 @@ func TestCameraPlateReachesTheBill(t *testing.T) {
 // plate` sends it) wins over the camera's read; a read without the token
 // is refused; a read that is not a plate is refused with the reason.
 func TestAttendantPlateWinsOverCamera(t *testing.T) {
+	t.Parallel()
 	s := newStationWith(t, "ref-ac", platesConfig)
 	s.startBridge()
 	base := "http://" + s.listenAddr()
@@ -169,6 +171,7 @@ func TestAttendantPlateWinsOverCamera(t *testing.T) {
 // during the wait; the bay camera's read of the next car does not. Without any plate it goes after the wait, and the ledger says
 // "no plate".
 func TestFinalBillWaitsForThePlate(t *testing.T) {
+	t.Parallel()
 	s := newStationWith(t, "ref-ac", platesConfig)
 	b := s.startBridge()
 	ctxCharging(t, s)
@@ -209,6 +212,7 @@ func TestFinalBillWaitsForThePlate(t *testing.T) {
 }
 
 func TestBillWithoutPlateGoesAfterTheWait(t *testing.T) {
+	t.Parallel()
 	s := newStationWith(t, "ref-ac", platesConfig+"  final_wait: 4s\n")
 	s.startBridge()
 	s.listenAddr()

@@ -46,6 +46,7 @@ func get(t *testing.T, url, token string) httpAnswer {
 // the page. Every answer says nosniff, the page has a strict CSP, JSON is
 // no-store. /sessions and /outbox come in pages that the CLI follows.
 func TestPersonalDataNeedsTheToken(t *testing.T) {
+	t.Parallel()
 	vin, plate := "LDC12345678901234", "川AD66011"
 	s := newStation(t, "listen: 127.0.0.1:0\nplates: {"+vin+": "+plate+"}\n")
 	b := s.startBridge()
@@ -138,6 +139,7 @@ func ctxCharging(t *testing.T, s *testStation) {
 // and mobile in its message. Without the token none of them shows in
 // /status, /outbox or the page, and the log never has them in full.
 func TestPlatformQuotingTheRecordIsMasked(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\nplates:\n  vins: {LDC12345678901234: 川AQQK15}\n")
 	s.plat.Inject(simulator.PlatformFault{Path: simulator.PathReplenish, Kind: "quote", Count: 1_000_000})
 	s.startBridge()

@@ -36,6 +36,7 @@ func probeJSON(t *testing.T, args ...string) []probeFound {
 // slaves and profiles found, and that --first stops at the first setting
 // that has them; telling settings apart needs a real line.
 func TestScanProbeOnPty(t *testing.T) {
+	t.Parallel()
 	reg, err := meter.LoadRegistry("")
 	require.NoError(t, err)
 	prof, _ := reg.Get("ref-ac")
@@ -76,6 +77,7 @@ func TestScanProbeOnPty(t *testing.T) {
 
 // Over a Modbus TCP gateway there is no baud to find: the slaves are.
 func TestScanProbeOverTCP(t *testing.T) {
+	t.Parallel()
 	reg, err := meter.LoadRegistry("")
 	require.NoError(t, err)
 	srv := simulator.NewServer(zerolog.Nop())

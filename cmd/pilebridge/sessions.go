@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -109,22 +108,11 @@ func ledger(cfg *config.Config, since, until time.Time) ([]uploader.LedgerEntry,
 	if done {
 		return out, err
 	}
-	q := url.Values{}
-	if !since.IsZero() {
-		q.Set("since", since.Format(time.RFC3339Nano))
+	c, err := station.NewClient(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if !until.IsZero() {
-		q.Set("until", until.Format(time.RFC3339Nano))
-	}
-	for path := "/sessions?" + q.Encode(); path != ""; {
-		var page []uploader.LedgerEntry
-		next, err := askDaemon(cfg, path, &page)
-		if err != nil {
-			return nil, err
-		}
-		out, path = append(out, page...), next
-	}
-	return out, nil
+	return c.Sessions(since, until)
 }
 
 var ledgerColumns = []string{"order", "device_no", "port_no", "start_time", "end_time", "quantity_wh", "energy_fen",

@@ -98,6 +98,7 @@ func healthz(addr string) string {
 // from the pile's start once writes return; a session entirely inside the
 // window is billed exactly once after it. Truth: the pile's own register.
 func TestStoreUnwritableAtSessionStart(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	data, b, listen := s.runOnLoop(16)
 	db := filepath.Join(data, "pilebridge.db")
@@ -156,6 +157,7 @@ func TestStoreUnwritableAtSessionStart(t *testing.T) {
 // answer. The final is never posted again; it is recorded once writes
 // return, and reaches the stand-in exactly once.
 func TestAcceptedFinalIsNotResentWhileTheStoreRefuses(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	data, b, listen := s.runOnLoop(16)
 	db := filepath.Join(data, "pilebridge.db")
@@ -197,6 +199,7 @@ func TestAcceptedFinalIsNotResentWhileTheStoreRefuses(t *testing.T) {
 // the fault costs at most a dozen log lines however long it lasts
 // (PILEBRIDGE_FAULT_WINDOW=10m).
 func TestDiskFullMidSession(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	data, b, listen := s.runOnLoop(8)
 	filler := filepath.Join(filepath.Dir(data), "filler")
@@ -258,6 +261,7 @@ func TestDiskFullMidSession(t *testing.T) {
 // A full disk at the very first start: a clear error, and no empty database
 // left behind to be taken for a fresh store later.
 func TestFirstStartOnAFullDisk(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	data := s.onLoop(4)
 	require.NoError(t, os.MkdirAll(data, 0o750))
@@ -359,6 +363,7 @@ func (s *testStation) oneBill(powerW int64) int64 {
 // each exactly its meter delta. An emptied database in a used data
 // directory is refused too, until `db reset` says so.
 func TestDamagedDatabaseIsRefusedAndSalvaged(t *testing.T) {
+	t.Parallel()
 	// the order numbers of the bills made after the backup, found in the
 	// file: the pages that hold them are the ones a hole must hit
 	var later []string
@@ -511,6 +516,7 @@ func TestDamagedDatabaseIsRefusedAndSalvaged(t *testing.T) {
 // a fresh start would forget unsent bills and open sessions without a word.
 // `db reset` starts empty on purpose.
 func TestEmptiedDatabaseIsRefusedUntilReset(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	b := s.startBridge()
 	s.waitFor("the first poll", 10*time.Second, func() bool { return strings.Contains(s.log(), `"to":"idle"`) })
@@ -554,6 +560,7 @@ func orderNumbers(log string) []string {
 // each time), not on every reopen; the low-latency attempt made on each
 // open is said once.
 func TestLineDownLogsOnChange(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "")
 	cfg, err := os.ReadFile(s.config)
 	require.NoError(t, err)
@@ -577,6 +584,7 @@ func TestLineDownLogsOnChange(t *testing.T) {
 // never makes a bus look hung to the watchdog; the babble is a health
 // reason. The daemon's CPU is read from /proc, the separate process's own.
 func TestBabblingGatewayCostsLittle(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -625,6 +633,7 @@ func procCPU(t *testing.T, pid int) time.Duration {
 // /healthz is 200 once the line answers. A default kept in two places once
 // made it 503 forever ("no good exchange for 0s").
 func TestREADMEMinimalConfigIsHealthy(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	block := string(readme[bytes.Index(readme, []byte("## Configure")):])
@@ -670,6 +679,7 @@ func TestREADMEMinimalConfigIsHealthy(t *testing.T) {
 // Issue 26, item 5: `sessions` and `outbox list` only read, and read a
 // card the kernel turned read-only (before: exit 78 or 1 on their write).
 func TestReadOnlyCardIsStillRead(t *testing.T) {
+	t.Parallel()
 	s := newStation(t, "listen: 127.0.0.1:0\n")
 	s.plat.Inject(simulator.PlatformFault{Kind: "502", Count: 1_000_000}) // the bill stays pending
 	data, b, _ := s.runOnLoop(16)

@@ -23,6 +23,7 @@ import (
 	"pilebridge/driver"
 	"pilebridge/internal/blockdev"
 	"pilebridge/internal/cli"
+	"pilebridge/internal/station"
 	"pilebridge/meter"
 	"pilebridge/simulator"
 )
@@ -134,7 +135,7 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 		o.lines, o.slaves, ports, o.profile, o.poll, cmd.Process.Pid)
 	fmt.Fprintf(out, "scale: data on %s\n", devNote)
 
-	m := &meas{pid: cmd.Process.Pid, dev: dev, metrics: "http://" + listen + "/metrics", ports: ports}
+	m := &meas{pid: cmd.Process.Pid, dev: dev, metrics: station.NewClientAt(listen), ports: ports}
 	if err := waitUntil(ctx, 30*time.Second, func() bool { n, _ := m.exchanges(); return n >= float64(ports) }); err != nil {
 		return fmt.Errorf("bridge did not poll every port: %w (log: %s)", err, logFile.Name())
 	}
@@ -456,7 +457,7 @@ func (r *scaleRig) stopAll(ctx context.Context) (exact int, err error) {
 type meas struct {
 	pid     int
 	dev     blockdev.Device
-	metrics string
+	metrics *station.Client
 	ports   int
 }
 
@@ -508,13 +509,12 @@ func (m *meas) window(ctx context.Context, d time.Duration) (window, error) {
 
 // exchanges sums pilebridge_modbus_exchanges_total with outcome="ok".
 func (m *meas) exchanges() (float64, error) {
-	resp, err := http.Get(m.metrics)
+	text, err := m.metrics.Metrics()
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
 	var sum float64
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, "pilebridge_modbus_exchanges_total{") || !strings.Contains(line, `outcome="ok"`) {

@@ -1,9 +1,11 @@
 package repocheck
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -53,4 +55,30 @@ func TestTrackedBinariesFailLint(t *testing.T) {
 	assert.Contains(t, out, "tracked binary (ELF): pilesim")
 	assert.Contains(t, out, "over 1 MB outside docs/: data.bin")
 	assert.False(t, strings.Contains(out, "big.png"), "docs/ may hold large files")
+}
+
+// Issue 29: the CLI only parses flags and prints; the daemon's API has one
+// client, station.Client. No program under cmd/ builds an HTTP request by
+// hand or uses a client without a timeout.
+func TestNoHandMadeRequestsUnderCmd(t *testing.T) {
+	root := filepath.Join("..", "..", "cmd")
+	hand := regexp.MustCompile(`http\.(NewRequest|NewRequestWithContext|DefaultClient|Get|Post|PostForm|Head)\b|&?http\.Client\{`)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if hand.MatchString(line) {
+				t.Errorf("%s:%d builds an HTTP request by hand (use station.Client): %s", path, i+1, strings.TrimSpace(line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
