@@ -4,7 +4,11 @@ SHELL     := /bin/bash
 GO        ?= go
 PKGS      := ./...
 RACE_PKGS := ./driver/... ./simulator/... ./uploader/... ./session/... ./internal/station/... ./cmd/...
-LDFLAGS   := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# One version everywhere: both binaries' --version and the Debian packages.
+# A tag vX.Y.Z gives X.Y.Z (+N.gHASH after it); before any tag, 0.0.0+N.gHASH
+# (N the commit count, so versions sort).
+VERSION   ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" | sed 's/-/+/;s/-/./' || echo "0.0.0+$$(git rev-list --count HEAD 2>/dev/null || echo 0).g$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
+LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 # The toolchain every build and test uses: the patched release go.mod names
 # (machines here run with GOTOOLCHAIN=local, which would ignore it); the go
@@ -27,11 +31,11 @@ build:
 # lines) run beside the race pass, side by side (whose end-to-end package
 # is the long pole on two cores); their reports are printed after it.
 test: lint
-	$(GO) test -count=1 ./meter/... ./internal/... ./session/...
+	$(GO) test -count=1 -parallel 8 ./meter/... ./internal/... ./session/...
 	@soak=$$(mktemp); \
 	(PILEBRIDGE_SOAK=60s PILEBRIDGE_LINE_SOAK=60s $(GO) test -count=1 -run '^(TestSoak|TestLineSoak)$$' -v ./cmd/pilebridge/ > $$soak 2>&1; echo "exit $$?" >> $$soak) & \
-	echo "CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS)"; \
-	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 8m $(RACE_PKGS); race=$$?; \
+	echo "CGO_ENABLED=1 $(GO) test -race -short -count=1 -parallel 8 -timeout 8m $(RACE_PKGS)"; \
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -parallel 8 -timeout 8m $(RACE_PKGS); race=$$?; \
 	wait; echo "== the soaks, run beside the race pass: PILEBRIDGE_SOAK=60s PILEBRIDGE_LINE_SOAK=60s go test -run '^(TestSoak|TestLineSoak)$$' ./cmd/pilebridge/"; \
 	grep -Ev '^=== (RUN|PAUSE|CONT)|^exit ' $$soak; soakrc=$$(tail -n 1 $$soak | cut -d' ' -f2); rm -f $$soak; \
 	[ $$race -eq 0 ] && [ "$$soakrc" = 0 ]
@@ -88,7 +92,7 @@ cross:
 # Debian packages for the three targets (dpkg-deb, nothing fetched), and
 # their test: fields, contents, an install into a throwaway root, upgrade
 # and removal. Versions sort by commit count until there are tags.
-DEBVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" | sed 's/-/+/;s/-/./' || echo "0.0.0+$$(git rev-list --count HEAD 2>/dev/null || echo 0).g$$(git rev-parse --short HEAD 2>/dev/null || echo dev)")
+DEBVERSION ?= $(VERSION)
 deb: cross
 	deploy/deb/build.sh armhf $(DEBVERSION) dist/pilebridge-linux-armv7 dist
 	deploy/deb/build.sh arm64 $(DEBVERSION) dist/pilebridge-linux-arm64 dist

@@ -25,6 +25,7 @@ import (
 // line is reopened after a backoff rather than read at full speed. A good
 // bus beside it keeps its poll rate.
 func TestBabblingLineIsBounded(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		gap  time.Duration
@@ -137,6 +138,7 @@ func TestBabblingLineIsBounded(t *testing.T) {
 // in a loop: the reconnect backoff grows until a good exchange, not until a
 // connect (before, each accept reset it: ~2 connects and log lines a second).
 func TestAcceptThenFailGatewayBacksOff(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -167,6 +169,7 @@ func TestAcceptThenFailGatewayBacksOff(t *testing.T) {
 // wire only. It once subtracted the skips from the exchanges in uint64,
 // wrapped, and read 0.0 % for good.
 func TestSuccessPercentAfterADeadSpell(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 50 * time.Millisecond}, 1)
 	l.srv.Slave(1).Inject(simulator.Fault{Kind: simulator.FaultNoAnswer, Count: 3})
 	for i := 0; i < 40; i++ { // dead after 3 silences, then skipped until its backoff ends

@@ -87,6 +87,7 @@ func ptyLine(t *testing.T, baud int, pol driver.SlavePolicy, slaves ...uint8) *l
 var ctx = context.Background()
 
 func TestReadOverPty(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1)
 	got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 4)
 	require.NoError(t, err)
@@ -100,6 +101,7 @@ func TestReadOverPty(t *testing.T) {
 }
 
 func TestExceptionIsTyped(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1)
 	_, err := l.bus.ReadRegisters(ctx, 1, 3, 500, 2) // undefined registers
 	var exc *driver.ExceptionError
@@ -115,6 +117,7 @@ func TestExceptionIsTyped(t *testing.T) {
 // A reply that comes after the master gave up must never be read as the
 // answer to the next request.
 func TestLateReplyNeverPoisonsNextRead(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 100 * time.Millisecond}, 1)
 	sl := l.srv.Slave(1)
 	for i := 0; i < 3; i++ {
@@ -130,6 +133,7 @@ func TestLateReplyNeverPoisonsNextRead(t *testing.T) {
 }
 
 func TestBadFramesAreCountedAndRecovered(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 100 * time.Millisecond}, 1)
 	sl := l.srv.Slave(1)
 	cases := []struct {
@@ -172,6 +176,7 @@ func TestBadFramesAreCountedAndRecovered(t *testing.T) {
 }
 
 func TestRetriesHideOneBadFrame(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 100 * time.Millisecond, Retries: 1}, 1)
 	l.srv.Slave(1).Inject(simulator.Fault{Kind: simulator.FaultBadCRC, Count: 1})
 	got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 1)
@@ -182,6 +187,7 @@ func TestRetriesHideOneBadFrame(t *testing.T) {
 
 // Several pollers share one line; each gets its own slave's answers.
 func TestConcurrentPollersGetTheirOwnAnswers(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 200 * time.Millisecond}, 1, 2, 3, 4)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -212,6 +218,7 @@ func TestConcurrentPollersGetTheirOwnAnswers(t *testing.T) {
 // Unplugging the adapter (a tty hang-up) is survived: the port is reopened
 // at once, the read sent again, and it is right.
 func TestHangupReconnects(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("PILEBRIDGE_QEMU") != "" {
 		t.Skip("qemu-user does not emulate TIOCVHANGUP")
 	}
@@ -232,6 +239,7 @@ func TestHangupReconnects(t *testing.T) {
 // A dead slave is put in backoff: it costs the line a bounded number of
 // exchanges while a live neighbour keeps polling.
 func TestDeadSlaveFailsFast(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 0, driver.SlavePolicy{Timeout: 50 * time.Millisecond}, 1, 2)
 	l.srv.Slave(2).Inject(simulator.Fault{Kind: simulator.FaultNoAnswer})
 	var wg sync.WaitGroup
@@ -267,6 +275,7 @@ func TestDeadSlaveFailsFast(t *testing.T) {
 }
 
 func TestPacedLineStillReads(t *testing.T) {
+	t.Parallel()
 	l := ptyLine(t, 9600, driver.SlavePolicy{Timeout: 300 * time.Millisecond}, 1)
 	got, err := l.bus.ReadRegisters(ctx, 1, 3, 0, 4)
 	require.NoError(t, err)
@@ -274,6 +283,7 @@ func TestPacedLineStillReads(t *testing.T) {
 }
 
 func TestTCPTransports(t *testing.T) {
+	t.Parallel()
 	for _, scheme := range []string{"tcp", "rtuovertcp"} {
 		t.Run(scheme, func(t *testing.T) {
 			srv := simulator.NewServer(zerolog.Nop())
@@ -307,6 +317,7 @@ func TestTCPTransports(t *testing.T) {
 }
 
 func TestBadDevicesAreNamed(t *testing.T) {
+	t.Parallel()
 	for dev, want := range map[string]string{
 		"":                 "device is empty",
 		"ftp://x:1":        "unknown scheme",
@@ -333,6 +344,7 @@ func TestBadDevicesAreNamed(t *testing.T) {
 }
 
 func TestLineDownIsReportedAndRetried(t *testing.T) {
+	t.Parallel()
 	bus := startBus(t, driver.Config{Name: "gone", Device: filepath.Join(t.TempDir(), "nope"),
 		Serial: driver.SerialParams{Baud: 9600, DataBits: 8, Parity: "N", StopBits: 1}})
 	_, err := bus.ReadRegisters(ctx, 1, 3, 0, 1)
@@ -345,6 +357,7 @@ func TestLineDownIsReportedAndRetried(t *testing.T) {
 // neighbours: its late replies land in their exchanges as stray frames,
 // counted on the line, and they keep their poll rate with no errors.
 func TestLateSlaveDoesNotBlameItsNeighbours(t *testing.T) {
+	t.Parallel()
 	// 9600 baud, neighbours polled back to back: the line is busy most of
 	// the time, so late replies land inside the neighbours' exchanges
 	l := ptyLine(t, 9600, driver.SlavePolicy{Timeout: 300 * time.Millisecond}, 1, 2, 3)

@@ -89,6 +89,7 @@ func pollBoth(t *testing.T, bus *driver.Bus, d time.Duration) (good [3]int, fail
 // is one lasting failure in the log, not a "down" and a "recovered" line
 // per exchange (833 lines in 5 minutes before).
 func TestConverterClosingAfterEveryReply(t *testing.T) {
+	t.Parallel()
 	_, clean := faultLine(t, nil)
 	cleanGood, _ := pollBoth(t, clean, 2*time.Second)
 
@@ -109,6 +110,7 @@ func TestConverterClosingAfterEveryReply(t *testing.T) {
 // A converter that flaps: reads fail while it is down and come back within
 // the reopen backoff's ceiling once it is up, however long it was down.
 func TestFlappingConverterIsPolledSoonAfterItReturns(t *testing.T) {
+	t.Parallel()
 	fl, bus := faultLine(t, nil)
 	_, err := bus.ReadRegisters(context.Background(), 1, 3, 0, 2)
 	require.NoError(t, err)
@@ -130,6 +132,7 @@ func TestFlappingConverterIsPolledSoonAfterItReturns(t *testing.T) {
 // Replies spoiled on the way (a flipped bit, another slave's address) are
 // never taken for the addressed slave's registers; the retry gets them.
 func TestSpoiledRepliesAreNeverTaken(t *testing.T) {
+	t.Parallel()
 	for _, f := range []simulator.LineFault{simulator.LineCorrupt, simulator.LineWrongSlave} {
 		t.Run(string(f), func(t *testing.T) {
 			fl, bus := faultLine(t, nil)

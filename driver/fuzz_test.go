@@ -87,6 +87,7 @@ func FuzzMBAPReply(f *testing.F) {
 // A whole frame from another slave ahead of the addressed slave's reply is
 // skipped and counted on the line; the reply after it is taken.
 func TestStrayFrameIsSkipped(t *testing.T) {
+	t.Parallel()
 	stray := AppendCRC([]byte{2, 3, 2, 0x12, 0x34})
 	own := AppendCRC([]byte{1, 3, 2, 0, 42})
 	tr := &transport{framing: framingRTU, log: zerolog.Nop(), link: &byteLink{bytes.NewReader(append(stray, own...))}}

@@ -63,6 +63,7 @@ func (f *fakeUSB) timerNow(t *testing.T) string {
 }
 
 func TestLowLatencyAutoLowersTheTimer(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyUSB3", "16")
 	did, err := f.tuner(nil, nil).tune(f.byID, LowLatencyAuto)
 	require.NoError(t, err)
@@ -72,6 +73,7 @@ func TestLowLatencyAutoLowersTheTimer(t *testing.T) {
 }
 
 func TestLowLatencyAlreadyLow(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyUSB0", "1")
 	did, err := f.tuner(errors.New("must not write"), nil).tune(f.dev, LowLatencyOn)
 	require.NoError(t, err)
@@ -80,6 +82,7 @@ func TestLowLatencyAlreadyLow(t *testing.T) {
 
 // Not root: sysfs is not writable, the flag through the device does it.
 func TestLowLatencyFallsBackToTheFlag(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyUSB0", "16")
 	did, err := f.tuner(os.ErrPermission, nil).tune(f.byID, LowLatencyAuto)
 	require.NoError(t, err)
@@ -88,6 +91,7 @@ func TestLowLatencyFallsBackToTheFlag(t *testing.T) {
 }
 
 func TestLowLatencyNeitherWorks(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyUSB0", "16")
 	_, err := f.tuner(os.ErrPermission, errors.New("TIOCSSERIAL: operation not permitted")).tune(f.dev, LowLatencyAuto)
 	require.Error(t, err)
@@ -100,6 +104,7 @@ func TestLowLatencyNeitherWorks(t *testing.T) {
 
 // A flag that does not move the timer is not reported as success.
 func TestLowLatencyTimerDidNotMove(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyUSB0", "16")
 	tu := f.tuner(os.ErrPermission, nil)
 	tu.setFlag = func(string) error { return nil }
@@ -108,6 +113,7 @@ func TestLowLatencyTimerDidNotMove(t *testing.T) {
 }
 
 func TestLowLatencyNoTimer(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyAMA0", "")
 	did, err := f.tuner(nil, nil).tune(f.dev, LowLatencyAuto)
 	require.NoError(t, err)
@@ -124,6 +130,7 @@ func TestLowLatencyNoTimer(t *testing.T) {
 }
 
 func TestLowLatencyOffTouchesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyUSB0", "16")
 	did, err := f.tuner(errors.New("must not write"), errors.New("must not flag")).tune(f.dev, LowLatencyOff)
 	require.NoError(t, err)
@@ -132,6 +139,7 @@ func TestLowLatencyOffTouchesNothing(t *testing.T) {
 }
 
 func TestLowLatencyBadInput(t *testing.T) {
+	t.Parallel()
 	f := newFakeUSB(t, "ttyUSB0", "sixteen")
 	_, err := f.tuner(nil, nil).tune(f.dev, LowLatencyAuto)
 	assert.ErrorContains(t, err, `latency_timer: "sixteen" is not a number of ms`)
@@ -142,6 +150,7 @@ func TestLowLatencyBadInput(t *testing.T) {
 // The real ioctl on a pseudo-terminal: it has no serial_struct, and the
 // error says which call failed.
 func TestLowLatencyFlagOnAPty(t *testing.T) {
+	t.Parallel()
 	ptm, pts, err := pty.Open()
 	require.NoError(t, err)
 	defer ptm.Close()

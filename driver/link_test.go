@@ -14,6 +14,7 @@ import (
 // Discard drops what a gateway sent before the request (a late reply), and
 // reports a gateway that closed the connection.
 func TestTCPDiscard(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -69,6 +70,7 @@ func (l *hungLink) Close() error          { return nil }
 // A bus whose exchange outlives every timeout and retry says it is stuck;
 // an idle bus, or one inside its timeouts, does not.
 func TestBusStuck(t *testing.T) {
+	t.Parallel()
 	b, err := New(Config{Name: "hung", Device: "tcp://127.0.0.1:1", Default: SlavePolicy{Timeout: 50 * time.Millisecond},
 		DeadAfter: 3, DeadBase: 2 * time.Second, DeadMax: time.Minute}, zerolog.Nop())
 	require.NoError(t, err)

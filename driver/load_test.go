@@ -10,6 +10,7 @@ import (
 // The busy ratio is the share of the last minute spent in exchanges, for
 // any duty cycle; an idle minute reads 0.
 func TestLoadMeter(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		every, busy time.Duration

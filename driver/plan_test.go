@@ -8,10 +8,12 @@ import (
 )
 
 func TestCRC(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, []byte{0x01, 0x03, 0x00, 0x00, 0x00, 0x01, 0x84, 0x0A}, AppendCRC([]byte{1, 3, 0, 0, 0, 1}))
 }
 
 func TestPlanCoalesces(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		in   []Range
@@ -38,6 +40,7 @@ func TestPlanCoalesces(t *testing.T) {
 }
 
 func TestReplyLengthFromRequest(t *testing.T) {
+	t.Parallel()
 	n, err := rtuReplyLen([]byte{1, 3, 0, 0, 0, 10, 0, 0})
 	require.NoError(t, err)
 	assert.Equal(t, 25, n)

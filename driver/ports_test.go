@@ -11,6 +11,7 @@ import (
 
 // A fake sysfs: a USB adapter, a real UART, an 8250 placeholder, a pty.
 func TestListPortsFromSysfs(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	sys, dev := filepath.Join(root, "sys"), filepath.Join(root, "dev")
 	mk := func(p string) { require.NoError(t, os.MkdirAll(filepath.Join(sys, p), 0o755)) }

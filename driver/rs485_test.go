@@ -17,6 +17,7 @@ import (
 // The struct is the kernel's serial_rs485: 32 bytes, flags then the two
 // delays in ms, with the flag bits of linux/serial.h.
 func TestRS485Encoding(t *testing.T) {
+	t.Parallel()
 	assert.EqualValues(t, 32, unsafe.Sizeof(serialRS485{}))
 	c := RS485{Enabled: true, RTSOnSend: true, RxDuringTx: true, DelayBeforeSend: 3 * time.Millisecond, DelayAfterSend: 12 * time.Millisecond}
 	s := c.encode()
@@ -35,6 +36,7 @@ func TestRS485Encoding(t *testing.T) {
 
 // A pty has no RS-485 mode: the error names it, and the bus does not open.
 func TestRS485RefusedOnAPty(t *testing.T) {
+	t.Parallel()
 	ptm, pts, err := pty.Open()
 	require.NoError(t, err)
 	defer ptm.Close()

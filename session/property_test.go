@@ -49,6 +49,7 @@ func envInt(name string, def int) int {
 }
 
 func TestPropertyRandomTimelines(t *testing.T) {
+	t.Parallel()
 	seed, n := uint64(envInt("PILEBRIDGE_MODEL_SEED", 20261129)), envInt("PILEBRIDGE_MODEL_N", 60)
 	var bills, kills, resets int
 	for i := 0; i < n; i++ {

@@ -79,6 +79,7 @@ func TestHelperCommitter(t *testing.T) {
 // commit acknowledged is in the file, and a closed session and its bill are
 // there together or not at all.
 func TestKillDuringGroupCommit(t *testing.T) {
+	t.Parallel()
 	if testing.Short() || os.Getenv("PILEBRIDGE_QEMU") != "" {
 		t.Skip("re-executes the test binary")
 	}

@@ -21,6 +21,13 @@ pilebridge db backup --config FILE    copy the database to data_dir/backup now (
                                       every backup_interval; while it runs, it writes the copy)
 Stop the daemon first for salvage and reset.`
 
+// dbAbout is each subcommand's own --help text.
+var dbAbout = map[string]string{
+	"salvage": "Reads every page of a damaged database that can be read (every copy the file holds), fills in from data_dir/backup, writes a new database and moves the damaged file aside; prints what was recovered and what was not. Stop the daemon first. Run as root it is fine: the files it writes take the owner and mode of the database they replace. Interrupted, run it again: it finishes from the copies it left.",
+	"reset":   "Starts with an empty store on purpose: the old database is moved aside, not deleted. Stop the daemon first.",
+	"backup":  "Copies the database to data_dir/backup now (the daemon does it every backup_interval). While the daemon runs, it writes the copy itself, asked through its local API.",
+}
+
 func cmdDB(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(stdout, dbUsage)
@@ -30,7 +37,11 @@ func cmdDB(args []string, stdout io.Writer) error {
 		return flag.ErrHelp
 	}
 	sub, rest := args[0], args[1:]
-	fs, path := configFlag("db "+sub, "pilebridge db "+sub+" --config FILE", dbUsage, stdout)
+	about, ok := dbAbout[sub]
+	if !ok {
+		return fmt.Errorf("db: unknown subcommand %q: want salvage, reset or backup", sub)
+	}
+	fs, path := configFlag("db "+sub, "pilebridge db "+sub+" --config FILE", about, stdout)
 	if err := fs.Parse(rest); err != nil {
 		return err
 	}

@@ -33,11 +33,14 @@ usage:
   pilebridge scan                       list serial ports (USB ids, by-id paths); opens none
   pilebridge scan --probe --device DEV [--bauds ..] [--parity N,E] [--slaves 1-247] [--first]
                                         find the devices on a line: baud, parity, slave ids, profiles
-  pilebridge read --device DEV --slave N --profile NAME [--baud B --parity P --stop-bits S] [--json]
+  pilebridge read --device DEV --slave N --profile NAME [--watch] [--baud B --parity P --stop-bits S] [--json]
+                                        one device's fields in engineering units, once or continuously
+  pilebridge read --device DEV --slave N --raw --addr A --count N [--fc 3|4]
+                                        raw registers as u16, i16, u32, i32 and f32, for a new profile
   pilebridge profiles [--dir DIR]       list meter and pile profiles and where each came from
   pilebridge outbox list [--all] --config FILE
   pilebridge outbox retry ORDER|--parked --config FILE
-  pilebridge sessions [--since DATE] [--until DATE] [--csv|--json] --config FILE
+  pilebridge sessions [--since DATE] [--until DATE] [--csv|--json] [--order ORDER] --config FILE
                                         closed sessions' bills and their delivery, for reconciliation
   pilebridge plate PORT PLATE --config FILE
                                         the attendant's read of the car's plate at a port

@@ -33,8 +33,17 @@ func cmdOutbox(args []string, stdout io.Writer) error {
 	}
 	sub, args := args[0], args[1:]
 	fs, path := configFlag("outbox "+sub, "pilebridge outbox "+sub+" ... --config FILE", about, stdout)
-	all := fs.Bool("all", false, "list: include recently delivered records")
-	parked := fs.Bool("parked", false, "retry: requeue every parked record")
+	var all, parked *bool
+	switch sub {
+	case "list":
+		all = fs.Bool("all", false, "include recently delivered records")
+		parked = new(bool)
+	case "retry":
+		all = new(bool)
+		parked = fs.Bool("parked", false, "requeue every parked record")
+	default:
+		return fmt.Errorf("outbox: unknown subcommand %q: want list or retry", sub)
+	}
 	// accept ORDER before or after the flags
 	var order string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {

@@ -40,6 +40,10 @@ usage (each command's --help describes its flags):
                                               the bridge at station size: CPU, RSS, device bytes, bills
 `
 
+// version is set at build time (make: -X main.version), the same as
+// pilebridge's and the packages'.
+var version = "dev"
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -53,6 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
 		cmd = "help"
+	case len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version"):
+		fmt.Fprintln(stdout, "pilesim", version)
+		return 0
 	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
 		cmd, args = args[0], args[1:]
 	}

@@ -62,7 +62,7 @@ install_deb() { dpkg_root --force-depends --force-confold -i "$deb"; }
 
 install_deb
 out=$("$root/usr/bin/pilebridge" --version)
-[[ $out == "pilebridge "* ]] || fail "the installed binary says $out"
+[ "$out" = "pilebridge $version" ] || fail "the installed binary says \"$out\", the package $version: one version everywhere"
 grep -q '^pilebridge:' "$root/etc/passwd" || fail "no pilebridge user"
 grep -q '^dialout:.*pilebridge' "$root/etc/group" || fail "pilebridge not in dialout"
 uid=$(awk -F: '$1 == "pilebridge" { print $3 }' "$root/etc/passwd")

@@ -82,3 +82,21 @@ func TestNoHandMadeRequestsUnderCmd(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The unit's DeviceAllow list and docs/hardware.md's table of serial
+// drivers name the same drivers.
+func TestUnitDeviceAllowMatchesTheDocs(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join("..", "..", "deploy", "pilebridge.service"))
+	require.NoError(t, err)
+	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "hardware.md"))
+	require.NoError(t, err)
+	var inUnit, inDocs []string
+	for _, m := range regexp.MustCompile(`(?m)^DeviceAllow=char-(\S+) rw$`).FindAllStringSubmatch(string(unit), -1) {
+		inUnit = append(inUnit, m[1])
+	}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(tty\\w+)` \\|").FindAllStringSubmatch(string(docs), -1) {
+		inDocs = append(inDocs, m[1])
+	}
+	require.NotEmpty(t, inUnit)
+	assert.ElementsMatch(t, inUnit, inDocs, "deploy/pilebridge.service's DeviceAllow and docs/hardware.md's table")
+}
