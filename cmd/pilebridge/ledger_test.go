@@ -89,6 +89,8 @@ func TestSessionsLedger(t *testing.T) {
 	out, _, code = runCLI(t, "sessions", "--config", s.config)
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "2 sessions")
+	assert.Regexp(t, `START \(\S+ [+-]\d\d:\d\d\)`, out, "times say their zone")
+	assert.Regexp(t, `times in \S+ \(`, out)
 	_, errs, code = runCLI(t, "sessions", "--since", "yesterday", "--config", s.config)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, `--since: "yesterday": want YYYY-MM-DD or an RFC 3339 time`)

@@ -125,7 +125,8 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("log.level %q: %w", level, err)
 	}
 	if format == "console" || (format == "auto" && isTerminal(w)) {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "2006-01-02 15:04:05.000"}
+		// colours only on a terminal: a redirected log gets plain text
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "2006-01-02 15:04:05.000", NoColor: !isTerminal(w)}
 	}
 	return zerolog.New(w).Level(lvl).Hook(msTime{}), nil
 }

@@ -151,13 +151,18 @@ func outboxRetry(cfg *config.Config, order string) (station.RequeueResult, error
 
 func printListing(w io.Writer, l station.OutboxListing) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WHERE\tSEQ\tORDER\tKIND\tSTATE\tQUANTITY_WH\tFEES_FEN\tATTEMPTS\tLAST_ERROR")
-	row := func(where string, e uploader.Entry) {
+	fmt.Fprintln(tw, "QUEUE\tSEQ\tORDER\tKIND\tSTATE\tQUANTITY_WH\tFEES_FEN\tATTEMPTS\tLAST_ERROR")
+	row := func(queue string, e uploader.Entry) {
 		r := e.Record
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d+%d\t%d\t%s\n", where, e.Seq, r.Order, r.Kind, r.State, r.QuantityWh, r.EnergyFen, r.ServiceFen, e.Attempts, e.LastError)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d+%d\t%d\t%s\n", queue, e.Seq, r.Order, r.Kind, r.State, r.QuantityWh, r.EnergyFen, r.ServiceFen, e.Attempts, e.LastError)
 	}
 	for _, e := range l.Pending {
-		row("pending", e)
+		queue := "pending"
+		if e.PlateWait && e.Record.Plate == "" {
+			// held, not failing: it leaves when a plate comes or the wait ends
+			queue = "waits for a plate until " + e.NextAttempt.Local().Format("15:04:05")
+		}
+		row(queue, e)
 	}
 	for _, e := range l.Parked {
 		row("parked", e)

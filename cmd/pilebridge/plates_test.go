@@ -178,6 +178,10 @@ func TestFinalBillWaitsForThePlate(t *testing.T) {
 	delta := s.acSession(7000, func() { time.Sleep(2 * time.Second) })
 	time.Sleep(time.Second)
 	assert.Empty(t, s.finals(), "the bill waits for its plate")
+	list, _, code := runCLI(t, "outbox", "list", "--config", s.config)
+	require.Equal(t, 0, code)
+	assert.Contains(t, list, "waits for a plate until", "held, not failing: outbox list says so")
+	assert.Contains(t, list, "QUEUE")
 	require.NoError(t, b.cmd.Process.Kill()) // kill -9 during the wait
 	_ = b.cmd.Wait()
 	s.startBridge()

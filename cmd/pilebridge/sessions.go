@@ -156,7 +156,8 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	// STATE last: its Chinese text is two columns wide a character, which
 	// tabwriter cannot know, so nothing is aligned after it
-	fmt.Fprintln(tw, "ORDER\tPILE/PORT\tSTART\tEND\tkWh\tYUAN\tDELIVERY\tSTATE")
+	zone := time.Now().In(loc).Format("MST -07:00")
+	fmt.Fprintf(tw, "ORDER\tPILE/PORT\tSTART (%s)\tEND\tkWh\tYUAN\tDELIVERY\tSTATE\n", zone)
 	var wh, fen int64
 	for _, e := range entries {
 		r := e.Record
@@ -173,7 +174,11 @@ func printLedger(w io.Writer, entries []uploader.LedgerEntry, loc *time.Location
 		wh, fen = wh+r.QuantityWh, fen+r.EnergyFen+r.ServiceFen
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "%d sessions, %s kWh, %s yuan\n", len(entries), units.KWh(wh), units.Yuan(fen))
+	noun := "sessions"
+	if len(entries) == 1 {
+		noun = "session"
+	}
+	fmt.Fprintf(w, "%d %s, %s kWh, %s yuan; times in %s (%s)\n", len(entries), noun, units.KWh(wh), units.Yuan(fen), loc, zone)
 }
 
 // printEvidence shows one bill and the meter readings it comes from: the

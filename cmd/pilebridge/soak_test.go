@@ -34,7 +34,6 @@ import (
 // PILEBRIDGE_SOAK sets how long piles start new sessions (default 60s;
 // `make soak` runs 10m). Skipped with -short.
 func TestSoak(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("soak: skipped with -short")
 	}

@@ -44,7 +44,6 @@ import (
 // connection closed after every reply).
 // Skipped with -short.
 func TestLineSoak(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("line soak: skipped with -short")
 	}

@@ -182,7 +182,9 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if id < 1 || id > 247 {
 		return fmt.Errorf("--slave %d: want 1..247", id)
 	}
-	log := zerolog.New(stderr).Level(zerolog.WarnLevel)
+	// the driver's log lines are the daemon's; here what went wrong comes
+	// back as the command's one human message
+	log := zerolog.Nop()
 	bus, err := driver.New(driver.Config{
 		Name: "read", Device: *device,
 		Serial:    driver.SerialParams{Baud: pick(*baud, d.Baud, 9600), DataBits: 8, Parity: strings.ToUpper(par), StopBits: pick(*stop, d.StopBits, 1)},

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -149,6 +151,9 @@ wait:
 	if final["quantity"] != float64(delta) {
 		return fmt.Errorf("bill quantity %v differs from the meter's delta %d", final["quantity"], delta)
 	}
+	if err := printFees(out, cfg.Tariff, final); err != nil {
+		return err
+	}
 	fmt.Fprintln(out, "demo ok")
 	return nil
 }
@@ -194,4 +199,76 @@ func demoConfig(path, work string) (string, error) {
 	}
 	file := filepath.Join(work, "pilebridge.yaml")
 	return file, os.WriteFile(file, out, 0o600)
+}
+
+// printFees prints the tariff and the arithmetic of the final bill's fees,
+// done here apart from the bridge (yuan/kWh × Wh = fen/10), and checks the
+// bill against it: a session within one period is priced at that period's
+// prices and rounded to the fen once, half up.
+func printFees(out io.Writer, t config.Tariff, final map[string]any) error {
+	loc, err := time.LoadLocation(t.TimeZone)
+	if err != nil {
+		return fmt.Errorf("tariff.time_zone: %w", err)
+	}
+	fmt.Fprintf(out, "\ntariff (%s), yuan per kWh, electricity + service:\n", t.TimeZone)
+	for _, p := range t.Periods {
+		fmt.Fprintf(out, "  %s-%s %-6s %s + %s\n", p.Start, p.End, p.Type, p.Electricity, p.Service)
+	}
+	start, err1 := time.Parse("2006-01-02T15:04:05.000Z", fmt.Sprint(final["start_time"]))
+	end, err2 := time.Parse("2006-01-02T15:04:05.000Z", fmt.Sprint(final["end_time"]))
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("final bill times %v → %v: %v %v", final["start_time"], final["end_time"], err1, err2)
+	}
+	in := func(at time.Time) *config.Period {
+		hm := at.In(loc).Format("15:04")
+		for i, p := range t.Periods {
+			if (p.Start <= p.End && hm >= p.Start && hm < p.End) || (p.Start > p.End && (hm >= p.Start || hm < p.End)) {
+				return &t.Periods[i]
+			}
+		}
+		return nil
+	}
+	p := in(start)
+	if p == nil || p != in(end.Add(-time.Millisecond)) {
+		fmt.Fprintln(out, "fees: the session spans tariff periods: `pilebridge sessions --order ORDER` shows each period's share")
+		return nil
+	}
+	wh := int64(final["quantity"].(float64))
+	fmt.Fprintf(out, "fees: %d Wh, %s → %s %s, all in the %s period %s-%s:\n", wh,
+		start.In(loc).Format("15:04:05"), end.In(loc).Format("15:04:05"), t.TimeZone, p.Type, p.Start, p.End)
+	for _, f := range []struct {
+		name, price, field string
+	}{{"electricity", p.Electricity, "energy_value"}, {"service", p.Service, "fee_value"}} {
+		price, err := tenThousandths(f.price)
+		if err != nil {
+			return fmt.Errorf("tariff price %q: %w", f.price, err)
+		}
+		milliFen := wh * price / 100 // Wh × price/10000 yuan/kWh = Wh × price / 100000 fen
+		fen := (wh*price + 50_000) / 100_000
+		billed := int64(final[f.field].(float64))
+		fmt.Fprintf(out, "  %-11s %d Wh × %s yuan/kWh = %d.%03d fen → %d fen; the bill's %s: %d\n",
+			f.name, wh, f.price, milliFen/1000, milliFen%1000, fen, f.field, billed)
+		if billed != fen {
+			return fmt.Errorf("the bill's %s is %d fen; %d Wh at %s yuan/kWh is %d", f.field, billed, wh, f.price, fen)
+		}
+	}
+	return nil
+}
+
+// tenThousandths reads a price with at most 4 decimals as 0.0001 yuan.
+func tenThousandths(s string) (int64, error) {
+	whole, frac, _ := strings.Cut(s, ".")
+	if len(frac) > 4 {
+		return 0, fmt.Errorf("more than 4 decimals")
+	}
+	frac += strings.Repeat("0", 4-len(frac))
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	f, err := strconv.ParseInt(frac, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return w*10000 + f, nil
 }
