@@ -278,6 +278,7 @@ func LoadToRead(path string) (*Config, error) {
 
 var (
 	uuidRe    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	lineRe    = regexp.MustCompile(`^line (\d+):`)
 	unknownRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
 	dupRe     = regexp.MustCompile(`line (\d+): mapping key "([^"]+)" already defined at line (\d+)`)
 	typeRe    = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
@@ -317,13 +318,10 @@ func ParseAll(data []byte, name string) (*Config, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
-		if m := dupRe.FindStringSubmatch(err.Error()); m != nil {
-			return nil, Errors{{File: name, Key: m[2], Msg: fmt.Sprintf("given twice (lines %s and %s)", m[3], m[1])}}
-		}
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Key: "(file)", Msg: "empty: want at least station_uuid, data_dir, platform, buses and piles (see configs/example.yaml)"}}
 		}
-		return nil, Errors{{File: name, Key: "(yaml)", Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -337,13 +335,10 @@ func ParseAll(data []byte, name string) (*Config, error) {
 		paths := keyPaths(&root)
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			if m := dupRe.FindStringSubmatch(err.Error()); m != nil {
-				return nil, Errors{{File: name, Key: m[2], Msg: fmt.Sprintf("given twice (lines %s and %s)", m[3], m[1])}}
-			}
-			return nil, Errors{{File: name, Key: "(yaml)", Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+			return nil, Errors{syntaxError(name, data, err)}
 		}
 		for _, m := range te.Errors {
-			errs = append(errs, typeError(name, m, paths))
+			errs = append(errs, typeError(name, m, paths, keyLines(&root)))
 		}
 		c = Config{}
 		_ = yaml.Unmarshal(data, &c) // what can be read; its type errors are the ones above
@@ -402,13 +397,81 @@ func keyPaths(root *yaml.Node) map[int][]pathAt {
 
 type pathAt struct{ path, value string }
 
-// typeError names the key of one YAML type error.
-func typeError(file, msg string, paths map[int][]pathAt) *Error {
+// keyLines maps each line to the dotted paths of the keys written on it.
+func keyLines(root *yaml.Node) map[int][]string {
+	out := map[int][]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, k := range n.Content {
+				walk(k, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				out[n.Content[i].Line] = append(out[n.Content[i].Line], p)
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, v := range n.Content {
+				walk(v, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(root, "")
+	return out
+}
+
+// syntaxError says what the YAML parser could not read: a key given twice,
+// a tab where YAML wants spaces, or the parser's own words.
+func syntaxError(file string, data []byte, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := dupRe.FindStringSubmatch(msg); m != nil {
-		return &Error{File: file, Key: m[2], Msg: fmt.Sprintf("given twice (lines %s and %s)", m[3], m[1])}
+		return dupError(file, m)
+	}
+	if m := lineRe.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		lines := strings.Split(string(data), "\n")
+		// the parser names the line it stopped at: the tab is there or
+		// just before
+		for _, i := range []int{n - 1, n - 2} {
+			if i >= 0 && i < len(lines) && strings.Contains(lines[i], "\t") {
+				return &Error{File: file, Key: fmt.Sprintf("line %d", i+1),
+					Msg: "a tab character: YAML indents with spaces only; replace the tab with spaces (the parser said: " + msg + ")"}
+			}
+		}
+	}
+	return &Error{File: file, Key: "(yaml)", Msg: msg}
+}
+
+func dupError(file string, m []string) *Error {
+	return &Error{File: file, Key: m[2], Msg: fmt.Sprintf("given twice (lines %s and %s)", m[3], m[1])}
+}
+
+// typeError names the key of one YAML type error: its full path, and for
+// an unknown key the known key it is closest to.
+func typeError(file, msg string, paths map[int][]pathAt, keys map[int][]string) *Error {
+	if m := dupRe.FindStringSubmatch(msg); m != nil {
+		return dupError(file, m)
 	}
 	if m := unknownRe.FindStringSubmatch(msg); m != nil {
-		return &Error{File: file, Key: m[2], Msg: "unknown key (line " + m[1] + ")"}
+		line, _ := strconv.Atoi(m[1])
+		key := m[2]
+		for _, p := range keys[line] {
+			if p == m[2] || strings.HasSuffix(p, "."+m[2]) {
+				key = p
+				break
+			}
+		}
+		msg := "unknown key (line " + m[1] + ")"
+		if s := suggest(key); s != "" {
+			msg += fmt.Sprintf("; did you mean %s?", s)
+		}
+		return &Error{File: file, Key: key, Msg: msg}
 	}
 	m := typeRe.FindStringSubmatch(msg)
 	if m == nil {
