@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -154,49 +155,69 @@ func (p *Profile) fail(f *Field, format string, args ...any) error {
 	return e
 }
 
+// validate checks the whole profile and names every mistake at once (a
+// profile's author fixes them in one go, as check promises for the config).
 func (p *Profile) validate() error {
+	var errs []error
 	if p.Name == "" {
-		return p.fail(nil, "name is missing")
+		errs = append(errs, p.fail(nil, "name is missing"))
 	}
 	if p.Kind == "" {
 		p.Kind = "meter"
 	}
 	if p.Kind != "meter" && p.Kind != "pile" {
-		return p.fail(nil, "kind %q: want pile or meter", p.Kind)
+		errs = append(errs, p.fail(nil, "kind %q: want pile or meter", p.Kind))
 	}
 	if p.Fields["energy"] == nil {
-		return p.fail(nil, "the energy field is missing: a bill needs it")
+		errs = append(errs, p.fail(nil, "the energy field is missing: a bill needs it"))
 	}
-	for name, f := range p.Fields {
-		f.Name = name
-		if err := p.validateField(f); err != nil {
-			return err
-		}
-	}
-	p.statuses = map[int64]Status{}
-	if _, ok := p.Fields["status"]; ok && len(p.StatusMap) == 0 {
-		return p.fail(p.Fields["status"], "a status field needs a status_map")
-	}
-	for raw, name := range p.StatusMap {
-		s, err := ParseStatus(name)
-		if err != nil {
-			return p.fail(p.Fields["status"], "status_map %d: %v", raw, err)
-		}
-		p.statuses[raw] = s
-	}
-	// Overlaps: two fields reading the same register is a typo in a map.
 	names := make([]string, 0, len(p.Fields))
 	for n := range p.Fields {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	fieldsOK := true
+	for _, name := range names {
+		f := p.Fields[name]
+		f.Name = name
+		if err := p.validateField(f); err != nil {
+			errs, fieldsOK = append(errs, err), false
+		}
+	}
+	p.statuses = map[int64]Status{}
+	if _, ok := p.Fields["status"]; ok && len(p.StatusMap) == 0 {
+		errs = append(errs, p.fail(p.Fields["status"], "a status field needs a status_map"))
+	}
+	raws := make([]int64, 0, len(p.StatusMap))
+	for raw := range p.StatusMap {
+		raws = append(raws, raw)
+	}
+	sort.Slice(raws, func(i, j int) bool { return raws[i] < raws[j] })
+	for _, raw := range raws {
+		s, err := ParseStatus(p.StatusMap[raw])
+		if err != nil {
+			errs = append(errs, p.fail(p.Fields["status"], "status_map %d: %v", raw, err))
+			continue
+		}
+		p.statuses[raw] = s
+	}
+	if p.MaxGap != nil && (*p.MaxGap < 0 || *p.MaxGap > 120) {
+		errs = append(errs, p.fail(nil, "max_gap %d out of 0..120", *p.MaxGap))
+	}
+	if !fieldsOK {
+		return errors.Join(errs...) // overlaps and the plan need every field's size
+	}
+	// Overlaps: two fields reading the same register is a typo in a map.
 	for i, a := range names {
 		for _, b := range names[i+1:] {
 			fa, fb := p.Fields[a], p.Fields[b]
 			if fa.FC == fb.FC && int(fa.Addr) < int(fb.Addr)+fb.words() && int(fb.Addr) < int(fa.Addr)+fa.words() {
-				return p.fail(fb, "registers %d..%d overlap field %s (%d..%d)", fb.Addr, int(fb.Addr)+fb.words()-1, a, fa.Addr, int(fa.Addr)+fa.words()-1)
+				errs = append(errs, p.fail(fb, "registers %d..%d overlap field %s (%d..%d)", fb.Addr, int(fb.Addr)+fb.words()-1, a, fa.Addr, int(fa.Addr)+fa.words()-1))
 			}
 		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	p.ranges = p.ranges[:0]
 	for _, n := range names {
@@ -208,9 +229,6 @@ func (p *Profile) validate() error {
 	}
 	gap := 16
 	if p.MaxGap != nil {
-		if *p.MaxGap < 0 || *p.MaxGap > 120 {
-			return p.fail(nil, "max_gap %d out of 0..120", *p.MaxGap)
-		}
 		gap = *p.MaxGap
 	}
 	blocks, err := driver.Plan(p.ranges, gap)

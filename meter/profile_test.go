@@ -295,3 +295,21 @@ func TestFieldTableCoversEveryField(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, []any{int64(1234567), int64(1000), "kWh"}, []any{v, div, unit})
 }
+
+// A profile's mistakes are named all at once, each with its field and line.
+func TestEveryProfileMistakeAtOnce(t *testing.T) {
+	doc := `name: x
+kind: charger
+fields:
+  energy: {fc: 5, addr: 0, type: u32}
+  power: {fc: 3, addr: 10, type: u17}
+  status: {fc: 3, addr: 20, type: u16}
+`
+	_, err := ParseProfile([]byte(doc), "x.yaml")
+	require.Error(t, err)
+	for _, want := range []string{`kind "charger": want pile or meter`, "fc 5: want 3", `unknown type "u17"`, "a status field needs a status_map"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	var pe *ProfileError
+	assert.ErrorAs(t, err, &pe, "each mistake is a ProfileError")
+}
