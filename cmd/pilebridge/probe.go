@@ -58,13 +58,22 @@ func cmdProbe(ctx context.Context, o probeOpts, asJSON bool, stdout, stderr io.W
 	started, done := time.Now(), 0
 	progress := isTerminal(stderr)
 	var found []responder
-	for _, set := range o.settings {
-		rs, err := probeSettingOnce(ctx, o, set, func(slave int) {
+	for i, set := range o.settings {
+		if !progress {
+			// not a terminal (a log, ssh without -t): a line per setting, so
+			// a long probe is never silent
+			fmt.Fprintf(stderr, "probe: trying %s (%d of %d settings), %d slave ids; %d responder(s) so far\n", set, i+1, len(o.settings), len(o.slaves), len(found))
+		}
+		answered := 0 // in this setting so far
+		rs, err := probeSettingOnce(ctx, o, set, func(slave int, ok bool) {
 			done++
+			if ok {
+				answered++
+			}
 			if progress {
 				left := time.Duration(float64(time.Since(started)) / float64(done) * float64(total-done))
-				bar := strings.Repeat("#", 30*done/total) + strings.Repeat(" ", 30-30*done/total)
-				fmt.Fprintf(stderr, "\r[%s] %3d%% %-12s slave %3d · %s left ", bar, 100*done/total, set, slave, left.Round(time.Second))
+				bar := strings.Repeat("#", 20*done/total) + strings.Repeat(" ", 20-20*done/total)
+				fmt.Fprintf(stderr, "\r[%s] %3d%% trying %-10s slave %3d · %d found · %s left ", bar, 100*done/total, set, slave, len(found)+answered, left.Round(time.Second))
 			}
 		})
 		if err != nil {
@@ -109,7 +118,7 @@ func probeTimeout(baud int) time.Duration {
 	return 3*line + 25*time.Millisecond
 }
 
-func probeSettingOnce(ctx context.Context, o probeOpts, set probeSetting, step func(slave int)) ([]responder, error) {
+func probeSettingOnce(ctx context.Context, o probeOpts, set probeSetting, step func(slave int, answered bool)) ([]responder, error) {
 	timeout := o.timeout
 	if timeout == 0 {
 		timeout = probeTimeout(set.Baud)
@@ -136,7 +145,6 @@ func probeSettingOnce(ctx context.Context, o probeOpts, set probeSetting, step f
 			break
 		}
 		_, err := bus.ReadRegisters(ctx, uint8(id), 3, 0, 1)
-		step(id)
 		var ex *driver.ExceptionError
 		var inUse *driver.InUseError
 		answer := ""
@@ -144,14 +152,17 @@ func probeSettingOnce(ctx context.Context, o probeOpts, set probeSetting, step f
 		case errors.As(err, &inUse):
 			return nil, inUse // another master holds the line: probing would collide with it
 		case err == nil:
-			answer = "registers"
+			answer = "answers: register 0 read"
 		case errors.As(err, &ex) && (ex.Code == 10 || ex.Code == 11):
+			step(id, false)
 			continue // a gateway saying nobody is there (path unavailable, target failed to respond)
 		case errors.As(err, &ex):
-			answer = fmt.Sprintf("exception %d", ex.Code) // a device that has no register 0 is still there
+			answer = answerWords(ex.Code) // a device that has no register 0 is still there
 		default:
+			step(id, false)
 			continue // silence, or noise at the wrong setting
 		}
+		step(id, true)
 		r := responder{Device: o.device, Baud: set.Baud, Parity: set.Parity, Slave: id, Answer: answer, Profiles: []string{}}
 		for _, p := range o.profiles {
 			rd, err := meter.NewPoller(bus, uint8(id), p, meter.Ratios{}).Poll(ctx, time.Now())
@@ -209,4 +220,20 @@ func probeSettings(device, bauds, parities string) ([]probeSetting, error) {
 		}
 	}
 	return out, nil
+}
+
+// answerWords says in plain words what an exception to the probe's read of
+// register 0 means: the device is there and talking.
+func answerWords(code byte) string {
+	switch code {
+	case 1:
+		return "answers (exception 1: it does not take function 3; try --fc 4 with read --raw)"
+	case 2:
+		return "answers (exception 2: it has no register 0, which is normal; its profile reads its own registers)"
+	case 3:
+		return "answers (exception 3: it refused the read's size)"
+	case 4, 6:
+		return fmt.Sprintf("answers (exception %d: it is busy or failing; try again)", code)
+	}
+	return fmt.Sprintf("answers (exception %d)", code)
 }
