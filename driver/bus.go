@@ -14,6 +14,8 @@ import (
 
 	"github.com/goburrow/modbus"
 	"github.com/rs/zerolog"
+
+	"pilebridge/internal/backoff"
 )
 
 // SlavePolicy tunes how one slave is talked to.
@@ -320,22 +322,21 @@ func (b *Bus) exchange(r *request) ([]byte, error) {
 	if h.fails < b.cfg.DeadAfter {
 		return nil, err
 	}
-	backoff := b.cfg.DeadBase << min(h.fails-b.cfg.DeadAfter, 10)
-	if backoff > b.cfg.DeadMax || backoff <= 0 {
-		backoff = b.cfg.DeadMax
-	}
+	wait := backoff.Policy{Base: b.cfg.DeadBase, Max: b.cfg.DeadMax}.After(h.fails - b.cfg.DeadAfter + 1)
 	if !h.down {
-		b.log.Warn().Uint8("slave", r.slave).Err(err).Int64("backoff_ms", backoff.Milliseconds()).Msg("slave not answering, polling it slower")
+		b.log.Warn().Uint8("slave", r.slave).Err(err).Int64("backoff_ms", wait.Milliseconds()).Msg("slave not answering, polling it slower")
 	}
 	h.down = true
-	h.downUntil = time.Now().Add(backoff)
+	h.downUntil = time.Now().Add(wait)
 	return nil, err
 }
 
 // once is a single exchange on the wire.
 func (b *Bus) once(r *request, pol SlavePolicy) ([]byte, error) {
 	if pol.SwitchGap > 0 && b.lastSlave != r.slave && b.lastSlave != 0 {
-		time.Sleep(pol.SwitchGap)
+		if err := backoff.Sleep(r.ctx, pol.SwitchGap); err != nil {
+			return nil, err // the caller gave up during the gap
+		}
 	}
 	b.lastSlave = r.slave
 	start := time.Now()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"pilebridge/internal/backoff"
 	"pilebridge/internal/faillog"
 )
 
@@ -127,7 +128,7 @@ func (t *transport) failed(now time.Time, err error) {
 		t.down = faillog.New(t.log, "line down, will reopen", 0)
 	}
 	t.openErr = err
-	t.openBackof = min(max(2*t.openBackof, minReopen), maxReopen)
+	t.openBackof = backoff.Policy{Base: minReopen, Max: maxReopen}.Next(t.openBackof)
 	t.nextOpen = now.Add(t.openBackof)
 	t.down.Fail(now, kindOf(err), func(e *zerolog.Event) {
 		e.AnErr("cause", err).Int64("backoff_ms", t.openBackof.Milliseconds())

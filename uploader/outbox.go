@@ -176,6 +176,10 @@ func (o *Outbox) trimTx(tx *bbolt.Tx, n int64) error {
 	return nil
 }
 
+// Queued is signalled when a record was queued (Notify): the sender waits
+// on it between rounds.
+func (o *Outbox) Queued() <-chan struct{} { return o.kick }
+
 // Notify wakes the sender.
 func (o *Outbox) Notify() {
 	select {

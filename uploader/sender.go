@@ -3,13 +3,13 @@ package uploader
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"pilebridge/internal/backoff"
 	"pilebridge/internal/faillog"
 )
 
@@ -126,11 +126,7 @@ func (s *Sender) Stats() SenderStats {
 // backoff is exponential, capped at MaxBackoff, with jitter below the
 // step: a wait in [d/2, d]. retry_max is a ceiling, never exceeded.
 func (s *Sender) backoff(n int) time.Duration {
-	d := s.cfg.BaseBackoff << min(max(n-1, 0), 20)
-	if d > s.cfg.MaxBackoff || d <= 0 {
-		d = s.cfg.MaxBackoff
-	}
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	return backoff.Policy{Base: s.cfg.BaseBackoff, Max: s.cfg.MaxBackoff}.Jittered(n)
 }
 
 // Run delivers until ctx ends.
@@ -163,7 +159,7 @@ func (s *Sender) Run(ctx context.Context) {
 			t := time.NewTimer(time.Until(wake))
 			select {
 			case <-ctx.Done():
-			case <-s.box.kick:
+			case <-s.box.Queued():
 			case <-t.C:
 			}
 			t.Stop()
@@ -195,12 +191,7 @@ func (s *Sender) record(ctx context.Context, r *round) bool {
 	}
 	s.recordFails++
 	s.recordLog.Fail(now, err, func(e *zerolog.Event) { e.Int("records", len(r.batch)) })
-	t := time.NewTimer(min(s.backoff(s.recordFails), 30*time.Second))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	_ = backoff.Sleep(ctx, min(s.backoff(s.recordFails), 30*time.Second)) // ctx's end is Run's to see
 	return false
 }
 
