@@ -157,13 +157,15 @@ func New(cfg Config, log zerolog.Logger) (*Bus, error) {
 	case cfg.DeadAfter <= 0 || cfg.DeadBase <= 0 || cfg.DeadMax < cfg.DeadBase:
 		return nil, fmt.Errorf("bus %s: dead-slave backoff must be set (after %d failures, %s up to %s)", cfg.Name, cfg.DeadAfter, cfg.DeadBase, cfg.DeadMax)
 	}
-	for _, p := range append([]SlavePolicy{cfg.Default}, mapValues(cfg.Slaves)...) {
-		t := p.Timeout
-		if t <= 0 {
-			t = cfg.Default.Timeout
+	for id, p := range cfg.Slaves {
+		if p.Timeout <= 0 {
+			// the config merges a port's policy with its line's (config.PolicyOf)
+			return nil, fmt.Errorf("bus %s: slave %d: timeout must be set", cfg.Name, id)
 		}
+	}
+	for _, p := range append([]SlavePolicy{cfg.Default}, mapValues(cfg.Slaves)...) {
 		// every attempt's timeout, a reconnect, the switch gap, and slack
-		b.stuckAt = max(b.stuckAt, time.Duration(p.Retries+1)*(t+time.Second)+p.SwitchGap+10*time.Second)
+		b.stuckAt = max(b.stuckAt, time.Duration(p.Retries+1)*(p.Timeout+time.Second)+p.SwitchGap+10*time.Second)
 	}
 	return b, nil
 }
@@ -234,8 +236,8 @@ func (b *Bus) ReadRegisters(ctx context.Context, slave, fc uint8, addr, qty uint
 	if fc != 3 && fc != 4 {
 		return nil, fmt.Errorf("read slave %d: function %d is not a register read", slave, fc)
 	}
-	if qty < 1 || qty > 125 {
-		return nil, fmt.Errorf("read slave %d: quantity %d out of 1..125", slave, qty)
+	if qty < 1 || qty > MaxBlock {
+		return nil, fmt.Errorf("read slave %d: quantity %d out of 1..%d", slave, qty, MaxBlock)
 	}
 	r := &request{ctx: ctx, slave: slave, fc: fc, addr: addr, qty: qty, reply: make(chan result, 1)}
 	select {
@@ -253,14 +255,10 @@ func (b *Bus) ReadRegisters(ctx context.Context, slave, fc uint8, addr, qty uint
 }
 
 func (b *Bus) policy(slave uint8) SlavePolicy {
-	p, ok := b.cfg.Slaves[slave]
-	if !ok {
-		return b.cfg.Default
+	if p, ok := b.cfg.Slaves[slave]; ok {
+		return p
 	}
-	if p.Timeout <= 0 {
-		p.Timeout = b.cfg.Default.Timeout
-	}
-	return p
+	return b.cfg.Default
 }
 
 func (b *Bus) client(slave uint8) modbus.Client {

@@ -186,8 +186,8 @@ func parseIDs(s string) ([]int, error) {
 		if err == nil && isRange {
 			b, err = strconv.Atoi(hi)
 		}
-		if err != nil || a < 1 || b > 247 || a > b {
-			return nil, fmt.Errorf("%q: want slave ids 1..247 like 1-10,17", part)
+		if err != nil || a < driver.MinSlave || b > driver.MaxSlave || a > b {
+			return nil, fmt.Errorf("%q: want slave ids %d..%d like 1-10,17", part, driver.MinSlave, driver.MaxSlave)
 		}
 		for id := a; id <= b; id++ {
 			if !seen[id] {
@@ -208,7 +208,7 @@ func probeSettings(device, bauds, parities string) ([]probeSetting, error) {
 	var out []probeSetting
 	for _, b := range strings.Split(bauds, ",") {
 		baud, err := strconv.Atoi(strings.TrimSpace(b))
-		if err != nil || baud < 300 || baud > 921600 {
+		if err != nil || baud < driver.MinBaud || baud > driver.MaxBaud {
 			return nil, fmt.Errorf("--bauds: %q: want rates like 9600,19200", b)
 		}
 		for _, p := range strings.Split(parities, ",") {

@@ -32,7 +32,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	device := fs.String("device", "", "with --probe: serial path, tcp://host:port or rtuovertcp://host:port")
 	bauds := fs.String("bauds", "9600,19200,4800,38400,115200,2400", "with --probe: baud rates to try, in order")
 	parity := fs.String("parity", "N,E", "with --probe: parities to try (N, E, O)")
-	slaves := fs.String("slaves", "1-247", "with --probe: slave ids, like 1-10,17")
+	slaves := fs.String("slaves", fmt.Sprintf("%d-%d", driver.MinSlave, driver.MaxSlave), "with --probe: slave ids, like 1-10,17")
 	profile := fs.String("profile", "", "with --probe: try only this profile on responders (default: every one)")
 	dir := fs.String("profiles-dir", "", "user profiles directory")
 	first := fs.Bool("first", false, "with --probe: stop after the first setting with a responder")
@@ -137,7 +137,7 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	raw := fs.Bool("raw", false, "dump registers instead of decoding a profile (with --fc, --addr, --count)")
 	fc := fs.Int("fc", 3, "with --raw: 3 (holding) or 4 (input registers)")
 	addr := fs.Int("addr", 0, "with --raw: first register address (0-based, as on the wire)")
-	count := fs.Int("count", 10, "with --raw: registers to read, 1..125")
+	count := fs.Int("count", 10, fmt.Sprintf("with --raw: registers to read, 1..%d", driver.MaxBlock))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -176,18 +176,18 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		par = d.Parity
 	}
 	if par == "" {
-		par = "N"
+		par = driver.DefaultSerial.Parity
 	}
-	id := pick(*slave, d.Slave, 1)
-	if id < 1 || id > 247 {
-		return fmt.Errorf("--slave %d: want 1..247", id)
+	id := pick(*slave, d.Slave, driver.DefaultSlave)
+	if id < driver.MinSlave || id > driver.MaxSlave {
+		return fmt.Errorf("--slave %d: want %d..%d", id, driver.MinSlave, driver.MaxSlave)
 	}
 	// the driver's log lines are the daemon's; here what went wrong comes
 	// back as the command's one human message
 	log := zerolog.Nop()
 	bus, err := driver.New(driver.Config{
 		Name: "read", Device: *device,
-		Serial:    driver.SerialParams{Baud: pick(*baud, d.Baud, 9600), DataBits: 8, Parity: strings.ToUpper(par), StopBits: pick(*stop, d.StopBits, 1)},
+		Serial:    driver.SerialParams{Baud: pick(*baud, d.Baud, driver.DefaultSerial.Baud), DataBits: driver.DefaultSerial.DataBits, Parity: strings.ToUpper(par), StopBits: pick(*stop, d.StopBits, driver.DefaultSerial.StopBits)},
 		Default:   driver.SlavePolicy{Timeout: *timeout, Retries: 1},
 		DeadAfter: 100, DeadBase: config.DeadBase, DeadMax: config.DeadMax,
 	}, log)
@@ -201,8 +201,8 @@ func cmdRead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if *fc != 3 && *fc != 4 {
 			return fmt.Errorf("--fc %d: want 3 or 4", *fc)
 		}
-		if *count < 1 || *count > 125 || *addr < 0 || *addr+*count > 65536 {
-			return fmt.Errorf("--addr %d --count %d: want 1..125 registers within 0..65535", *addr, *count)
+		if *count < 1 || *count > driver.MaxBlock || *addr < 0 || *addr+*count > 65536 {
+			return fmt.Errorf("--addr %d --count %d: want 1..%d registers within 0..65535", *addr, *count, driver.MaxBlock)
 		}
 		data, err := bus.ReadRegisters(ctx, uint8(id), uint8(*fc), uint16(*addr), uint16(*count))
 		if inUse := (*driver.InUseError)(nil); errors.As(err, &inUse) {

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
+	"pilebridge/driver"
 	"pilebridge/internal/limits"
 )
 
@@ -559,16 +560,16 @@ func (c *Config) defaults() {
 	for i := range c.Buses {
 		b := &c.Buses[i]
 		if b.Baud == 0 {
-			b.Baud = 9600
+			b.Baud = driver.DefaultSerial.Baud
 		}
 		if b.DataBits == 0 {
-			b.DataBits = 8
+			b.DataBits = driver.DefaultSerial.DataBits
 		}
 		if b.Parity == "" {
-			b.Parity = "N"
+			b.Parity = driver.DefaultSerial.Parity
 		}
 		if b.StopBits == 0 {
-			b.StopBits = 1
+			b.StopBits = driver.DefaultSerial.StopBits
 		}
 		if b.LowLatency == "" {
 			b.LowLatency = "auto"
@@ -830,14 +831,14 @@ func (c *Config) checkBuses(ck *checker) map[string]bool {
 		if b.DataBits != 7 && b.DataBits != 8 {
 			ck.bad(key+".data_bits", "%d: want 8 (or 7)", b.DataBits)
 		}
-		if b.Baud < 300 || b.Baud > 921600 {
-			ck.bad(key+".baud", "%d: want 300..921600", b.Baud)
+		if b.Baud < driver.MinBaud || b.Baud > driver.MaxBaud {
+			ck.bad(key+".baud", "%d: want %d..%d", b.Baud, driver.MinBaud, driver.MaxBaud)
 		}
 		if b.Timeout < MinBusTimeout || b.Timeout > MaxBusTimeout {
 			ck.bad(key+".timeout", "%v: want %s..%s", b.Timeout, MinBusTimeout, MaxBusTimeout)
 		}
-		if b.Retries < 0 || b.Retries > 5 {
-			ck.bad(key+".retries", "%d: want 0..5", b.Retries)
+		if b.Retries < 0 || b.Retries > driver.MaxRetries {
+			ck.bad(key+".retries", "%d: want 0..%d", b.Retries, driver.MaxRetries)
 		}
 		if b.SwitchGap < 0 || b.SwitchGap > time.Second {
 			ck.bad(key+".switch_gap", "%v: want 0..1s", b.SwitchGap)
@@ -1008,8 +1009,8 @@ func (c *Config) checkPiles(ck *checker, buses map[string]bool) {
 		for j, pt := range pl.Ports {
 			pk := fmt.Sprintf("%s.ports[%d]", key, j)
 			ck.unique(pk+".port_no", pt.PortNo, ports, " on this pile")
-			if pt.Slave < 1 || pt.Slave > 247 {
-				ck.bad(pk+".slave", "%d: want 1..247", pt.Slave)
+			if pt.Slave < driver.MinSlave || pt.Slave > driver.MaxSlave {
+				ck.bad(pk+".slave", "%d: want %d..%d", pt.Slave, driver.MinSlave, driver.MaxSlave)
 			} else {
 				sk := fmt.Sprintf("%s/%d", pl.Bus, pt.Slave)
 				if other, dup := slaves[sk]; dup {
@@ -1029,8 +1030,8 @@ func (c *Config) checkPiles(ck *checker, buses map[string]bool) {
 			if pt.Timeout != 0 && (pt.Timeout < MinBusTimeout || pt.Timeout > MaxBusTimeout) {
 				ck.bad(pk+".timeout", "%v: want %s..%s (0: the bus's)", pt.Timeout, MinBusTimeout, MaxBusTimeout)
 			}
-			if pt.Retries != nil && (*pt.Retries < 0 || *pt.Retries > 5) {
-				ck.bad(pk+".retries", "%d: want 0..5", *pt.Retries)
+			if pt.Retries != nil && (*pt.Retries < 0 || *pt.Retries > driver.MaxRetries) {
+				ck.bad(pk+".retries", "%d: want 0..%d", *pt.Retries, driver.MaxRetries)
 			}
 			m := pt.MeterOnly
 			if m.StartPowerW < 0 || m.StopPowerW < 0 {
