@@ -79,7 +79,7 @@ type Session struct {
 
 // Tariff is the time-of-use price table. Its rules (coverage, prices, zone)
 // are checked where tariffs are understood, by session.NewTariff, when the
-// config is loaded (cmd/pilebridge load).
+// config is loaded (station.Load, which check and run share).
 type Tariff struct {
 	TimeZone string   `yaml:"time_zone"`
 	Periods  []Period `yaml:"periods"`
