@@ -230,7 +230,8 @@ func (m *Machine) stepPile(r meter.Reading, now time.Time) (evs []Event, changed
 			return evs, true
 		}
 		if !m.sess.Charged && now.Sub(m.startingSince) > m.cfg.StartTimeout {
-			return append(evs, m.end(ReasonTimeout, "超时未开始充电", r.Time)...), true
+			// no detail: the pile said nothing; the words are the uploader's
+			return append(evs, m.end(ReasonTimeout, "", r.Time)...), true
 		}
 	case meter.StatusCharging, meter.StatusFinishing:
 		m.state = Charging
