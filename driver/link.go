@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -64,7 +65,26 @@ func (p SerialParams) mode() (*serial.Mode, error) {
 
 type serialLink struct {
 	port serial.Port
+	fd   int      // the port's descriptor, polled by ReadBefore itself
 	lock *os.File // the exclusive claim on the line (exclusive.go)
+}
+
+// portFD is the descriptor of a port go.bug.st/serial v1.8.0 opened (the
+// version go.mod pins; TestPortDescriptorIsFound holds the field). Its Read
+// waits with select(2), whose fd_set holds descriptors below 1024 only: in
+// a daemon with many connections open a port gets a higher one and the read
+// panics (index out of range in unix.FdSet). ReadBefore polls the
+// descriptor with ppoll(2) instead, which has no such limit.
+func portFD(p serial.Port) (int, error) {
+	v := reflect.ValueOf(p)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return -1, fmt.Errorf("go.bug.st/serial: a port of type %T, not the v1.8.0 one", p)
+	}
+	f := v.Elem().FieldByName("handle")
+	if !f.IsValid() || f.Kind() != reflect.Int {
+		return -1, fmt.Errorf("go.bug.st/serial: %T has no descriptor field (a version other than v1.8.0?)", p)
+	}
+	return int(f.Int()), nil
 }
 
 func openSerial(p SerialParams) (link, error) {
@@ -81,24 +101,53 @@ func openSerial(p SerialParams) (link, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open %s: %w", p.Device, err)
 	}
-	return &serialLink{port: port, lock: lock}, nil
+	fd, err := portFD(port)
+	if err != nil {
+		port.Close()
+		lock.Close()
+		return nil, fmt.Errorf("open %s: %w", p.Device, err)
+	}
+	return &serialLink{port: port, fd: fd, lock: lock}, nil
 }
 
 func (l *serialLink) Write(p []byte) (int, error) { return l.port.Write(p) }
 
+// ReadBefore waits for bytes with ppoll(2), precise to the nanosecond as
+// select was, on the port's own descriptor (portFD), and reads them.
 func (l *serialLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
-	wait := time.Until(deadline)
-	if wait <= 0 {
-		return 0, ErrTimeout
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return 0, ErrTimeout
+		}
+		fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
+		ts := unix.NsecToTimespec(int64(wait))
+		n, err := unix.Ppoll(fds, &ts, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue // a signal (the runtime's preemption): wait out the rest
+		}
+		if err != nil {
+			return 0, fmt.Errorf("poll the serial port: %w", err)
+		}
+		if n == 0 {
+			return 0, ErrTimeout
+		}
+		if fds[0].Revents&unix.POLLNVAL != 0 {
+			return 0, fmt.Errorf("serial port closed: %w", io.EOF)
+		}
+		m, err := unix.Read(l.fd, p)
+		switch {
+		case errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN):
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("read the serial port: %w", err)
+		case m == 0:
+			// Linux leaves a port whose device went away (a USB adapter
+			// pulled) readable with nothing to read
+			return 0, fmt.Errorf("serial device gone: %w", io.EOF)
+		}
+		return m, nil
 	}
-	if err := l.port.SetReadTimeout(wait); err != nil {
-		return 0, err
-	}
-	n, err := l.port.Read(p)
-	if n == 0 && err == nil { // go.bug.st/serial reports a timeout as (0, nil)
-		return 0, ErrTimeout
-	}
-	return n, err
 }
 
 func (l *serialLink) Discard() (int, error) { return 0, l.port.ResetInputBuffer() }

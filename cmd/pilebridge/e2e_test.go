@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 var bridgeBin string
 
 func TestMain(m *testing.M) {
+	waitingParallel()
 	dir, err := os.MkdirTemp("", "pilebridge-e2e")
 	if err != nil {
 		panic(err)
@@ -419,4 +421,17 @@ func TestCheckWarnsOfAReadableSecret(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "warning: platform.app_secret_file "+secret+" has mode 0644")
 	assert.NotContains(t, string(out), "e2e-secret")
+}
+
+// waitingParallel runs 8 tests at a time unless -test.parallel says
+// otherwise: these tests wait on real time (a pty's pace, timeouts, a
+// daemon's polls), not on the two cores, so GOMAXPROCS (the default) would
+// leave the machine idle.
+func waitingParallel() {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", "8")
+	}
 }
