@@ -160,6 +160,7 @@ func (s *testStation) startBridge() *bridge {
 	require.NoError(s.t, err)
 	cmd := exec.Command(bridgeBin, "run", "--config", s.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = dieWithTheTest()
 	s.started = time.Now()
 	require.NoError(s.t, cmd.Start())
 	b := &bridge{cmd: cmd, log: logf}
@@ -434,4 +435,11 @@ func waitingParallel() {
 	if !set {
 		_ = flag.Set("test.parallel", "8")
 	}
+}
+
+// dieWithTheTest: a daemon (or Prometheus) a test started is killed when
+// the test binary dies, even by a panic that runs no Cleanup; an orphan
+// would hold its pseudo-terminal, whose number a later test's pty gets.
+func dieWithTheTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

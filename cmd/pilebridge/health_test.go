@@ -71,6 +71,7 @@ func TestSystemdNotifyAndWatchdog(t *testing.T) {
 	cmd := exec.Command(bridgeBin, "run", "--config", s.config)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sd.path, "WATCHDOG_USEC=600000")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = dieWithTheTest()
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
