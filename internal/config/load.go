@@ -69,8 +69,8 @@ func ParseAll(data []byte, name string) (*Config, error) {
 		return nil, err
 	}
 	var errs Errors
-	if err != nil {
-		errs = err.(Errors)
+	if err != nil && !errors.As(err, &errs) {
+		return c, err
 	}
 	said := map[string]bool{}
 	for _, e := range errs {
