@@ -17,7 +17,10 @@ type Policy struct {
 // After is the delay after the n-th failure in a row (n ≥ 1): Base, 2·Base,
 // 4·Base… never above Max. n ≤ 0 counts as 1.
 func (p Policy) After(n int) time.Duration {
-	d := p.Base << min(max(n-1, 0), 30)
+	d := p.Base
+	for i := 1; i < n && d < p.Max; i++ {
+		d *= 2 // at most 63 doublings before Max is passed: no overflow
+	}
 	if d > p.Max || d <= 0 {
 		d = p.Max
 	}

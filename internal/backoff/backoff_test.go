@@ -14,6 +14,8 @@ func TestPolicyDoublesToItsCap(t *testing.T) {
 		2: 400 * time.Millisecond, 4: 1600 * time.Millisecond, 5: 2 * time.Second, 1000: 2 * time.Second} {
 		assert.Equal(t, want, p.After(n), "after %d failures", n)
 	}
+	long := Policy{Base: 10 * time.Minute, Max: time.Hour}
+	assert.Equal(t, time.Hour, long.After(1<<20), "a long base doubled often never wraps")
 	assert.Equal(t, 200*time.Millisecond, p.Next(0))
 	assert.Equal(t, 2*time.Second, p.Next(1500*time.Millisecond))
 	for n := 1; n < 100; n++ {
