@@ -25,7 +25,8 @@ import (
 // line is reopened after a backoff rather than read at full speed. A good
 // bus beside it keeps its poll rate.
 func TestBabblingLineIsBounded(t *testing.T) {
-	t.Parallel()
+	// alone: it holds a line to a pace or a rate, which tests beside it
+	// would slow
 	cases := []struct {
 		name string
 		gap  time.Duration
@@ -138,7 +139,8 @@ func TestBabblingLineIsBounded(t *testing.T) {
 // in a loop: the reconnect backoff grows until a good exchange, not until a
 // connect (before, each accept reset it: ~2 connects and log lines a second).
 func TestAcceptThenFailGatewayBacksOff(t *testing.T) {
-	t.Parallel()
+	// alone: it holds a line to a pace or a rate, which tests beside it
+	// would slow
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()

@@ -357,7 +357,8 @@ func TestLineDownIsReportedAndRetried(t *testing.T) {
 // neighbours: its late replies land in their exchanges as stray frames,
 // counted on the line, and they keep their poll rate with no errors.
 func TestLateSlaveDoesNotBlameItsNeighbours(t *testing.T) {
-	t.Parallel()
+	// alone: it holds a line to a pace or a rate, which tests beside it
+	// would slow
 	// 9600 baud, neighbours polled back to back: the line is busy most of
 	// the time, so late replies land inside the neighbours' exchanges
 	l := ptyLine(t, 9600, driver.SlavePolicy{Timeout: 300 * time.Millisecond}, 1, 2, 3)

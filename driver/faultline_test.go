@@ -89,7 +89,8 @@ func pollBoth(t *testing.T, bus *driver.Bus, d time.Duration) (good [3]int, fail
 // is one lasting failure in the log, not a "down" and a "recovered" line
 // per exchange (833 lines in 5 minutes before).
 func TestConverterClosingAfterEveryReply(t *testing.T) {
-	t.Parallel()
+	// alone: it holds a line to a pace or a rate, which tests beside it
+	// would slow
 	_, clean := faultLine(t, nil)
 	cleanGood, _ := pollBoth(t, clean, 2*time.Second)
 
@@ -110,7 +111,8 @@ func TestConverterClosingAfterEveryReply(t *testing.T) {
 // A converter that flaps: reads fail while it is down and come back within
 // the reopen backoff's ceiling once it is up, however long it was down.
 func TestFlappingConverterIsPolledSoonAfterItReturns(t *testing.T) {
-	t.Parallel()
+	// alone: it holds a line to a pace or a rate, which tests beside it
+	// would slow
 	fl, bus := faultLine(t, nil)
 	_, err := bus.ReadRegisters(context.Background(), 1, 3, 0, 2)
 	require.NoError(t, err)
