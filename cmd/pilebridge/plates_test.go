@@ -291,6 +291,10 @@ func TestAttendantPageOverHTTP(t *testing.T) {
 		assert.Contains(t, loc, "lang=en", "?lang kept")
 		done := get(t, base+loc, "").body
 		assert.Contains(t, done, "川A***** set on E2E01/1", "done, the plate masked")
+		// a crafted link puts no words of its own on the board's page
+		crafted := get(t, base+"/attendant?lang=en&set=E2E01/1&plate=Call+110+now&order=x", "").body
+		assert.NotContains(t, crafted, "Call 110")
+		assert.NotContains(t, crafted, `id="done"`)
 		s.waitFor("the plate on the port", 10*time.Second, func() bool {
 			return strings.Contains(get(t, base+"/status", s.token()).body, `"plate": "川A12345"`)
 		})

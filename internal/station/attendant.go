@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -181,9 +182,20 @@ func (a *Station) serveAttendant(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	d.Port = r.URL.Query().Get("port")
-	if done := r.URL.Query().Get("done"); done != "" {
-		d.Done = bounded(done, 200)
+	q := r.URL.Query()
+	d.Port = q.Get("port")
+	// the banner after a plate was set is worded here from checked values,
+	// never taken as text from the URL (a crafted link would put its own
+	// words on the board's page)
+	if set, plate := q.Get("set"), q.Get("plate"); set != "" && a.plates.ports[set] && maskedPlateRe.MatchString(plate) {
+		order := q.Get("order")
+		if !orderRe.MatchString(order) {
+			order = ""
+		}
+		d.Done = say(lang, "%s 已登记到 %s。", "%s set on %s.", plate, set)
+		if order != "" {
+			d.Done = say(lang, "%s 已登记到 %s，等待车牌的账单 %s 已随车牌上传。", "%s set on %s: its bill %s, which waited for a plate, leaves with it.", plate, set, order)
+		}
 	}
 	a.renderAttendant(w, http.StatusOK, d)
 }
@@ -230,13 +242,15 @@ func (a *Station) serveAttendantForm(w http.ResponseWriter, r *http.Request) {
 	order := h.put(d.Port, session.PlateRead{Plate: p, Source: session.PlateFromAttendant, By: who.Name, At: now})
 	h.log.Info().Str("port", d.Port).Str("plate", pii.Plate(p)).Str("source", "attendant").Str("by", who.Name).
 		Str("order", order).Msg("plate from the attendant page")
-	done := say(lang, "%s 已登记到 %s。", "%s set on %s.", pii.Plate(p), d.Port)
-	if order != "" {
-		done = say(lang, "%s 已登记到 %s，等待车牌的账单 %s 已随车牌上传。", "%s set on %s: its bill %s, which waited for a plate, leaves with it.", pii.Plate(p), d.Port, order)
-	}
-	q := url.Values{"lang": {lang}, "port": {d.Port}, "done": {done}}
+	q := url.Values{"lang": {lang}, "port": {d.Port}, "set": {d.Port}, "plate": {pii.Plate(p)}, "order": {order}}
 	http.Redirect(w, r, "/attendant?"+q.Encode(), http.StatusSeeOther)
 }
+
+// maskedPlateRe is a plate as pii.Plate masks it (川A*****).
+var maskedPlateRe = regexp.MustCompile(`^\p{Han}[A-Z][A-Z0-9*]{4,8}$`)
+
+// orderRe is an order number as NextOrder makes them.
+var orderRe = regexp.MustCompile(`^[0-9A-Za-z]{1,32}$`)
 
 // isAttendantForm: POST /attendant, which a phone's browser sends without
 // the token (the code in the form is checked instead).
