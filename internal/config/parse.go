@@ -36,13 +36,13 @@ func Decode(data []byte, name string) (*Config, error) {
 	strict := yaml.NewDecoder(bytes.NewReader(data))
 	strict.KnownFields(true)
 	if err := strict.Decode(&c); err != nil {
-		paths := keyPaths(&root)
+		paths, keys := lineIndex(&root)
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
 			return nil, Errors{syntaxError(name, data, err)}
 		}
 		for _, m := range te.Errors {
-			errs = append(errs, typeError(name, m, paths, keyLines(&root)))
+			errs = append(errs, typeError(name, m, paths, keys))
 		}
 		c = Config{}
 		_ = yaml.Unmarshal(data, &c) // what can be read; its type errors are the ones above
@@ -74,10 +74,11 @@ var (
 	typeRe    = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 )
 
-// keyPaths maps each line of the file to the dotted key paths whose values
-// start there, for naming keys in YAML type errors.
-func keyPaths(root *yaml.Node) map[int][]pathAt {
-	out := map[int][]pathAt{}
+// lineIndex maps each line of the file to what starts there, for naming
+// keys in YAML's errors: the dotted paths of the values (type errors) and
+// of the keys (unknown keys), in one walk of the tree.
+func lineIndex(root *yaml.Node) (values map[int][]pathAt, keys map[int][]string) {
+	values, keys = map[int][]pathAt{}, map[int][]string{}
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		switch n.Kind {
@@ -87,56 +88,28 @@ func keyPaths(root *yaml.Node) map[int][]pathAt {
 			}
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				p := n.Content[i].Value
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
 				if path != "" {
 					p = path + "." + p
 				}
-				v := n.Content[i+1]
-				out[v.Line] = append(out[v.Line], pathAt{p, v.Value})
+				keys[k.Line] = append(keys[k.Line], p)
+				values[v.Line] = append(values[v.Line], pathAt{p, v.Value})
 				walk(v, p)
 			}
 		case yaml.SequenceNode:
 			for i, v := range n.Content {
 				p := fmt.Sprintf("%s[%d]", path, i)
-				out[v.Line] = append(out[v.Line], pathAt{p, v.Value})
+				values[v.Line] = append(values[v.Line], pathAt{p, v.Value})
 				walk(v, p)
 			}
 		}
 	}
 	walk(root, "")
-	return out
+	return values, keys
 }
 
 type pathAt struct{ path, value string }
-
-// keyLines maps each line to the dotted paths of the keys written on it.
-func keyLines(root *yaml.Node) map[int][]string {
-	out := map[int][]string{}
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, k := range n.Content {
-				walk(k, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				p := n.Content[i].Value
-				if path != "" {
-					p = path + "." + p
-				}
-				out[n.Content[i].Line] = append(out[n.Content[i].Line], p)
-				walk(n.Content[i+1], p)
-			}
-		case yaml.SequenceNode:
-			for i, v := range n.Content {
-				walk(v, fmt.Sprintf("%s[%d]", path, i))
-			}
-		}
-	}
-	walk(root, "")
-	return out
-}
 
 // syntaxError says what the YAML parser could not read: a key given twice,
 // a tab where YAML wants spaces, or the parser's own words.
