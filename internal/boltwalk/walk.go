@@ -117,18 +117,7 @@ type walker struct {
 // Walk reads every bucket, key and value reachable from the newest valid
 // meta page of the file at path. The error is for a file that cannot be
 // read at all; a damaged tree is reported in Result.Damage.
-func Walk(path string) (*Result, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return WalkReader(f, st.Size())
-}
+func Walk(path string) (*Result, error) { return onFile(path, WalkReader) }
 
 // WalkReader is Walk on an open file of size bytes.
 func WalkReader(f io.ReaderAt, size int64) (*Result, error) {
@@ -136,8 +125,7 @@ func WalkReader(f io.ReaderAt, size int64) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{f: f, size: size, pageSize: int(m.pageSize), highPgid: m.pgid, seen: map[uint64]bool{},
-		res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, TxID: m.txid, PageSize: int(m.pageSize)}}
+	w := newWalker(f, size, m)
 	w.bucket("", m.root, nil, 0)
 	if len(w.res.Damage) > 0 {
 		w.loose()
@@ -152,42 +140,27 @@ func WalkReader(f io.ReaderAt, size int64) (*Result, error) {
 // neither tree reached (freed pages hold older copies) go to Loose. A file
 // with no valid meta page is read page by page at the page size its pages
 // show; that is damage, not an error.
-func Scavenge(path string) (*Result, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return ScavengeReader(f, st.Size())
-}
+func Scavenge(path string) (*Result, error) { return onFile(path, ScavengeReader) }
 
 // ScavengeReader is Scavenge on an open file of size bytes.
 func ScavengeReader(f io.ReaderAt, size int64) (*Result, error) {
 	metas := validMetas(f, size)
 	if len(metas) == 0 {
 		ps := guessPageSize(f, size)
-		w := &walker{f: f, size: size, pageSize: ps, highPgid: uint64(size / int64(ps)), seen: map[uint64]bool{},
-			res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, PageSize: ps}}
+		w := newWalker(f, size, meta{pageSize: uint32(ps), pgid: uint64(size / int64(ps))})
 		w.damage("", 0, "%v; every page read as %d bytes", ErrNotBolt, ps)
 		w.loose()
 		return w.res, nil
 	}
-	m := metas[0]
-	w := &walker{f: f, size: size, pageSize: int(m.pageSize), highPgid: m.pgid, seen: map[uint64]bool{},
-		res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, TxID: m.txid, PageSize: int(m.pageSize)}}
-	w.bucket("", m.root, nil, 0)
+	w := newWalker(f, size, metas[0])
+	w.bucket("", metas[0].root, nil, 0)
 	if len(w.res.Damage) == 0 {
 		return w.res, nil
 	}
 	for _, old := range metas[1:] {
 		// the previous transaction's tree: what it reads is a copy as old
 		// as that transaction, so it goes to Loose with its bucket known
-		ow := &walker{f: f, size: size, pageSize: int(old.pageSize), highPgid: old.pgid, seen: map[uint64]bool{},
-			res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}}}
+		ow := newWalker(f, size, old)
 		ow.bucket("", old.root, nil, 0)
 		for path, kvs := range ow.res.Buckets {
 			for k, v := range kvs {
@@ -201,6 +174,26 @@ func ScavengeReader(f io.ReaderAt, size int64) (*Result, error) {
 	}
 	w.loose()
 	return w.res, nil
+}
+
+// onFile runs read on the file at path.
+func onFile(path string, read func(io.ReaderAt, int64) (*Result, error)) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return read(f, st.Size())
+}
+
+// newWalker walks the tree of meta page m.
+func newWalker(f io.ReaderAt, size int64, m meta) *walker {
+	return &walker{f: f, size: size, pageSize: int(m.pageSize), highPgid: m.pgid, seen: map[uint64]bool{},
+		res: &Result{Buckets: map[string]map[string][]byte{}, Sequences: map[string]uint64{}, TxID: m.txid, PageSize: int(m.pageSize)}}
 }
 
 // guessPageSize is the page size at which most of the file's first pages
