@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"pilebridge/driver"
+	"pilebridge/internal/backoff"
 	"pilebridge/internal/blockdev"
 	"pilebridge/internal/cli"
 	"pilebridge/internal/station"
@@ -140,7 +141,7 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 		return fmt.Errorf("bridge did not poll every port: %w (log: %s)", err, logFile.Name())
 	}
 
-	if err := sleepCtx(ctx, o.settle); err != nil {
+	if err := backoff.Sleep(ctx, o.settle); err != nil {
 		return err
 	}
 	idle, err := m.window(ctx, o.idle)
@@ -152,7 +153,7 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 	if err := rig.startAll(ctx, o.powerW); err != nil {
 		return err
 	}
-	if err := sleepCtx(ctx, o.settle); err != nil {
+	if err := backoff.Sleep(ctx, o.settle); err != nil {
 		return err
 	}
 	charging, err := m.window(ctx, o.charge)
@@ -242,7 +243,7 @@ func (r *scaleRig) floor(ctx context.Context, o scaleOpts) (float64, error) {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
-	if err := sleepCtx(ctx, 3*time.Second); err != nil {
+	if err := backoff.Sleep(ctx, 3*time.Second); err != nil {
 		return 0, err
 	}
 	t0, err := cpuTicks(cmd.Process.Pid)
@@ -250,7 +251,7 @@ func (r *scaleRig) floor(ctx context.Context, o scaleOpts) (float64, error) {
 		return 0, err
 	}
 	start := time.Now()
-	if err := sleepCtx(ctx, o.idle); err != nil {
+	if err := backoff.Sleep(ctx, o.idle); err != nil {
 		return 0, err
 	}
 	t1, err := cpuTicks(cmd.Process.Pid)
@@ -400,7 +401,7 @@ func (r *scaleRig) startAll(ctx context.Context, powerW int64) error {
 		},
 	}
 	for _, step := range steps {
-		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		if err := backoff.Sleep(ctx, 2*time.Second); err != nil {
 			return err
 		}
 		if err := r.each(func(_, _ int, p *simulator.Pile) error { return p.Update(step) }); err != nil {
@@ -483,7 +484,7 @@ func (m *meas) window(ctx context.Context, d time.Duration) (window, error) {
 		}
 	}
 	t0 := time.Now()
-	if err := sleepCtx(ctx, d); err != nil {
+	if err := backoff.Sleep(ctx, d); err != nil {
 		return window{}, err
 	}
 	cpu1, err := cpuTicks(m.pid)
@@ -579,24 +580,13 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 func waitUntil(ctx context.Context, limit time.Duration, ok func() bool) error {
 	end := time.Now().Add(limit)
 	for !ok() {
 		if time.Now().After(end) {
 			return fmt.Errorf("not within %s", limit)
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
