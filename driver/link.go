@@ -67,6 +67,9 @@ type serialLink struct {
 	port serial.Port
 	fd   int      // the port's descriptor, polled by ReadBefore itself
 	lock *os.File // the exclusive claim on the line (exclusive.go)
+	// ppoll's arguments, kept: every read of every exchange takes them
+	poll [1]unix.PollFd
+	wait unix.Timespec
 }
 
 // portFD is the descriptor of a port go.bug.st/serial v1.8.0 opened (the
@@ -120,9 +123,9 @@ func (l *serialLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
 		if wait <= 0 {
 			return 0, ErrTimeout
 		}
-		fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
-		ts := unix.NsecToTimespec(int64(wait))
-		n, err := unix.Ppoll(fds, &ts, nil)
+		l.poll[0] = unix.PollFd{Fd: int32(l.fd), Events: unix.POLLIN}
+		l.wait = unix.NsecToTimespec(int64(wait))
+		n, err := unix.Ppoll(l.poll[:], &l.wait, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue // a signal (the runtime's preemption): wait out the rest
 		}
@@ -132,7 +135,7 @@ func (l *serialLink) ReadBefore(p []byte, deadline time.Time) (int, error) {
 		if n == 0 {
 			return 0, ErrTimeout
 		}
-		if fds[0].Revents&unix.POLLNVAL != 0 {
+		if l.poll[0].Revents&unix.POLLNVAL != 0 {
 			return 0, fmt.Errorf("serial port closed: %w", io.EOF)
 		}
 		m, err := unix.Read(l.fd, p)
