@@ -52,7 +52,7 @@ func TestSoak(t *testing.T) {
 	s := newSoak(t, seed)
 	res := s.run(d)
 	t.Logf("\n%s", res)
-	require.Zero(t, res.wrong+res.lost+res.duplicated+res.extra, "every bill exact, none lost, duplicated or invented")
+	require.Zero(t, res.wrong+res.lost+res.duplicated+res.extra, "every bill exact, none lost, duplicated or invented (seed %d)", seed)
 	require.Positive(t, res.exact)
 }
 
@@ -307,11 +307,17 @@ type soakResult struct {
 	sessions, unseen, kills               int
 	exact, wrong, lost, duplicated, extra int
 	energyWh                              int64
-	notes                                 []string
+	notes                                 []string // a line per bill that is not exact
+	evidence                              []string // what the bridge and the pile lived around it
 }
 
+// String puts the evidence first and the verdict last, where a log cut to
+// its tail still shows it.
 func (r soakResult) String() string {
 	var b strings.Builder
+	for _, n := range r.evidence {
+		b.WriteString(n + "\n")
+	}
 	fmt.Fprintf(&b, "sessions %d (unseen by the bridge: %d), kills %d, energy %d Wh\n", r.sessions, r.unseen, r.kills, r.energyWh)
 	fmt.Fprintf(&b, "bills exact %d, wrong %d, lost %d, duplicated %d, extra orders %d\n", r.exact, r.wrong, r.lost, r.duplicated, r.extra)
 	for _, n := range r.notes {
@@ -464,7 +470,8 @@ func (s *soak) analyse() soakResult {
 			case len(match) == 0:
 				res.lost++
 				res.notes = append(res.notes, fmt.Sprintf("%s session %d (%s): no bill; expected one of %v Wh", p.key, i, x.vin, keys(candidates[i])))
-				res.notes = append(res.notes, s.evidence(p, x, "", log)...)
+				res.evidence = append(res.evidence, fmt.Sprintf("%s session %d:", p.key, i))
+				res.evidence = append(res.evidence, s.evidence(p, x, "", log)...)
 			case len(match) > 1:
 				res.duplicated++
 				res.notes = append(res.notes, fmt.Sprintf("%s session %d: %d orders", p.key, i, len(match)))
@@ -477,7 +484,8 @@ func (s *soak) analyse() soakResult {
 			default:
 				res.wrong++
 				res.notes = append(res.notes, fmt.Sprintf("%s session %d (%s, order %s): billed %d Wh, expected one of %v", p.key, i, x.vin, match[0].Order, match[0].Quantity, keys(candidates[i])))
-				res.notes = append(res.notes, s.evidence(p, x, match[0].Order, log)...)
+				res.evidence = append(res.evidence, fmt.Sprintf("%s session %d:", p.key, i))
+				res.evidence = append(res.evidence, s.evidence(p, x, match[0].Order, log)...)
 			}
 		}
 		for _, o := range orders {
