@@ -43,6 +43,7 @@ const clockTicks = 100
 
 type scaleOpts struct {
 	bridge, profile, work      string
+	pprof                      string // directory for the bridge's profiles
 	lines, slaves              int
 	poll, idle, charge, settle time.Duration
 	powerW                     int64
@@ -67,6 +68,7 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 	fs.DurationVar(&o.charge, "charge", 45*time.Second, "charging phase measured")
 	fs.DurationVar(&o.settle, "settle", 10*time.Second, "unmeasured time before each phase")
 	fs.Int64Var(&o.powerW, "power", 7000, "charging power per pile, W")
+	fs.StringVar(&o.pprof, "pprof", "", "write the bridge's CPU profile of each phase and its heap and allocations at the end of charging to this `directory` (figures not judged: profiling costs CPU)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -117,7 +119,18 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(o.bridge, "run", "--config", cfgPath)
+	runArgs := []string{"run", "--config", cfgPath}
+	var pprofAddr string
+	if o.pprof != "" {
+		if err := os.MkdirAll(o.pprof, 0o755); err != nil {
+			return err
+		}
+		if pprofAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		runArgs = append(runArgs, "--pprof", pprofAddr)
+	}
+	cmd := exec.Command(o.bridge, runArgs...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start bridge: %w", err)
@@ -136,7 +149,7 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 		o.lines, o.slaves, ports, o.profile, o.poll, cmd.Process.Pid)
 	fmt.Fprintf(out, "scale: data on %s\n", devNote)
 
-	m := &meas{pid: cmd.Process.Pid, dev: dev, metrics: station.NewClientAt(listen), ports: ports}
+	m := &meas{pid: cmd.Process.Pid, dev: dev, metrics: station.NewClientAt(listen), ports: ports, pprofAddr: pprofAddr, pprofDir: o.pprof}
 	if err := waitUntil(ctx, 30*time.Second, func() bool { n, _ := m.exchanges(); return n >= float64(ports) }); err != nil {
 		return fmt.Errorf("bridge did not poll every port: %w (log: %s)", err, logFile.Name())
 	}
@@ -144,7 +157,7 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 	if err := backoff.Sleep(ctx, o.settle); err != nil {
 		return err
 	}
-	idle, err := m.window(ctx, o.idle)
+	idle, err := m.window(ctx, "idle", o.idle)
 	if err != nil {
 		return err
 	}
@@ -156,9 +169,16 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 	if err := backoff.Sleep(ctx, o.settle); err != nil {
 		return err
 	}
-	charging, err := m.window(ctx, o.charge)
+	charging, err := m.window(ctx, "charging", o.charge)
 	if err != nil {
 		return err
+	}
+	if o.pprof != "" {
+		for _, p := range []string{"heap", "allocs"} {
+			if err := m.profile(ctx, p, "", p+".pprof"); err != nil {
+				return err
+			}
+		}
 	}
 	rss, err := peakRSS(m.pid)
 	if err != nil {
@@ -460,6 +480,8 @@ type meas struct {
 	dev     blockdev.Device
 	metrics *station.Client
 	ports   int
+
+	pprofAddr, pprofDir string // when set, each window's CPU profile is kept
 }
 
 type window struct {
@@ -468,7 +490,17 @@ type window struct {
 
 func (w window) exchPerPoll(poll time.Duration) float64 { return w.exchPerPileSec * poll.Seconds() }
 
-func (m *meas) window(ctx context.Context, d time.Duration) (window, error) {
+func (m *meas) window(ctx context.Context, phase string, d time.Duration) (window, error) {
+	var profiled chan error
+	if m.pprofAddr != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- m.profile(ctx, "profile", fmt.Sprintf("seconds=%d", int(d.Seconds())), "cpu-"+phase+".pprof") }()
+		defer func() {
+			if err := <-profiled; err != nil {
+				fmt.Fprintf(os.Stderr, "scale: %s CPU profile: %v\n", phase, err)
+			}
+		}()
+	}
 	cpu0, err := cpuTicks(m.pid)
 	if err != nil {
 		return window{}, err
@@ -506,6 +538,32 @@ func (m *meas) window(ctx context.Context, d time.Duration) (window, error) {
 	w.cpuPct = 100 * float64(cpu1-cpu0) / clockTicks / w.seconds
 	w.exchPerPileSec = (ex1 - ex0) / float64(m.ports) / w.seconds
 	return w, nil
+}
+
+// profile saves the bridge's profile kind (profile, heap, allocs), asked
+// with query, in the profile directory as name.
+func (m *meas) profile(ctx context.Context, kind, query, name string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.pprofAddr+"/debug/pprof/"+kind+"?"+query, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	f, err := os.Create(filepath.Join(m.pprofDir, name))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // exchanges sums pilebridge_modbus_exchanges_total with outcome="ok".
