@@ -5,9 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"pilebridge/internal/config"
+	"pilebridge/internal/promtext"
 	"pilebridge/meter"
 	"pilebridge/session"
 	"pilebridge/uploader"
@@ -36,8 +35,8 @@ type portView struct {
 	LastReading *time.Time        `json:"last_reading_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 
-	reported bool                // its pile's device/sync report has seen this port
-	interval prometheus.Observer // its pilebridge_port_reading_interval_seconds, looked up once
+	reported bool                      // its pile's device/sync report has seen this port
+	interval *promtext.HistogramValues // its pilebridge_port_reading_interval_seconds
 }
 
 // statusBoard keeps the latest view of every port and feeds device/sync.
@@ -47,25 +46,17 @@ type statusBoard struct {
 	piles   map[string]config.Pile
 	devsync *uploader.DeviceSync
 	version string // the bridge's, for device/sync
-	// intervals: the time between a port's good readings, as achieved
-	// (a busy line reads each port less often than poll_interval)
-	intervals *prometheus.HistogramVec
 }
 
 func newStatusBoard(ds *uploader.DeviceSync, version string) *statusBoard {
-	return &statusBoard{ports: map[string]*portView{}, piles: map[string]config.Pile{}, devsync: ds, version: version,
-		intervals: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "pilebridge_port_reading_interval_seconds",
-			Help:    "Time between a port's good readings, as achieved.",
-			Buckets: []float64{0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60},
-		}, []string{"port"})}
+	return &statusBoard{ports: map[string]*portView{}, piles: map[string]config.Pile{}, devsync: ds, version: version}
 }
 
 func (s *statusBoard) addPort(key string, p config.Pile, pt config.Port) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ports[key] = &portView{Key: key, Pile: p.DeviceNo, PortNo: pt.PortNo, Alias: pt.Alias, State: session.Idle,
-		interval: s.intervals.WithLabelValues(key)}
+		interval: promtext.NewHistogram(intervalBounds)}
 	s.piles[p.DeviceNo] = p
 }
 

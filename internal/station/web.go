@@ -7,10 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"pilebridge/internal/dbfile"
 	"pilebridge/session"
 	"pilebridge/uploader"
@@ -141,9 +137,7 @@ func (a *Station) handler() http.Handler {
 	mux.HandleFunc("POST /plates/attendant", a.plates.servePlate(session.PlateFromAttendant))
 	mux.HandleFunc("GET /attendant", a.serveAttendant)
 	mux.HandleFunc("POST /attendant", a.serveAttendantForm)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{a: a}, a.status.intervals, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", &collector{a: a})
 	return mux
 }
 
