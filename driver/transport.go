@@ -59,6 +59,11 @@ type transport struct {
 	strays          atomic.Uint64 // stray frames skipped (read by LineStats)
 	babbles         atomic.Uint64 // times the line would not fall silent (read by LineStats)
 	junkRounds      int           // exchanges in a row that found stray bytes waiting, with no good one between
+	// clean: the last Modbus TCP exchange on this link read its reply and
+	// nothing after it. Its socket then holds nothing stale and the next
+	// request skips the flush (a syscall on every poll of every port); a
+	// reply that comes twice is still told apart by its transaction id.
+	clean bool
 	lastBabble      atomic.Int64  // unix ns of the last; 0 never
 }
 
@@ -174,7 +179,7 @@ func (t *transport) drop(err error) {
 		return
 	}
 	_ = t.link.Close()
-	t.link, t.goodSince = nil, time.Time{}
+	t.link, t.goodSince, t.clean = nil, time.Time{}, false
 	if t.lost == nil {
 		t.lost = err
 	}
@@ -269,7 +274,12 @@ func (t *transport) send(req []byte) ([]byte, error) {
 	if !t.limit.IsZero() && t.limit.Before(t.deadline) {
 		t.deadline = t.limit
 	}
-	junk, derr := t.link.Discard()
+	var junk int
+	var derr error
+	if !t.clean || t.framing != framingMBAP {
+		junk, derr = t.link.Discard()
+	}
+	t.clean = false
 	if junk > 0 {
 		t.junkRounds++
 	}
@@ -394,6 +404,27 @@ func (t *transport) fill(have, want int) (int, error) {
 	return have, nil
 }
 
+// fillAtLeast reads into t.buf, as much as each read gives, until it
+// holds at least want bytes or the deadline passes; it returns how many it
+// holds.
+func (t *transport) fillAtLeast(have, want int) (int, error) {
+	for have < want {
+		n, err := t.link.ReadBefore(t.buf[have:], t.deadline)
+		have += n
+		if errors.Is(err, ErrTimeout) {
+			if have == 0 {
+				return 0, ErrTimeout
+			}
+			return have, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("truncated: %d of %d bytes", have, want), Raw: clone(t.buf[:have])}
+		}
+		if err != nil {
+			t.drop(err)
+			return have, fmt.Errorf("read: %w", err)
+		}
+	}
+	return have, nil
+}
+
 func (t *transport) readRTU(req []byte) ([]byte, error) {
 	want, err := rtuReplyLen(req)
 	if err != nil {
@@ -449,10 +480,15 @@ func strayLen(head []byte) int {
 }
 
 // readMBAP reads Modbus TCP replies until the one with our transaction id;
-// a stale reply to an earlier, timed-out request is skipped.
+// a stale reply to an earlier, timed-out request is skipped. A socket read
+// takes whatever has arrived (usually the whole reply in one syscall);
+// bytes after a frame are the next frame's start. The exchange is clean
+// when nothing follows our reply.
 func (t *transport) readMBAP(req []byte) ([]byte, error) {
+	have := 0
 	for {
-		if _, err := t.fill(0, 7); err != nil {
+		var err error
+		if have, err = t.fillAtLeast(have, 7); err != nil {
 			return nil, err
 		}
 		l := int(binary.BigEndian.Uint16(t.buf[4:]))
@@ -461,10 +497,11 @@ func (t *transport) readMBAP(req []byte) ([]byte, error) {
 			return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("MBAP length %d", l), Raw: clone(t.buf[:7])}
 		}
 		want := 6 + l
-		if _, err := t.fill(7, want); err != nil {
+		if have, err = t.fillAtLeast(have, want); err != nil {
 			return nil, err
 		}
 		resp := clone(t.buf[:want])
+		have = copy(t.buf[:], t.buf[want:have])
 		if binary.BigEndian.Uint16(resp) != binary.BigEndian.Uint16(req) {
 			continue // a late reply to an earlier request
 		}
@@ -480,6 +517,7 @@ func (t *transport) readMBAP(req []byte) ([]byte, error) {
 				return nil, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("byte count mismatch, want %d", wantBytes), Raw: resp}
 			}
 		}
+		t.clean = have == 0 // bytes after our reply: the next request flushes first
 		return resp, nil
 	}
 }
