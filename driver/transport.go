@@ -63,8 +63,8 @@ type transport struct {
 	// nothing after it. Its socket then holds nothing stale and the next
 	// request skips the flush (a syscall on every poll of every port); a
 	// reply that comes twice is still told apart by its transaction id.
-	clean bool
-	lastBabble      atomic.Int64  // unix ns of the last; 0 never
+	clean      bool
+	lastBabble atomic.Int64 // unix ns of the last; 0 never
 }
 
 const (

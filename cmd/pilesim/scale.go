@@ -494,7 +494,9 @@ func (m *meas) window(ctx context.Context, phase string, d time.Duration) (windo
 	var profiled chan error
 	if m.pprofAddr != "" {
 		profiled = make(chan error, 1)
-		go func() { profiled <- m.profile(ctx, "profile", fmt.Sprintf("seconds=%d", int(d.Seconds())), "cpu-"+phase+".pprof") }()
+		go func() {
+			profiled <- m.profile(ctx, "profile", fmt.Sprintf("seconds=%d", int(d.Seconds())), "cpu-"+phase+".pprof")
+		}()
 		defer func() {
 			if err := <-profiled; err != nil {
 				fmt.Fprintf(os.Stderr, "scale: %s CPU profile: %v\n", phase, err)
