@@ -305,6 +305,16 @@ func TestTCPTransports(t *testing.T) {
 			got, err = bus.ReadRegisters(ctx, 5, 3, 10, 2)
 			require.NoError(t, err)
 			assert.Equal(t, words(33, 44), got)
+			// noise after a good reply: never taken for the next reply
+			for i := uint16(0); i < 3; i++ {
+				srv.Slave(5).Inject(simulator.Fault{Kind: simulator.FaultGarbage, Count: 1})
+				_, _ = bus.ReadRegisters(ctx, 5, 3, 10, 2)
+				srv.Slave(5).Bank.Set(3, 10, []uint16{50 + i, 60 + i})
+				got, err = bus.ReadRegisters(ctx, 5, 3, 10, 2)
+				require.NoError(t, err, "the read after noise, round %d", i)
+				assert.Equal(t, words(50+i, 60+i), got, "round %d", i)
+			}
+			srv.Slave(5).Bank.Set(3, 10, []uint16{33, 44})
 			// the gateway drops the connection: reconnected, and the read
 			// sent again on the new one within the same exchange
 			srv.Slave(5).Inject(simulator.Fault{Kind: simulator.FaultHangup, Count: 1})
