@@ -127,8 +127,11 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./driver/... ./meter/... ./session/... ./uploader/...
 
 # The bridge at station size: 16 Modbus TCP lines × 16 piles, 45 s idle and
-# 45 s all charging, then every bill checked. Prints CPU, peak RSS, device
-# bytes/s and exchanges per poll against the targets in docs/bench.md.
+# 45 s all charging, then every bill checked; a bare client (pilesim floor)
+# on the same lines before and after; one port charging for a minute.
+# Prints CPU as a ratio to the bare client, peak and 1-port RSS, device
+# bytes/s and exchanges per poll; fails when a target of docs/bench.md is
+# missed. SCALEFLAGS=--pprof=DIR keeps the bridge's profiles instead.
 bench-scale: build
 	./dist/pilesim scale --bridge ./dist/pilebridge $(SCALEFLAGS)
 

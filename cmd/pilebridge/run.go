@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime"
 
 	"pilebridge/internal/cli"
 	"pilebridge/internal/station"
@@ -49,11 +48,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *pprofAddr == "" {
-		// No heap profile will be asked for: do not sample allocations
-		// (the sampler's stack table alone is 1.4 MB on a 64-bit board).
-		runtime.MemProfileRate = 0
-	}
+	tuneRuntime(*pprofAddr != "")
 	cfg, reg, err := station.Load(*path)
 	if err != nil {
 		return err

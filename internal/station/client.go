@@ -2,6 +2,7 @@ package station
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -193,4 +194,24 @@ func (c *Client) Metrics() ([]byte, error) {
 		return nil, fmt.Errorf("the daemon answered %s to /metrics", resp.Status)
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+}
+
+// Profile is GET /debug/pprof/KIND?QUERY from a daemon run with --pprof,
+// this client made with NewClientAt(that address): a CPU profile
+// (kind "profile", query "seconds=N") takes as long as it asks for, and
+// wait bounds the whole call.
+func (c *Client) Profile(ctx context.Context, kind, query string, wait time.Duration) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/debug/pprof/"+kind+"?"+query, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: wait}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ask the running daemon for its %s profile: %w", kind, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the daemon answered %s to /debug/pprof/%s", resp.Status, kind)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 }
