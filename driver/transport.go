@@ -385,31 +385,20 @@ func (t *transport) drainLate() {
 	}
 }
 
-// fill reads into t.buf until it holds want bytes or the deadline passes.
-func (t *transport) fill(have, want int) (int, error) {
-	for have < want {
-		n, err := t.link.ReadBefore(t.buf[have:want], t.deadline)
-		have += n
-		if errors.Is(err, ErrTimeout) {
-			if have == 0 {
-				return 0, ErrTimeout
-			}
-			return have, &FrameError{Kind: FrameLength, Msg: fmt.Sprintf("truncated: %d of %d bytes", have, want), Raw: clone(t.buf[:have])}
-		}
-		if err != nil {
-			t.drop(err)
-			return have, fmt.Errorf("read: %w", err)
-		}
-	}
-	return have, nil
-}
+// fill reads into t.buf until it holds want bytes or the deadline passes,
+// never past want: on a serial line a byte more would be the next frame's.
+func (t *transport) fill(have, want int) (int, error) { return t.fillUpTo(have, want, want) }
 
 // fillAtLeast reads into t.buf, as much as each read gives, until it
 // holds at least want bytes or the deadline passes; it returns how many it
-// holds.
+// holds (Modbus TCP: frames carry their length and transaction id).
 func (t *transport) fillAtLeast(have, want int) (int, error) {
+	return t.fillUpTo(have, want, len(t.buf))
+}
+
+func (t *transport) fillUpTo(have, want, limit int) (int, error) {
 	for have < want {
-		n, err := t.link.ReadBefore(t.buf[have:], t.deadline)
+		n, err := t.link.ReadBefore(t.buf[have:limit], t.deadline)
 		have += n
 		if errors.Is(err, ErrTimeout) {
 			if have == 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,21 +20,22 @@ func TestTuneRuntimeKeepsWhatTheEnvironmentSays(t *testing.T) {
 		runtime.MemProfileRate = rate
 	})
 
-	t.Setenv("GOMAXPROCS", "")
-	t.Setenv("GOGC", "")
-	runtime.GOMAXPROCS(2)
-	runtime.MemProfileRate = 512 * 1024
-	tuneRuntime(false)
-	assert.Equal(t, 1, runtime.GOMAXPROCS(0))
-	assert.Equal(t, 50, debug.SetGCPercent(100))
-	assert.Zero(t, runtime.MemProfileRate)
-
-	t.Setenv("GOMAXPROCS", "2")
-	t.Setenv("GOGC", "100")
-	runtime.GOMAXPROCS(2)
-	runtime.MemProfileRate = 512 * 1024
-	tuneRuntime(true)
-	assert.Equal(t, 2, runtime.GOMAXPROCS(0))
-	assert.Equal(t, 100, debug.SetGCPercent(100))
-	assert.Equal(t, 512*1024, runtime.MemProfileRate)
+	for _, c := range []struct {
+		env                   string // GOMAXPROCS and GOGC given, or ""
+		profiling             bool
+		procs, gcPct, rateSet int
+	}{
+		{env: "", profiling: false, procs: 1, gcPct: 50, rateSet: 0},
+		{env: "2/100", profiling: true, procs: 2, gcPct: 100, rateSet: 512 * 1024},
+	} {
+		procsEnv, gcEnv, _ := strings.Cut(c.env, "/")
+		t.Setenv("GOMAXPROCS", procsEnv)
+		t.Setenv("GOGC", gcEnv)
+		runtime.GOMAXPROCS(2)
+		runtime.MemProfileRate = 512 * 1024
+		tuneRuntime(c.profiling)
+		assert.Equal(t, c.procs, runtime.GOMAXPROCS(0), "environment %q", c.env)
+		assert.Equal(t, c.gcPct, debug.SetGCPercent(100), "environment %q", c.env)
+		assert.Equal(t, c.rateSet, runtime.MemProfileRate, "environment %q, profiling %v", c.env, c.profiling)
+	}
 }
