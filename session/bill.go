@@ -1,7 +1,7 @@
 package session
 
 import (
-	"sort"
+	"slices"
 	"time"
 
 	"pilebridge/meter"
@@ -33,24 +33,34 @@ type PeriodWh struct {
 // so that Σ period Wh = round(Σ mWh) exactly, then prices each period's Wh
 // and rounds the sum to fen once (docs/billing.md, "Quantity" and "Fees").
 func BuildBill(periods map[string]*Billed) Bill {
-	keys := make([]string, 0, len(periods))
+	var b Bill
+	b.QuantityWh, b.EnergyFen, b.ServiceFen = sumBill(periods, &b.Periods)
+	return b
+}
+
+// sumBill is BuildBill's arithmetic; lines, if not nil, gets each period's
+// Wh. Without lines it allocates nothing for up to 16 periods (the status
+// board asks for the fees on every poll).
+func sumBill(periods map[string]*Billed, lines *[]PeriodWh) (wh, energyFen, serviceFen int64) {
+	var buf [16]string
+	keys := buf[:0]
 	for k := range periods {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
-	var b Bill
+	slices.Sort(keys)
 	var cum, given, e, v int64
 	for _, k := range keys {
 		p := periods[k]
 		cum += p.MWh
-		wh := roundMWh(cum) - given
-		given += wh
-		e += wh * int64(p.Electricity)
-		v += wh * int64(p.Service)
-		b.Periods = append(b.Periods, PeriodWh{Key: k, Wh: wh})
+		w := roundMWh(cum) - given
+		given += w
+		e += w * int64(p.Electricity)
+		v += w * int64(p.Service)
+		if lines != nil {
+			*lines = append(*lines, PeriodWh{Key: k, Wh: w})
+		}
 	}
-	b.QuantityWh, b.EnergyFen, b.ServiceFen = given, Fen(e), Fen(v)
-	return b
+	return given, Fen(e), Fen(v)
 }
 
 // roundMWh is mWh to Wh: meter.RoundWh, the one rounding of energy.

@@ -76,8 +76,8 @@ func (s *Session) Bill() Bill { return BuildBill(s.Periods) }
 
 // Fees are the session's charges so far, in fen.
 func (s *Session) Fees() (energyFen, serviceFen int64) {
-	b := s.Bill()
-	return b.EnergyFen, b.ServiceFen
+	_, energyFen, serviceFen = sumBill(s.Periods, nil)
+	return energyFen, serviceFen
 }
 
 // settle shifts the stamps made before the clock was believed by jump.

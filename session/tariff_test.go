@@ -219,5 +219,19 @@ func TestPropertyBillRoundsOnce(t *testing.T) {
 		require.Equal(t, b.QuantityWh, sum)
 		require.Equal(t, (e+50_000)/100_000, b.EnergyFen)
 		require.Equal(t, (v+50_000)/100_000, b.ServiceFen)
+		ef, sf := (&Session{Periods: periods}).Fees()
+		require.Equal(t, (e+50_000)/100_000, ef, "case %d: the fees the status board shows", i)
+		require.Equal(t, (v+50_000)/100_000, sf, "case %d: the fees the status board shows", i)
 	}
+}
+
+// The status board asks for a session's fees on every poll of every port:
+// that costs no allocation.
+func TestFeesAllocateNothing(t *testing.T) {
+	s := &Session{Periods: map[string]*Billed{
+		"a": {Type: "valley", MWh: 1_234_567, Electricity: 3123, Service: 4000},
+		"b": {Type: "peak", MWh: 7_654_321, Electricity: 10511, Service: 8000},
+		"c": {Type: "flat", MWh: 999, Electricity: 6500, Service: 6000},
+	}}
+	assert.Zero(t, testing.AllocsPerRun(100, func() { s.Fees() }))
 }
