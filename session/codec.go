@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -118,6 +119,19 @@ func (s stamp) time() time.Time {
 type codec struct {
 	enc cbor.EncMode
 	dec cbor.DecMode
+	// scratch holds *encScratch: a charging port's session is encoded on
+	// every reading, and building its stored form anew each time was a
+	// quarter of all the daemon's allocation (docs/bench.md)
+	scratch *sync.Pool
+}
+
+// encScratch is one encoding's stored form, with the map and slices it
+// reuses.
+type encScratch struct {
+	r       storedSession
+	periods map[string]storedBilled
+	unattr  []storedUnattributed
+	gaps    []storedGap
 }
 
 func newCodec() (codec, error) {
@@ -129,12 +143,19 @@ func newCodec() (codec, error) {
 	if err != nil {
 		return codec{}, err
 	}
-	return codec{enc: enc, dec: dec}, nil
+	return codec{enc: enc, dec: dec, scratch: &sync.Pool{New: func() any {
+		return &encScratch{periods: map[string]storedBilled{}}
+	}}}, nil
 }
 
 func (c codec) encode(s *Session) ([]byte, error) {
+	sc := c.scratch.Get().(*encScratch)
+	defer c.scratch.Put(sc)
+	clear(sc.periods)
+	sc.unattr, sc.gaps = sc.unattr[:0], sc.gaps[:0]
 	e := s.Energy
-	r := storedSession{
+	r := &sc.r
+	*r = storedSession{
 		Order: s.Order, State: s.State, StartTime: stampOf(s.StartTime), OpenedAt: stampOf(s.OpenedAt), Charged: s.Charged,
 		Energy: storedEnergy{
 			BaseMWh: e.BaseMWh, BaseAt: stampOf(e.BaseAt), LastMWh: e.LastMWh, LastAt: stampOf(e.LastAt),
@@ -147,23 +168,29 @@ func (c codec) encode(s *Session) ([]byte, error) {
 		PlateSource: s.PlateSource, PlateAt: stampOf(s.PlateAt), StartSeenAt: stampOf(s.StartSeenAt), PlateBy: s.PlateBy,
 	}
 	for _, u := range s.Unattributed {
-		r.Unattributed = append(r.Unattributed, storedUnattributed{MWh: u.MWh, FromMWh: u.FromMWh, FromAt: stampOf(u.FromAt),
+		sc.unattr = append(sc.unattr, storedUnattributed{MWh: u.MWh, FromMWh: u.FromMWh, FromAt: stampOf(u.FromAt),
 			ToMWh: u.ToMWh, ToAt: stampOf(u.ToAt), Sessions: u.Sessions, Why: u.Why})
 	}
 	for _, g := range e.Gaps {
-		r.Energy.Gaps = append(r.Energy.Gaps, storedGap{OldMWh: g.OldMWh, OldAt: stampOf(g.OldAt), NewMWh: g.NewMWh, NewAt: stampOf(g.NewAt)})
+		sc.gaps = append(sc.gaps, storedGap{OldMWh: g.OldMWh, OldAt: stampOf(g.OldAt), NewMWh: g.NewMWh, NewAt: stampOf(g.NewAt)})
 	}
 	if h := e.Hold; h != nil {
 		r.Energy.Hold = &storedHold{Polls: h.Polls, FirstMWh: h.FirstMWh, FirstAt: stampOf(h.FirstAt),
 			LastMWh: h.LastMWh, LastAt: stampOf(h.LastAt), Why: h.Why}
 	}
-	if len(s.Periods) > 0 {
-		r.Periods = make(map[string]storedBilled, len(s.Periods))
-		for k, b := range s.Periods {
-			if b != nil {
-				r.Periods[k] = storedBilled{Type: b.Type, MWh: b.MWh, Electricity: b.Electricity, Service: b.Service}
-			}
+	if len(sc.unattr) > 0 {
+		r.Unattributed = sc.unattr
+	}
+	if len(sc.gaps) > 0 {
+		r.Energy.Gaps = sc.gaps
+	}
+	for k, b := range s.Periods {
+		if b != nil {
+			sc.periods[k] = storedBilled{Type: b.Type, MWh: b.MWh, Electricity: b.Electricity, Service: b.Service}
 		}
+	}
+	if len(sc.periods) > 0 {
+		r.Periods = sc.periods
 	}
 	return c.enc.Marshal(r)
 }
