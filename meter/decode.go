@@ -1,11 +1,11 @@
 package meter
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"math/big"
-	"strings"
 	"time"
 )
 
@@ -215,11 +215,15 @@ func roundDiv(a, b int64) int64 {
 }
 
 func decodeASCII(regs []byte) string {
-	s := strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e {
-			return -1
+	// byte by byte: a byte outside 0x20..0x7e is a control character or
+	// part of a non-ASCII rune, dropped either way; filtered on the stack,
+	// so an empty VIN (idle, NUL-padded) costs no allocation on each poll
+	var buf [64]byte
+	out := buf[:0]
+	for _, c := range regs {
+		if c >= 0x20 && c <= 0x7e {
+			out = append(out, c)
 		}
-		return r
-	}, string(regs))
-	return strings.TrimSpace(s)
+	}
+	return string(bytes.TrimSpace(out))
 }

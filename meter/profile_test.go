@@ -313,3 +313,25 @@ fields:
 	var pe *ProfileError
 	assert.ErrorAs(t, err, &pe, "each mistake is a ProfileError")
 }
+
+// A text register (VIN, mobile) is its printable ASCII, trimmed: NUL
+// padding, control bytes and non-ASCII bytes dropped; idle, it costs no
+// allocation.
+func TestDecodeASCII(t *testing.T) {
+	for _, c := range []struct {
+		regs []byte
+		want string
+	}{
+		{[]byte("LSVAM4187C2184847\x00"), "LSVAM4187C2184847"},
+		{[]byte(" LSVAM4187C2184847 "), "LSVAM4187C2184847"},
+		{make([]byte, 18), ""},
+		{[]byte("                  "), ""},
+		{[]byte("AB\x01C\x7fD\xe4\xb8\xadE"), "ABCDE"},
+		{[]byte("\x00\x00 A B \x00"), "A B"},
+		{nil, ""},
+	} {
+		assert.Equal(t, c.want, decodeASCII(c.regs), "%q", c.regs)
+	}
+	idle := make([]byte, 18)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = decodeASCII(idle) }))
+}
