@@ -50,6 +50,9 @@ type Bus struct {
 	tr      *transport
 	reqs    chan *request
 	clients map[uint8]modbus.Client
+	// requests recycles *request with its reply channel: every poll of
+	// every port makes one
+	requests sync.Pool
 
 	lastSlave uint8
 	health    map[uint8]*slaveHealth
@@ -95,6 +98,7 @@ func New(cfg Config, log zerolog.Logger) (*Bus, error) {
 		stats:   map[uint8]*SlaveStats{},
 		done:    make(chan struct{}),
 	}
+	b.requests.New = func() any { return &request{reply: make(chan result, 1)} }
 	tr := &transport{log: b.log, framing: framingRTU}
 	switch {
 	case strings.HasPrefix(cfg.Device, "tcp://"), strings.HasPrefix(cfg.Device, "rtuovertcp://"):
@@ -239,15 +243,22 @@ func (b *Bus) ReadRegisters(ctx context.Context, slave, fc uint8, addr, qty uint
 	if qty < 1 || qty > MaxBlock {
 		return nil, fmt.Errorf("read slave %d: quantity %d out of 1..%d", slave, qty, MaxBlock)
 	}
-	r := &request{ctx: ctx, slave: slave, fc: fc, addr: addr, qty: qty, reply: make(chan result, 1)}
+	r := b.requests.Get().(*request)
+	r.ctx, r.slave, r.fc, r.addr, r.qty = ctx, slave, fc, addr, qty
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
+		r.ctx = nil
+		b.requests.Put(r)
 		return nil, ctx.Err()
 	case <-b.done:
+		r.ctx = nil
+		b.requests.Put(r)
 		return nil, fmt.Errorf("bus %s stopped", b.cfg.Name)
 	}
-	res := <-r.reply
+	res := <-r.reply // the bus's last touch of r: it is ours again
+	r.ctx = nil
+	b.requests.Put(r)
 	if res.err != nil {
 		return nil, fmt.Errorf("bus %s slave %d fc %02d addr %d qty %d: %w", b.cfg.Name, slave, fc, addr, qty, res.err)
 	}
