@@ -68,6 +68,13 @@ func (s *Slave) Clear() {
 	s.fault = nil
 }
 
+// ReadCount is how many requests the slave has had, answered or not.
+func (s *Slave) ReadCount() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Reads
+}
+
 func (s *Slave) takeFault() *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
