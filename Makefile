@@ -15,7 +15,7 @@ export CGO_ENABLED ?= 0
 # command fetches it from the module proxy once.
 export GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 
-.PHONY: all build vulncheck staticcheck test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board
+.PHONY: all build vulncheck staticcheck test test-race test-arm cross deb test-deb demo bench bench-scale lint clean soak soak-line soak-model fuzz test-board soak-board bench-board
 
 all: lint test build
 
@@ -116,6 +116,15 @@ test-board:
 		$(GO) test -count=1 -timeout 90m -run '^TestBoard$$' -v ./internal/boardtest/ | grep --line-buffered -Ev '^=== RUN'
 soak-board: CUTS = 30
 soak-board: test-board
+
+# The bridge on the emulated board against a bare client (pilesim floor)
+# making the same reads of the same pile over the same adapter: CPU idle and
+# charging as a ratio to it, RSS, boot-to-READY (docs/bench.md). As root,
+# with test-board's image; BENCH_WINDOW sets each window (default 1m).
+bench-board:
+	@img=$$(deploy/board/image.sh) && \
+	PILEBRIDGE_BOARD_IMAGE=$$img PILEBRIDGE_BOARD_VERSION=$(DEBVERSION) \
+		$(GO) test -count=1 -timeout 40m -run '^TestBoardBench$$' -v ./internal/boardtest/ | grep --line-buffered -Ev '^=== RUN'
 
 # One complete session: stand-in + simulated pile + bridge, then exit.
 demo: build

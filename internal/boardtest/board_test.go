@@ -43,7 +43,9 @@ type rig struct {
 	vm   *vm
 	plat *standIn
 	pile *simulator.Pile
-	work string // the host's working directory for the README's steps
+	// the pile's slave on the line, which counts the requests it had
+	slave *simulator.Slave
+	work  string // the host's working directory for the README's steps
 	// sessions billed so far, and what each should have been
 	billed int
 }
@@ -169,7 +171,7 @@ func newRig(t *testing.T, image string) *rig {
 	t.Cleanup(func() { ln.Close() })
 
 	plat := newStandIn(t, appID, secret)
-	r := &rig{t: t, plat: plat, pile: pile, work: work}
+	r := &rig{t: t, plat: plat, pile: pile, slave: slave, work: work}
 	r.vm = newVM(t, image, work, ln.Addr().String(), plat.addr)
 	t.Cleanup(func() {
 		if t.Failed() {
