@@ -124,25 +124,108 @@ func (r *Runner) Restore(ports []*Port) error {
 	return nil
 }
 
-// Run polls one port until ctx ends.
-func (r *Runner) Run(ctx context.Context, p *Port) {
-	t := time.NewTicker(p.Interval)
-	defer t.Stop()
+// RunLine polls the ports of one line until ctx ends: one goroutine and
+// one timer for the line (its bus takes one exchange at a time anyway),
+// each port at its own interval. What a round of polls changed is
+// committed in one transaction before the round's results are shown, so
+// a line of 16 charging ports costs one commit a second, not 16.
+func (r *Runner) RunLine(ctx context.Context, ports []*Port) {
+	next := make([]time.Time, len(ports))
+	start := time.Now()
+	for i := range next {
+		next[i] = start
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var (
+		steps  []lineStep
+		writes []Write
+		errs   []error
+	)
 	for {
-		r.Step(ctx, p, time.Now())
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
 		}
+		steps, writes = steps[:0], writes[:0]
+		stopped := false
+		for i, p := range ports {
+			now := time.Now()
+			if now.Before(next[i]) {
+				continue
+			}
+			if next[i] = next[i].Add(p.Interval); next[i].Before(now) {
+				next[i] = now // a round longer than the interval: at once, as a ticker would
+			}
+			st, ok := r.prepare(ctx, p, now)
+			if !ok { // ctx ended during the poll: what the round has is still committed
+				stopped = true
+				break
+			}
+			if st.commit {
+				st.write = len(writes)
+				writes = append(writes, Write{Port: p.Key, Sess: st.sess, Recs: p.loop.pending})
+			}
+			steps = append(steps, lineStep{port: p, at: now, step: st})
+		}
+		errs = slices.Grow(errs[:0], len(writes))[:len(writes)]
+		r.store.CommitAll(writes, errs)
+		for _, s := range steps {
+			var cerr error
+			if s.step.commit {
+				cerr = errs[s.step.write]
+			}
+			r.finish(s.port, s.at, s.step, cerr)
+		}
+		if stopped {
+			return
+		}
+		wake := next[0]
+		for _, t := range next[1:] {
+			if t.Before(wake) {
+				wake = t
+			}
+		}
+		timer.Reset(time.Until(wake))
 	}
+}
+
+type lineStep struct {
+	port *Port
+	at   time.Time
+	step step
+}
+
+// step is a poll's outcome between prepare and finish.
+type step struct {
+	reading meter.Reading
+	err     error
+	sess    *Session
+	order   string
+	commit  bool // the session and the pending events are to be committed
+	write   int  // its index in the round's writes (RunLine)
 }
 
 // Step polls the port once as of now, steps its machine and commits the
 // session with its events in one transaction; a failed commit is retried on
-// the next step with nothing dropped. Run calls it on every tick; a
-// simulation calls it with simulated time.
+// the next step with nothing dropped. A simulation calls it with simulated
+// time; RunLine does the same for a line's ports with one commit a round.
 func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
+	st, ok := r.prepare(ctx, p, now)
+	if !ok {
+		return
+	}
+	var cerr error
+	if st.commit {
+		cerr = r.store.Commit(p.Key, st.sess, p.loop.pending)
+	}
+	r.finish(p, now, st, cerr)
+}
+
+// prepare polls the port and steps its machine; it says whether the session
+// and the port's pending events are to be committed. false: ctx ended.
+func (r *Runner) prepare(ctx context.Context, p *Port, now time.Time) (step, bool) {
 	l := &p.loop
 	if !l.begun {
 		l.begun, l.ref, l.believed = true, now, r.clock.Believed(now)
@@ -165,7 +248,7 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 	}
 	reading, err := p.Poller.Poll(ctx, now)
 	if ctx.Err() != nil {
-		return
+		return step{}, false
 	}
 	evs, changed := p.Machine.Step(reading, err, now)
 	l.pending = queue(l.pending, evs)
@@ -188,19 +271,28 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 		}
 	}
 	due := now.Sub(l.stored) >= p.PersistEvery
-	if len(l.pending) > 0 || dirty || order != l.lastOrder || (changed && due) {
-		if cerr := r.store.Commit(p.Key, sess, l.pending); cerr != nil {
-			l.commit.Fail(now, cerr, func(e *zerolog.Event) { e.Int("events_waiting", len(l.pending)).Str("order", order) })
+	commit := len(l.pending) > 0 || dirty || order != l.lastOrder || (changed && due)
+	return step{reading: reading, err: err, sess: sess, order: order, commit: commit}, true
+}
+
+// finish takes the commit's outcome (cerr, if there was a commit), logs a
+// change of state and shows the poll to the observer.
+func (r *Runner) finish(p *Port, now time.Time, st step, cerr error) {
+	l := &p.loop
+	if st.commit {
+		if cerr != nil {
+			l.commit.Fail(now, cerr, func(e *zerolog.Event) { e.Int("events_waiting", len(l.pending)).Str("order", st.order) })
 		} else {
 			l.commit.OK(now)
-			l.pending, l.stored, l.lastOrder = nil, now, order
+			l.pending, l.stored, l.lastOrder = nil, now, st.order
 		}
 	}
-	if st := p.Machine.State(); st != l.lastState {
-		if p.Plates != nil && st == Idle && l.lastState != "" {
+	order := st.order
+	if state := p.Machine.State(); state != l.lastState {
+		if p.Plates != nil && state == Idle && l.lastState != "" {
 			p.Plates.Left(p.Key, now)
 		}
-		ev := l.log.Info().Str("to", string(st))
+		ev := l.log.Info().Str("to", string(state))
 		if l.lastState != "" {
 			ev = ev.Str("from", string(l.lastState))
 		}
@@ -208,9 +300,9 @@ func (r *Runner) Step(ctx context.Context, p *Port, now time.Time) {
 			ev = ev.Str("order", order)
 		}
 		ev.Msg("port state")
-		l.lastState = st
+		l.lastState = state
 	}
-	r.observe(p.Key, p.Machine.State(), p.Machine.Session(), reading, err)
+	r.observe(p.Key, p.Machine.State(), p.Machine.Session(), st.reading, st.err)
 }
 
 // queue adds evs to the events waiting for a commit. While the store refuses

@@ -73,7 +73,7 @@ func newBench(t *testing.T, persistEvery time.Duration) *bench {
 func (b *bench) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); b.run.Run(ctx, b.port) }()
+	go func() { defer close(done); b.run.RunLine(ctx, []*session.Port{b.port}) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 

@@ -94,16 +94,24 @@ func (s *Store) begin() uint64 {
 	return s.nextID
 }
 
-func (s *Store) end(id uint64, port string, err error) {
+// end ends commit id, of ports' writes, with err; with no ports it only
+// leaves the commits in flight (its writes are committed again on their own).
+func (s *Store) end(id uint64, err error, ports ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inflight, id)
+	if len(ports) == 0 {
+		return
+	}
 	s.lastErr = err
-	if err == nil {
-		s.lastOK = time.Now()
-		delete(s.failing, port)
-	} else if _, ok := s.failing[port]; !ok {
-		s.failing[port] = time.Now()
+	now := time.Now()
+	for _, port := range ports {
+		if err == nil {
+			s.lastOK = now
+			delete(s.failing, port)
+		} else if _, ok := s.failing[port]; !ok {
+			s.failing[port] = now
+		}
 	}
 }
 
@@ -146,10 +154,8 @@ func NewStore(db *bbolt.DB, outbox Sink, loc *time.Location, node string) (*Stor
 // to the transaction.
 func (s *Store) Commit(port string, sess *Session, recs []Event) (err error) {
 	id := s.begin()
-	defer func() { s.end(id, port, err) }()
-	s.mu.Lock()
-	seq := s.issued
-	s.mu.Unlock()
+	defer func() { s.end(id, err, port) }()
+	seq := s.seq()
 	var data []byte
 	if sess != nil {
 		if data, err = s.codec.encode(sess); err != nil {
@@ -157,29 +163,104 @@ func (s *Store) Commit(port string, sess *Session, recs []Event) (err error) {
 		}
 	}
 	err = s.db.Batch(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		if sess == nil {
-			if err := b.Delete([]byte(port)); err != nil {
-				return err
-			}
-		} else if err := b.Put([]byte(port), data); err != nil {
+		if err := s.put(tx, port, data, recs); err != nil {
 			return err
-		}
-		for _, r := range recs {
-			if err := s.outbox.EnqueueTx(tx, port, r); err != nil {
-				return err
-			}
 		}
 		return saveOrderSeq(tx, seq)
 	})
 	if err != nil {
 		return fmt.Errorf("store session of port %s: %w", port, err)
 	}
-
 	if len(recs) > 0 {
 		s.outbox.Notify()
 	}
 	return nil
+}
+
+// Write is one port's share of CommitAll: its session (nil: it closed) and
+// the events to enqueue with it.
+type Write struct {
+	Port string
+	Sess *Session
+	Recs []Event
+}
+
+// CommitAll commits the writes of one round of a line's polls in one
+// fsynced transaction, as Commit does for one, and puts each write's
+// outcome in errs (len(ws) long). If that transaction fails, each write is
+// committed on its own, so a port whose write the store refuses keeps no
+// other port's from the disk.
+func (s *Store) CommitAll(ws []Write, errs []error) {
+	if len(ws) == 1 {
+		errs[0] = s.Commit(ws[0].Port, ws[0].Sess, ws[0].Recs)
+		return
+	}
+	if len(ws) == 0 {
+		return
+	}
+	id := s.begin()
+	seq := s.seq()
+	data := make([][]byte, len(ws))
+	var err error
+	for i, w := range ws {
+		if w.Sess != nil {
+			if data[i], err = s.codec.encode(w.Sess); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = s.db.Batch(func(tx *bbolt.Tx) error {
+			for i, w := range ws {
+				if err := s.put(tx, w.Port, data[i], w.Recs); err != nil {
+					return err
+				}
+			}
+			return saveOrderSeq(tx, seq)
+		})
+	}
+	if err != nil { // find out whose: each on its own
+		s.end(id, nil)
+		for i, w := range ws {
+			errs[i] = s.Commit(w.Port, w.Sess, w.Recs)
+		}
+		return
+	}
+	notify := false
+	ports := make([]string, len(ws))
+	for i, w := range ws {
+		errs[i], ports[i] = nil, w.Port
+		notify = notify || len(w.Recs) > 0
+	}
+	s.end(id, nil, ports...)
+	if notify {
+		s.outbox.Notify()
+	}
+}
+
+// put writes one port's session (data nil: it closed) and enqueues its
+// events, inside tx.
+func (s *Store) put(tx *bbolt.Tx, port string, data []byte, recs []Event) error {
+	b := tx.Bucket(bucketSessions)
+	if data == nil {
+		if err := b.Delete([]byte(port)); err != nil {
+			return err
+		}
+	} else if err := b.Put([]byte(port), data); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := s.outbox.EnqueueTx(tx, port, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) seq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.issued
 }
 
 // Open returns the sessions stored as open, by port.

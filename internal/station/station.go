@@ -37,6 +37,7 @@ type Station struct {
 	profiles *meter.Registry
 	buses    map[string]*driver.Bus
 	ports    []*session.Port
+	byBus    map[string][]*session.Port // the ports on each bus, polled by one loop (RunLine)
 	outbox   *uploader.Outbox
 	sender   *uploader.Sender
 	devsync  *uploader.DeviceSync
@@ -247,14 +248,19 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 			if err != nil {
 				return fail(fmt.Errorf("port %s: %w", key, err))
 			}
-			a.ports = append(a.ports, &session.Port{
+			port := &session.Port{
 				Key:          key,
 				Machine:      m,
 				Poller:       meter.NewPoller(a.buses[p.Bus], uint8(pt.Slave), prof, ratios),
 				Interval:     pt.PollInterval,
 				PersistEvery: cfg.Session.PersistInterval,
 				Plates:       a.plates,
-			})
+			}
+			a.ports = append(a.ports, port)
+			if a.byBus == nil {
+				a.byBus = map[string][]*session.Port{}
+			}
+			a.byBus[p.Bus] = append(a.byBus[p.Bus], port)
 			a.status.addPort(key, p, pt)
 		}
 	}
@@ -264,6 +270,17 @@ func Build(cfg *config.Config, reg *meter.Registry, log zerolog.Logger, opts Opt
 		return fail(err)
 	}
 	return a, nil
+}
+
+// lines are the ports grouped by bus, in the config's order of buses.
+func (a *Station) lines() [][]*session.Port {
+	var out [][]*session.Port
+	for _, b := range a.cfg.Buses {
+		if ps := a.byBus[b.Name]; len(ps) > 0 {
+			out = append(out, ps)
+		}
+	}
+	return out
 }
 
 // Run runs the station until ctx ends: every bus, port, the sender, the
@@ -296,8 +313,8 @@ func (a *Station) Run(ctx context.Context) error {
 	goRun(func() { a.backups(ctx) })
 	goRun(func() { a.watchFiles(ctx) })
 	goRun(func() { a.watchdog(ctx, a.notify, a.alive) })
-	for _, p := range a.ports {
-		goRun(func() { a.runner.Run(ctx, p) })
+	for _, line := range a.lines() {
+		goRun(func() { a.runner.RunLine(ctx, line) })
 	}
 	var srv *http.Server
 	if a.cfg.Listen != "" {
