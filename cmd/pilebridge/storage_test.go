@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -429,12 +430,12 @@ func TestDamagedDatabaseIsRefusedAndSalvaged(t *testing.T) {
 			hurtBytes := hurt(orig)
 			require.NoError(t, os.WriteFile(dbPath, hurtBytes, 0o600))
 			before := fileHash(t, dbPath)
-			// a later bill is readable if a copy of its ledger entry is
-			// still in the damaged bytes (whole pages are cut or
-			// overwritten, so such a copy is on an intact page)
+			// a later bill is readable if a whole copy of its ledger
+			// entry is still in the damaged bytes; a copy whose end was
+			// cut off with the file's second half is not
 			readable := map[string]bool{}
 			for _, o := range later {
-				readable[o] = bytes.Contains(hurtBytes, []byte(`{"record":{"kind":"final","order":"`+o+`"`))
+				readable[o] = wholeCopy(hurtBytes, []byte(`{"record":{"kind":"final","order":"`+o+`"`))
 			}
 
 			for _, args := range [][]string{{"run"}, {"outbox", "list"}, {"sessions"}} {
@@ -719,4 +720,21 @@ func usedBytes(b []byte) int {
 		}
 	}
 	return used
+}
+
+// wholeCopy says whether data holds a complete JSON object starting with
+// prefix somewhere.
+func wholeCopy(data, prefix []byte) bool {
+	for i := bytes.Index(data, prefix); i >= 0; {
+		var v json.RawMessage
+		if json.NewDecoder(bytes.NewReader(data[i:])).Decode(&v) == nil {
+			return true
+		}
+		next := bytes.Index(data[i+1:], prefix)
+		if next < 0 {
+			return false
+		}
+		i += 1 + next
+	}
+	return false
 }
