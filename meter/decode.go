@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
+	"slices"
 	"time"
 )
 
@@ -51,35 +53,66 @@ func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, e
 		}
 	}
 	r := Reading{Time: at}
-	for name, f := range p.Fields {
-		regs := p.regs(data, f.FC, f.Addr, f.words())
-		spec, known := fieldTable[name]
-		if f.Type == "ascii" {
-			if known && spec.ascii {
-				spec.setTxt(&r, decodeASCII(regs))
+	for i := range p.decoders {
+		d := &p.decoders[i]
+		regs := data[d.block][d.off : d.off+2*d.f.words()]
+		if d.f.Type == "ascii" {
+			if d.known && d.spec.ascii {
+				d.spec.setTxt(&r, decodeASCII(regs))
 			}
 			continue
 		}
-		k := max(spec.k, 1)
-		v, res, ok, err := p.value(data, f, regs, ratios, k)
+		v, res, ok, err := p.value(data, d.f, regs, ratios, max(d.spec.k, 1))
 		if err != nil {
 			return Reading{}, err
 		}
 		if !ok {
 			continue
 		}
-		if !known {
+		if !d.known {
 			if r.Extra == nil {
 				r.Extra = map[string]int64{}
 			}
-			r.Extra[name] = v
+			r.Extra[d.name] = v
 			continue
 		}
-		if err := spec.decode(p, &r, v, res, regs); err != nil {
+		if err := d.spec.decode(p, &r, v, res, regs); err != nil {
 			return Reading{}, err
 		}
 	}
 	return r, nil
+}
+
+// fieldDecoder is a field with its table entry and the place of its
+// registers in the read plan, worked out once when the profile is loaded
+// rather than looked up by name on every poll.
+type fieldDecoder struct {
+	name       string
+	f          *Field
+	spec       fieldSpec
+	known      bool
+	block, off int // its registers start at data[block][off]
+}
+
+// placeFields places every field in the plan's blocks, in name order.
+func (p *Profile) placeFields() []fieldDecoder {
+	out := make([]fieldDecoder, 0, len(p.Fields))
+	for _, name := range slices.Sorted(maps.Keys(p.Fields)) {
+		f := p.Fields[name]
+		spec, known := fieldTable[name]
+		d := fieldDecoder{name: name, f: f, spec: spec, known: known, block: -1}
+		for i, b := range p.blocks {
+			if b.FC == f.FC && f.Addr >= b.Addr && int(f.Addr)+f.words() <= b.End() {
+				d.block, d.off = i, 2*int(f.Addr-b.Addr)
+				break
+			}
+		}
+		if d.block < 0 {
+			panic(fmt.Sprintf("profile %s: field %s not in the plan", p.Name, name)) // the plan is made from the fields
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // regs returns the bytes of n registers at addr from whichever block holds them.

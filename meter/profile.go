@@ -57,6 +57,7 @@ type Profile struct {
 	statuses map[int64]Status
 	ranges   []driver.Range
 	blocks   []driver.Block
+	decoders []fieldDecoder // the fields in name order, placed in blocks
 }
 
 // LineDefaults are the serial settings the device ships with.
@@ -236,6 +237,7 @@ func (p *Profile) validate() error {
 		return p.fail(nil, "%v", err)
 	}
 	p.blocks = blocks
+	p.decoders = p.placeFields()
 	return nil
 }
 
