@@ -37,6 +37,23 @@ type portView struct {
 
 	reported bool                      // its pile's device/sync report has seen this port
 	interval *promtext.HistogramValues // its pilebridge_port_reading_interval_seconds
+	// what StartedAt, SOC and LastReading point to: set in place on every
+	// poll, copied only when the view is (snapshot)
+	startedAt, lastReading time.Time
+	soc                    int
+}
+
+// repoint makes a copied view's pointers point into the copy.
+func (v *portView) repoint() {
+	if v.StartedAt != nil {
+		v.StartedAt = &v.startedAt
+	}
+	if v.SOC != nil {
+		v.SOC = &v.soc
+	}
+	if v.LastReading != nil {
+		v.LastReading = &v.lastReading
+	}
 }
 
 // statusBoard keeps the latest view of every port and feeds device/sync.
@@ -73,16 +90,15 @@ func (s *statusBoard) observe(key string, st session.PortState, sess *session.Se
 		if v.LastReading != nil && at.After(*v.LastReading) {
 			v.interval.Observe(at.Sub(*v.LastReading).Seconds())
 		}
-		v.LastReading, v.SOC = &at, nil
+		v.lastReading, v.LastReading, v.SOC = at, &v.lastReading, nil
 		if r.HasSOC {
-			soc := r.SOC
-			v.SOC = &soc
+			v.soc, v.SOC = r.SOC, &v.soc
 		}
 	}
 	v.Order, v.QuantityWh, v.EnergyFen, v.ServiceFen, v.StartedAt, v.Plate, v.PlateSource = "", 0, 0, 0, nil, "", ""
 	if sess != nil {
-		start := sess.StartTime.UTC()
-		v.Order, v.QuantityWh, v.StartedAt = sess.Order, sess.QuantityWh(), &start
+		v.startedAt = sess.StartTime.UTC()
+		v.Order, v.QuantityWh, v.StartedAt = sess.Order, sess.QuantityWh(), &v.startedAt
 		v.Plate, v.PlateSource = sess.Plate, string(sess.PlateSource)
 		v.EnergyFen, v.ServiceFen = sess.Fees()
 	}
@@ -116,5 +132,8 @@ func (s *statusBoard) snapshot() []portView {
 		out = append(out, *v)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	for i := range out {
+		out[i].repoint() // not into the live view, which the next poll changes
+	}
 	return out
 }
