@@ -44,27 +44,38 @@ func (e *DecodeError) Error() string {
 
 // Decode turns the plan's blocks (data[i] holds Blocks()[i]) into a Reading.
 func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, error) {
+	var r Reading
+	if err := p.decodeInto(&r, data, ratios, at); err != nil {
+		return Reading{}, err
+	}
+	return r, nil
+}
+
+// decodeInto is Decode into *r, which it overwrites: a poller decodes into
+// a Reading of its own, which the field decoders (called through function
+// values) would otherwise make escape to the heap on every poll.
+func (p *Profile) decodeInto(r *Reading, data [][]byte, ratios Ratios, at time.Time) error {
 	if len(data) != len(p.blocks) {
-		return Reading{}, fmt.Errorf("profile %s: %d blocks given, plan has %d", p.Name, len(data), len(p.blocks))
+		return fmt.Errorf("profile %s: %d blocks given, plan has %d", p.Name, len(data), len(p.blocks))
 	}
 	for i, b := range p.blocks {
 		if len(data[i]) != 2*int(b.Count) {
-			return Reading{}, fmt.Errorf("profile %s: block %d has %d bytes, want %d", p.Name, i, len(data[i]), 2*b.Count)
+			return fmt.Errorf("profile %s: block %d has %d bytes, want %d", p.Name, i, len(data[i]), 2*b.Count)
 		}
 	}
-	r := Reading{Time: at}
+	*r = Reading{Time: at}
 	for i := range p.decoders {
 		d := &p.decoders[i]
 		regs := data[d.block][d.off : d.off+2*d.f.words()]
 		if d.f.Type == "ascii" {
 			if d.known && d.spec.ascii {
-				d.spec.setTxt(&r, decodeASCII(regs))
+				d.spec.setTxt(r, decodeASCII(regs))
 			}
 			continue
 		}
 		v, res, ok, err := p.value(data, d.f, regs, ratios, max(d.spec.k, 1))
 		if err != nil {
-			return Reading{}, err
+			return err
 		}
 		if !ok {
 			continue
@@ -76,11 +87,11 @@ func (p *Profile) Decode(data [][]byte, ratios Ratios, at time.Time) (Reading, e
 			r.Extra[d.name] = v
 			continue
 		}
-		if err := d.spec.decode(p, &r, v, res, regs); err != nil {
-			return Reading{}, err
+		if err := d.spec.decode(p, r, v, res, regs); err != nil {
+			return err
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // fieldDecoder is a field with its table entry and the place of its

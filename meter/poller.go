@@ -18,6 +18,7 @@ type Poller struct {
 	profile *Profile
 	ratios  Ratios
 	data    [][]byte
+	reading Reading // decoded into in place, returned as a copy
 }
 
 // NewPoller builds a poller for one slave.
@@ -34,9 +35,8 @@ func (p *Poller) Poll(ctx context.Context, at time.Time) (Reading, error) {
 		}
 		p.data[i] = data
 	}
-	r, err := p.profile.Decode(p.data, p.ratios, at)
-	if err != nil {
+	if err := p.profile.decodeInto(&p.reading, p.data, p.ratios, at); err != nil {
 		return Reading{}, fmt.Errorf("slave %d: %w", p.slave, err)
 	}
-	return r, nil
+	return p.reading, nil
 }
