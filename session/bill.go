@@ -68,11 +68,13 @@ func roundMWh(mwh int64) int64 { return meter.RoundWh(mwh) }
 
 // book attributes mWh that flowed evenly over [from, to) to tariff periods.
 func book(periods map[string]*Billed, t *Tariff, from, to time.Time, mwh int64) {
+	var key [32]byte
 	for _, p := range t.Split(from, to, mwh) {
-		b := periods[p.Period.Key()]
+		k := p.Period.appendKey(key[:0])
+		b := periods[string(k)] // no allocation: the conversion is only for the lookup
 		if b == nil {
 			b = &Billed{Type: p.Period.Type, Electricity: p.Period.Electricity, Service: p.Period.Service}
-			periods[p.Period.Key()] = b
+			periods[string(k)] = b
 		}
 		b.MWh += p.Amount
 	}

@@ -42,8 +42,15 @@ type Period struct {
 	Service     Price
 }
 
-// Key names the period stably in stored sessions.
-func (p Period) Key() string { return fmt.Sprintf("%s@%02d:%02d", p.Type, p.Start/60, p.Start%60) }
+// Key names the period stably in stored sessions: type@hh:mm.
+func (p Period) Key() string { return string(p.appendKey(nil)) }
+
+// appendKey appends Key to dst without formatting: booking a reading looks
+// its period up by key on every poll.
+func (p Period) appendKey(dst []byte) []byte {
+	h, m := p.Start/60, p.Start%60
+	return append(append(dst, p.Type...), '@', byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10))
+}
 
 // Tariff is a day of time-of-use periods in a time zone.
 type Tariff struct {
@@ -201,7 +208,7 @@ func (t *Tariff) Split(from, to time.Time, amount int64) []Part {
 		if end.Equal(to) {
 			share = amount
 		}
-		if n := len(parts); n > 0 && parts[n-1].Period.Key() == p.Key() {
+		if n := len(parts); n > 0 && parts[n-1].Period.Type == p.Type && parts[n-1].Period.Start == p.Start { // the same Key
 			parts[n-1].Amount += share - given
 		} else if share-given != 0 {
 			parts = append(parts, Part{Period: p, Amount: share - given})

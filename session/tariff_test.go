@@ -235,3 +235,17 @@ func TestFeesAllocateNothing(t *testing.T) {
 	}}
 	assert.Zero(t, testing.AllocsPerRun(100, func() { s.Fees() }))
 }
+
+// A period's key is type@hh:mm of its start, for every minute of the day:
+// stored sessions name their periods by it.
+func TestPeriodKeyEveryMinute(t *testing.T) {
+	for _, typ := range []string{"sharp", "peak", "flat", "valley"} {
+		for start := 0; start < 1440; start++ {
+			p := Period{Start: start, End: 1440, Type: typ}
+			want := fmt.Sprintf("%s@%02d:%02d", typ, start/60, start%60)
+			if got := p.Key(); got != want {
+				t.Fatalf("Key of %s at minute %d: %q, want %q", typ, start, got, want)
+			}
+		}
+	}
+}
