@@ -20,14 +20,7 @@ import (
 // must bill the meter's delta exactly. docs/bench.md keeps the figures and
 // what emulation can and cannot tell.
 func TestBoardBench(t *testing.T) {
-	image := os.Getenv("PILEBRIDGE_BOARD_IMAGE")
-	if image == "" {
-		msg := "PILEBRIDGE_BOARD_IMAGE not set: the board benchmark needs the image deploy/board/image.sh builds (run `make bench-board`, as root)"
-		if os.Getenv("PILEBRIDGE_REQUIRE_BOARD") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED LOUDLY: " + msg)
-	}
+	image := boardImage(t, "the board benchmark", "make bench-board")
 	window := time.Minute
 	if s := os.Getenv("BENCH_WINDOW"); s != "" {
 		d, err := time.ParseDuration(s)

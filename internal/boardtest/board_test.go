@@ -51,14 +51,7 @@ type rig struct {
 }
 
 func TestBoard(t *testing.T) {
-	image := os.Getenv("PILEBRIDGE_BOARD_IMAGE")
-	if image == "" {
-		msg := "PILEBRIDGE_BOARD_IMAGE not set: the board test needs the image deploy/board/image.sh builds (run `make test-board`, as root)"
-		if os.Getenv("PILEBRIDGE_REQUIRE_BOARD") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED LOUDLY: " + msg)
-	}
+	image := boardImage(t, "the board test", "make test-board")
 	for _, tool := range []string{"qemu-system-arm", "qemu-img", "socat", "ssh", "scp", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: apt-get install qemu-system-arm qemu-utils socat openssh-client dpkg", tool)
@@ -144,6 +137,21 @@ func TestBoard(t *testing.T) {
 	if len(orders) != r.billed {
 		t.Errorf("%d final bills at the platform for %d sessions: %v", len(orders), r.billed, quantities)
 	}
+}
+
+// boardImage is the image deploy/board/image.sh built; without one the
+// test is skipped loudly, or fails where PILEBRIDGE_REQUIRE_BOARD is set.
+func boardImage(t *testing.T, what, target string) string {
+	t.Helper()
+	image := os.Getenv("PILEBRIDGE_BOARD_IMAGE")
+	if image == "" {
+		msg := fmt.Sprintf("PILEBRIDGE_BOARD_IMAGE not set: %s needs the image deploy/board/image.sh builds (run `%s`, as root)", what, target)
+		if os.Getenv("PILEBRIDGE_REQUIRE_BOARD") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED LOUDLY: " + msg)
+	}
+	return image
 }
 
 func newRig(t *testing.T, image string) *rig {
