@@ -45,7 +45,10 @@ func TestBoardBench(t *testing.T) {
 	t.Logf("board: %s; %s; %s CPUs; CLK_TCK %s", r.vm.on("uname -m"), r.vm.on("pilebridge --version"),
 		r.vm.on("nproc"), r.vm.on("getconf CLK_TCK"))
 
-	// boot to READY: the unit is enabled, a boot starts it by itself
+	// boot to READY: the unit is enabled, a boot starts it by itself. The
+	// deploy's files are synced first: a cut seconds after `install`
+	// leaves the secret empty, and the daemon refuses to start (exit 78)
+	r.vm.on("sync")
 	r.vm.cut()
 	r.vm.boot()
 	r.waitActive()
