@@ -130,6 +130,9 @@ func (r *Runner) Restore(ports []*Port) error {
 // committed in one transaction before the round's results are shown, so
 // a line of 16 charging ports costs one commit a second, not 16.
 func (r *Runner) RunLine(ctx context.Context, ports []*Port) {
+	if len(ports) == 0 {
+		return
+	}
 	next := make([]time.Time, len(ports))
 	start := time.Now()
 	for i := range next {
