@@ -94,8 +94,9 @@ func (s *Store) begin() uint64 {
 	return s.nextID
 }
 
-// end ends commit id, of ports' writes, with err; with no ports it only
-// leaves the commits in flight (its writes are committed again on their own).
+// end records commit id, of ports' writes, as done with err; with no ports
+// it only takes the commit off the in-flight list (CommitAll then commits
+// its writes again, each on its own).
 func (s *Store) end(id uint64, err error, ports ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
