@@ -105,7 +105,11 @@ func TestBoardBench(t *testing.T) {
 		mb(rss["VmRSS"]), mb(rss["RssAnon"]), mb(rss["RssFile"]), mb(rss["VmHWM"]))
 	fmt.Fprintf(&b, "boot to READY: %.1f s after the kernel started; %.2f s from exec to READY=1\n",
 		bootReady.Seconds(), execReady.Seconds())
-	fmt.Fprintf(&b, "bench session billed exactly: %d Wh\n", delta)
+	if t.Failed() {
+		fmt.Fprintf(&b, "bench session: the meter delivered %d Wh; its bill did NOT match (above)\n", delta)
+	} else {
+		fmt.Fprintf(&b, "bench session billed exactly: %d Wh\n", delta)
+	}
 	t.Log(b.String())
 	if out := os.Getenv("BENCH_OUT"); out != "" {
 		must(t, os.WriteFile(out, []byte(b.String()), 0o644))
