@@ -354,27 +354,30 @@ func (t *transport) waitSilence() error {
 
 // drainLate discards what arrives until the quarantine ends, or until the
 // line has been quiet for a few characters after bytes came (the late reply
-// is in and done). It never reads past the end of the quarantine nor more
-// than maxDrain bytes: bytes still coming then are a babble, and the line
-// is marked and closed.
+// is in and done). It reads no more than maxDrain bytes. Bytes read after
+// the quarantine's end may have waited in the kernel while this process was
+// stalled (a loaded board), so they are a babble only if the line is still
+// sending a quiet interval later; then the line is marked and closed.
 func (t *transport) drainLate() {
 	end := t.quarantineUntil
 	t.quarantineUntil = time.Time{}
 	quiet := max(4*t.silence, 2*time.Millisecond)
 	got := 0
+	late := false // bytes came at or after the quarantine's end
 	for {
 		deadline := end
-		if q := time.Now().Add(quiet); got > 0 && q.Before(end) {
+		if q := time.Now().Add(quiet); got > 0 && (late || q.Before(end)) {
 			deadline = q
 		}
 		n, err := t.link.ReadBefore(t.buf[:], deadline)
 		if n > 0 {
 			got += n
 			t.lastIO = time.Now()
-			if got > maxDrain || !time.Now().Before(end) {
+			if got > maxDrain || late {
 				t.babble()
 				return
 			}
+			late = !t.lastIO.Before(end)
 			continue
 		}
 		if err != nil && !errors.Is(err, ErrTimeout) {
