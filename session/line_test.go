@@ -12,10 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"pilebridge/driver"
 	"pilebridge/meter"
 	"pilebridge/session"
-	"pilebridge/simulator"
 	"pilebridge/uploader"
 )
 
@@ -24,27 +22,13 @@ import (
 // keep no port's back.
 func TestRunLinePollsEachPortAtItsInterval(t *testing.T) {
 	t.Parallel()
-	reg, err := meter.LoadRegistry("")
-	require.NoError(t, err)
-	prof, _ := reg.Get("ref-ac")
-	rig, err := simulator.ServeOnPty("", prof, 1000, 1, 2, 3)
-	require.NoError(t, err)
-	t.Cleanup(func() { rig.Close() })
-	bus, err := driver.New(driver.Config{Name: "b", Device: rig.Line.SlavePath,
-		Serial:  driver.SerialParams{Baud: 115200, DataBits: 8, Parity: "N", StopBits: 1},
-		Default: driver.SlavePolicy{Timeout: 200 * time.Millisecond}, DeadAfter: 3, DeadBase: 2 * time.Second, DeadMax: time.Minute}, zerolog.Nop())
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	go bus.Run(ctx)
-	t.Cleanup(func() { cancel(); <-bus.Done() })
-
+	rig, bus, prof := ptyLine(t, 1, 2, 3)
 	ports := map[string]uploader.Port{}
 	for id := 1; id <= 3; id++ {
 		ports[fmt.Sprintf("D%d/1", id)] = uploader.Port{DeviceNo: fmt.Sprintf("D%d", id), PortNo: "1", EnergyCode: "CN_AC"}
 	}
 	_, _, store := openStore(t, filepath.Join(t.TempDir(), "db"), session.BoltOptions(), ports)
-	tr, err := session.NewTariff("Asia/Shanghai", []session.PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1", Service: "1"}})
-	require.NoError(t, err)
+	tr := flatTariff(t)
 	intervals := []time.Duration{50 * time.Millisecond, 50 * time.Millisecond, 150 * time.Millisecond}
 	var line []*session.Port
 	for i, every := range intervals {

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/bbolt"
 
-	"pilebridge/driver"
 	"pilebridge/meter"
 	"pilebridge/session"
 	"pilebridge/simulator"
@@ -31,28 +30,14 @@ type bench struct {
 // newBench wires one port from a simulated pile on a pty to a bbolt store.
 func newBench(t *testing.T, persistEvery time.Duration) *bench {
 	dir := t.TempDir()
-	reg, err := meter.LoadRegistry("")
-	require.NoError(t, err)
-	prof, _ := reg.Get("ref-ac")
-	rig, err := simulator.ServeOnPty("", prof, 1000, 1)
-	require.NoError(t, err)
-	t.Cleanup(func() { rig.Close() })
+	rig, bus, prof := ptyLine(t, 1)
 	pile := rig.Piles[1]
-	bus, err := driver.New(driver.Config{Name: "b", Device: rig.Line.SlavePath,
-		Serial:  driver.SerialParams{Baud: 115200, DataBits: 8, Parity: "N", StopBits: 1},
-		Default: driver.SlavePolicy{Timeout: 200 * time.Millisecond}, DeadAfter: 3, DeadBase: 2 * time.Second, DeadMax: time.Minute}, zerolog.Nop())
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	go bus.Run(ctx)
-	t.Cleanup(func() { cancel(); <-bus.Done() })
-
 	db, err := bbolt.Open(filepath.Join(dir, "db"), 0o600, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	box, err := uploader.NewOutbox(db, 100_000, zerolog.Nop())
 	require.NoError(t, err)
-	tr, err := session.NewTariff("Asia/Shanghai", []session.PeriodSpec{{Start: "00:00", End: "24:00", Type: "flat", Electricity: "1", Service: "1"}})
-	require.NoError(t, err)
+	tr := flatTariff(t)
 	sink := &uploader.Translator{Outbox: box, Ports: map[string]uploader.Port{"D/1": {DeviceNo: "D", PortNo: "1", EnergyCode: "CN_AC"}}, LocalUserID: "u"}
 	store, err := session.NewStore(db, sink, tr.Loc, "")
 	require.NoError(t, err)
