@@ -186,7 +186,7 @@ func cmdScale(ctx context.Context, args []string, out io.Writer, log zerolog.Log
 	br.stop()
 	fl.stop()
 
-	fmt.Fprintf(out, "scale: one port charging, for its steady RSS\n")
+	fmt.Fprintf(out, "scale: one port charging, for its steady working set and RSS\n")
 	oneRSS, err := rig.onePort(ctx, o, work)
 	if err != nil {
 		return fmt.Errorf("one port: %w", err)

@@ -29,11 +29,11 @@ type Mem struct{ RSS, Anon, File, FileTouched int64 }
 // pages it touched.
 func (m Mem) WorkingSet() int64 { return m.Anon + m.FileTouched }
 
-// Read reads pid's resident memory; FileTouched counts what was touched
-// since the last ClearRefs (all of it, if none).
+// Read reads pid's resident memory; FileTouched counts the file pages
+// touched since the last ClearRefs (since they were mapped, if never).
 func Read(pid int) (Mem, error) {
 	var m Mem
-	var err1, err2, err3, err4 error
+	var err1, err2, err3 error
 	m.RSS, err1 = Status(pid, "VmRSS:")
 	m.Anon, err2 = Status(pid, "RssAnon:")
 	m.File, err3 = Status(pid, "RssFile:")
