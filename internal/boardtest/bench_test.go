@@ -70,7 +70,7 @@ func TestBoardBench(t *testing.T) {
 
 	var charging cpuWindow
 	var rss map[string]int64
-	var touched int64 // kB of file pages touched in the charging window
+	var touched int64 // kB of file pages touched in the working-set window
 	delta := r.charge(func() {
 		r.waitState("charging", time.Minute)
 		time.Sleep(3 * time.Second)
