@@ -111,11 +111,11 @@ func ParseSmaps(r io.Reader, name string) ([]Mapping, error) {
 		default:
 			continue
 		}
-		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(val), "kB")), 10, 64)
+		n, err := kBytes(val)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s %q: %w", name, key, val, err)
 		}
-		*dst = kb * 1024
+		*dst = n
 	}
 	return maps, sc.Err()
 }
@@ -158,12 +158,18 @@ func Status(pid int, key string) (int64, error) {
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, key); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			n, err := kBytes(v)
 			if err != nil {
 				return 0, fmt.Errorf("%s %q: %w", key, v, err)
 			}
-			return kb * 1024, nil
+			return n, nil
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, key)
+}
+
+// kBytes reads a /proc value such as "  1234 kB" as bytes.
+func kBytes(v string) (int64, error) {
+	kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+	return kb * 1024, err
 }
